@@ -1,0 +1,1 @@
+"""feedgen: a Bluesky feed generator whose algorithms are open, published and explainable."""

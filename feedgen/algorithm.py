@@ -1,0 +1,152 @@
+"""The algorithm plugin API: what an author subclasses, what a page request carries, what a page returns.
+
+Owns `Algorithm` (the base class every plugin extends), `FeedRequest`, `Item` and `Page`, parameter
+validation, and the version hash that says which code ranked a page. An algorithm reads the store
+(`feedgen.store` models) and nothing else: no network, no firehose, no writes.
+See docs/algorithms.md for the author's guide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class InvalidCursor(ValueError):
+    """The cursor given to `Algorithm.page` is malformed or was not made by this algorithm."""
+
+
+class InvalidParams(ValueError):
+    """A feed's parameters do not fit its algorithm's `Params`."""
+
+
+@dataclass(frozen=True)
+class FeedRequest:
+    """One page request, as the server hands it to an algorithm."""
+
+    limit: int
+    """How many items to return at most (1..100)."""
+    cursor: str | None = None
+    """The cursor of the previous page, exactly as this algorithm returned it, or None for the first page."""
+    viewer: str | None = None
+    """DID of the reader, from a verified service JWT; None for anonymous requests."""
+    langs: tuple[str, ...] = ()
+    """Languages the reader accepts (from `Accept-Language`), most preferred first."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One skeleton entry: a post URI and a short, human-readable reason it is in the feed."""
+
+    post: str
+    context: str | None = None
+    """Why this post is here (sent as the skeleton's `feedContext`)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Item]
+    cursor: str | None = None
+    """Cursor for the next page; None when this page is the last."""
+
+
+class NoParams:
+    """The `Params` of an algorithm that takes none."""
+
+
+class Algorithm:
+    """Base class of every ranking algorithm plugin.
+
+    Subclasses set the class attributes and implement `page`. Parameters a feed may set are the fields
+    of a dataclass assigned to `Params`; the validated instance is `self.params`.
+    """
+
+    name: ClassVar[str]
+    """Identifier of the algorithm; also the record key of its default feed."""
+    display_name: ClassVar[str]
+    description: ClassVar[str]
+    """What the feed shows, in one or two sentences."""
+    ranking: ClassVar[str] = ''
+    """How the feed orders posts, in plain words."""
+    source_url: ClassVar[str] = ''
+    """Where the source code can be read; default: the module's file path."""
+    personalized: ClassVar[bool] = False
+    """True when `page` needs `request.viewer` (the reader's DID) to answer."""
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, **params: Any) -> None:
+        self.params = build_params(self.Params, params, self.name)
+
+    def page(self, request: FeedRequest) -> Page:
+        """Returns one page of the feed for `request`."""
+        raise NotImplementedError
+
+    @classmethod
+    def source(cls) -> str:
+        """Where the algorithm's source lives: `source_url`, or the path of its module file."""
+        return cls.source_url or (inspect.getsourcefile(cls) or cls.__module__)
+
+    @classmethod
+    def version(cls) -> str:
+        """A short content hash of the algorithm's module source: which code ranked a page."""
+        module = sys.modules[cls.__module__]
+        try:
+            text = inspect.getsource(module)
+        except (OSError, TypeError):
+            text = cls.__qualname__
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def build_params(params_type: type, values: dict[str, Any], owner: str) -> Any:
+    """Validates `values` against the dataclass `params_type` and returns an instance of it.
+
+    Raises:
+        InvalidParams: an unknown key, a missing required key, or a value of the wrong type.
+    """
+    if params_type is NoParams:
+        if values:
+            raise InvalidParams(f'{owner} takes no parameters, got {sorted(values)}')
+        return NoParams()
+    known = {f.name: f for f in dataclasses.fields(params_type)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InvalidParams(f'{owner}: unknown parameter(s) {unknown}; known: {sorted(known)}')
+    hints = typing.get_type_hints(params_type)
+    converted = {name: _check_type(f'{owner}.{name}', hints[name], value) for name, value in values.items()}
+    try:
+        return params_type(**converted)
+    except (TypeError, ValueError) as error:
+        raise InvalidParams(f'{owner}: {error}') from None
+
+
+def _check_type(label: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check_type(label, option, value)
+            except InvalidParams:
+                continue
+        raise InvalidParams(f'{label}: {value!r} is not {hint}')
+    if hint is type(None):
+        if value is None:
+            return None
+        raise InvalidParams(f'{label}: expected nothing, got {value!r}')
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise InvalidParams(f'{label}: expected a list, got {value!r}')
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        return tuple(_check_type(label, item, v) for v in value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise InvalidParams(f'{label}: expected {hint.__name__}, got {value!r}')
+    return value

@@ -1,0 +1,291 @@
+"""The `feedgen` command line: run, ingest, serve, replay, demo, algorithms.
+
+Owns turning settings and options into running parts (ingest process, scheduler, gunicorn) and the
+one-line errors a person sees when a setting is wrong. Everything it starts lives in other modules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from feedgen.capture import CaptureError
+from feedgen.firehose import Backoff, Firehose
+from feedgen.indexer import Indexer
+from feedgen.ingest import Pipeline, replay
+from feedgen.jobs import start_scheduler
+from feedgen.plugins import PluginError, discover_algorithms, load_feeds
+from feedgen.server import create_app
+from feedgen.settings import Settings, SettingsError
+from feedgen.store import Post, open_database
+
+log = logging.getLogger('feedgen')
+DEMO_CAPTURE = Path(__file__).parent / 'data' / 'demo.atfh'
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj['settings']
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format='%(asctime)s %(levelname)s %(name)s %(message)s',
+        stream=sys.stderr,
+    )
+
+
+class _FeedgenGroup(click.Group):
+    """Turns configuration errors into one line on stderr and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (SettingsError, PluginError, CaptureError) as error:
+            click.echo(f'error: {error}', err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_FeedgenGroup)
+@click.option('-v', '--verbose', is_flag=True, help='Debug logging (every plugin load, every skipped frame).')
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """feedgen: a Bluesky feed generator with open, explainable algorithms.
+
+    Settings come from FEEDGEN_* environment variables and an optional .env file (see README).
+    """
+    _setup_logging(verbose)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        click.echo(f'error: {error}', err=True)
+        sys.exit(2)
+    ctx.obj = {'settings': settings}
+
+
+def make_pipeline(settings: Settings, source: str) -> Pipeline:
+    db = open_database(settings.database)
+    return Pipeline(Indexer(db, source), batch_size=settings.batch_size, batch_seconds=settings.batch_seconds)
+
+
+def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event | None = None) -> Pipeline:
+    """Runs the firehose ingest and the scheduled jobs until stopped (or the stream ends, with `once`)."""
+    stop = stop or threading.Event()
+    pipeline = make_pipeline(settings, settings.subscribe_url)
+    scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours)
+    firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, backoff=Backoff())
+    try:
+        firehose.run(once=once)
+    finally:
+        scheduler.shutdown(wait=False)
+    return pipeline
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        log.info('received signal %d, stopping after the current batch', signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@main.command()
+@click.option('--once', is_flag=True, help='Exit when the relay closes the stream (benchmarks, tests).')
+@click.pass_context
+def ingest(ctx: click.Context, once: bool) -> None:
+    """Subscribe to the firehose and index it, resuming from the saved cursor."""
+    settings = _settings(ctx)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    started = time.monotonic()
+    pipeline = ingest_forever(settings, once=once, stop=stop)
+    summary = pipeline.stats.as_dict() | {'cursor': pipeline.indexer.cursor, 'seconds': time.monotonic() - started}
+    click.echo(json.dumps(summary))
+
+
+class _Gunicorn(BaseApplication):
+    """Gunicorn embedded: each worker process builds its own app (and database connection)."""
+
+    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self.factory = factory
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.factory()
+
+
+def serve_forever(settings: Settings, host: str, port: int, workers: int) -> None:
+    # Load once in the master so a bad feeds config or plugin fails here with one line, not in every worker.
+    load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
+    open_database(settings.database).close()
+    options = {
+        'bind': f'{host}:{port}',
+        'workers': workers,
+        'worker_class': 'gthread',
+        'threads': 4,
+        'accesslog': None,
+        'limit_request_line': 8190,
+        'limit_request_field_size': 8190,
+        'graceful_timeout': 5,
+    }
+    _Gunicorn(lambda: create_app(settings), options).run()
+
+
+@main.command()
+@click.option('--host', default='127.0.0.1', show_default=True)
+@click.option('--port', type=int, default=None, help='Default: FEEDGEN_PORT or 8000.')
+@click.option('--workers', type=int, default=None, help='Default: FEEDGEN_WORKERS or 2.')
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int | None, workers: int | None) -> None:
+    """Serve the feeds (getFeedSkeleton, describeFeedGenerator, did.json) with gunicorn."""
+    settings = _settings(ctx)
+    _print_feed_urls(settings, host, port or settings.port)
+    serve_forever(settings, host, port or settings.port, workers or settings.workers)
+
+
+def _ingest_child(settings: Settings) -> None:
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    ingest_forever(settings, stop=stop)
+
+
+def _supervise_ingest(settings: Settings, stopping: threading.Event) -> None:
+    """Keeps one ingest process alive, restarting it with backoff if it dies."""
+    backoff = Backoff(base=1.0, cap=60.0)
+    context = multiprocessing.get_context('spawn')
+    while not stopping.is_set():
+        child = context.Process(target=_ingest_child, args=(settings,), name='feedgen-ingest', daemon=True)
+        child.start()
+        while child.is_alive() and not stopping.is_set():
+            child.join(timeout=1.0)
+        if stopping.is_set():
+            child.terminate()
+            child.join(timeout=10)
+            return
+        delay = backoff.next_delay()
+        log.error('ingest process exited with status %s; restarting in %.1fs', child.exitcode, delay)
+        stopping.wait(delay)
+
+
+@main.command()
+@click.option('--host', default='0.0.0.0', show_default=True)
+@click.option('--port', type=int, default=None, help='Default: FEEDGEN_PORT or 8000.')
+@click.pass_context
+def run(ctx: click.Context, host: str, port: int | None) -> None:
+    """The main job: ingest the firehose, run scheduled jobs, and serve the feeds."""
+    settings = _settings(ctx)
+    stopping = threading.Event()
+    supervisor = threading.Thread(target=_supervise_ingest, args=(settings, stopping), daemon=True)
+    supervisor.start()
+    try:
+        serve_forever(settings, host, port or settings.port, settings.workers)
+    finally:
+        stopping.set()
+        supervisor.join(timeout=15)
+
+
+@main.command(name='replay')
+@click.argument('path', type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def replay_command(ctx: click.Context, path: Path) -> None:
+    """Index a recorded capture (ATFH file), then print a summary. Re-running resumes, never doubles."""
+    settings = _settings(ctx)
+    summary = _replay(settings, path)
+    click.echo(json.dumps(summary))
+
+
+def _replay(settings: Settings, path: Path) -> dict[str, Any]:
+    pipeline = make_pipeline(settings, f'capture:{path.resolve()}')
+    started = time.monotonic()
+
+    def progress(p: Pipeline) -> None:
+        if p.stats.batches % 50 == 0:
+            click.echo(f'replay: {p.stats.frames} frames, cursor {p.indexer.cursor}', err=True)
+
+    pipeline.on_batch = progress
+    stats = replay(path, pipeline)
+    return stats.as_dict() | {
+        'cursor': pipeline.indexer.cursor,
+        'indexed': dict(pipeline.indexer.written),
+        'posts_in_store': Post.select().count(),
+        'seconds': round(time.monotonic() - started, 3),
+    }
+
+
+def _print_feed_urls(settings: Settings, host: str, port: int) -> None:
+    feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
+    shown = '127.0.0.1' if host in ('0.0.0.0', '::') else host
+    base = f'http://{shown}:{port}'
+    click.echo(f'serving {len(feeds)} feeds as {settings.service_did} on {base}', err=True)
+    for feed in feeds.values():
+        click.echo(
+            f'  {base}/xrpc/app.bsky.feed.getFeedSkeleton?feed={quote(feed.uri(settings.publisher_did), safe="")}&limit=10',
+            err=True,
+        )
+    click.echo(f'  {base}/xrpc/app.bsky.feed.describeFeedGenerator', err=True)
+
+
+@main.command()
+@click.option('--port', type=int, default=8000, show_default=True)
+@click.option('--capture', type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEMO_CAPTURE)
+@click.pass_context
+def demo(ctx: click.Context, port: int, capture: Path) -> None:
+    """Offline demo: replay a bundled capture into a temporary store and serve it on localhost."""
+    folder = Path(tempfile.mkdtemp(prefix='feedgen-demo-'))
+    settings = Settings(hostname=f'localhost:{port}', port=port, database=str(folder / 'demo.db'))
+    summary = _replay(settings, capture)
+    click.echo(
+        f'demo: indexed {summary["posts_in_store"]} posts from {capture.name} into {settings.database}', err=True
+    )
+    _print_feed_urls(settings, '127.0.0.1', port)
+    serve_forever(settings, '127.0.0.1', port, 1)
+
+
+@main.command(name='algorithms')
+@click.option('--json', 'as_json', is_flag=True, help='Machine-readable output.')
+@click.pass_context
+def algorithms_command(ctx: click.Context, as_json: bool) -> None:
+    """List the loaded algorithms and the feeds served from them."""
+    settings = _settings(ctx)
+    algorithms = discover_algorithms(settings.plugins_dir)
+    feeds = load_feeds(algorithms, settings.feeds_config)
+    rows = [
+        {
+            'rkey': feed.rkey,
+            'uri': feed.uri(settings.publisher_did),
+            'algorithm': feed.algorithm.name,
+            'version': feed.algorithm.version(),
+            'personalized': feed.algorithm.personalized,
+            'params': feed.params,
+            'source': feed.algorithm.source(),
+            'description': feed.description,
+        }
+        for feed in feeds.values()
+    ]
+    if as_json:
+        click.echo(json.dumps({'algorithms': sorted(algorithms), 'feeds': rows}, indent=2))
+        return
+    click.echo(f'{len(algorithms)} algorithms: {", ".join(sorted(algorithms))}')
+    for row in rows:
+        click.echo(f'{row["rkey"]:<16} {row["algorithm"]:<12} v{row["version"]}  {row["uri"]}')
+        click.echo(f'{"":<16} {row["description"]}  (source: {row["source"]})')

@@ -1,0 +1,277 @@
+"""Indexer: the single writer that applies decoded firehose events to the store, one transaction a batch.
+
+Owns what each event does to the store and the exactly-once guarantee: the cursor is saved in the same
+transaction as the writes it covers, so after a crash ingest resumes exactly after the last committed
+batch (nothing lost, nothing doubled). Sequenced events at or below the saved cursor are skipped as
+duplicates. Counters (likes, reposts, replies) are recounted from the rows for every post a batch
+touches, so they stay exact whatever order or duplication the stream has.
+
+Account status: `deleted` purges the account's posts, likes, reposts and follows; `deactivated`,
+`takendown` and `suspended` hide its posts until an `#account` frame says it is active again.
+It never reads the network; events come from `feedgen.events`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import peewee
+
+from feedgen.events import (
+    SEQUENCED,
+    Account,
+    Commit,
+    Event,
+    Identity,
+    PostCreate,
+    RecordDelete,
+    SubjectCreate,
+)
+from feedgen.records import FOLLOW, LIKE, POST, REPOST
+from feedgen.store import Actor, Follow, Like, Post, PostTerm, Repost, get_cursor, save_cursor
+
+HIDING_STATUSES = frozenset({'deactivated', 'takendown', 'suspended'})
+_CHUNK = 500  # rows per statement: well under SQLite's bound-variable limit
+_SUBJECT_MODELS: dict[str, type[Like] | type[Repost] | type[Follow]] = {LIKE: Like, REPOST: Repost, FOLLOW: Follow}
+
+
+def _chunks(items: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def post_terms(tags: Iterable[str], langs: Iterable[str]) -> list[str]:
+    """The `PostTerm` terms of a post: `tag:<tag>`, and `lang:<tag>` plus its base language (`pt-br` -> `pt`)."""
+    terms = [f'tag:{tag}' for tag in tags]
+    for lang in langs:
+        terms.append(f'lang:{lang}')
+        base = lang.split('-', 1)[0]
+        if base != lang:
+            terms.append(f'lang:{base}')
+    return list(dict.fromkeys(terms))
+
+
+@dataclass
+class Recount:
+    """Post URIs whose counters a batch may have changed."""
+
+    likes: set[str] = field(default_factory=set)
+    reposts: set[str] = field(default_factory=set)
+    replies: set[str] = field(default_factory=set)
+
+    def apply(self) -> None:
+        for model, column, uris in (
+            (Like, Post.like_count, self.likes),
+            (Repost, Post.repost_count, self.reposts),
+        ):
+            count = model.select(peewee.fn.COUNT(model.uri)).where(model.subject == Post.uri)
+            for chunk in _chunks(sorted(uris)):
+                Post.update({column: count}).where(Post.uri.in_(chunk)).execute()
+        replies = Post.alias()
+        count = replies.select(peewee.fn.COUNT(replies.id)).where(replies.reply_parent == Post.uri)
+        for chunk in _chunks(sorted(self.replies)):
+            Post.update({Post.reply_count: count}).where(Post.uri.in_(chunk)).execute()
+
+
+class _Batch:
+    """Pending writes of one transaction, grouped into runs of creates or deletes that keep stream order."""
+
+    def __init__(self, now_ms: int, inactive: set[str], recount: Recount) -> None:
+        self.now_ms = now_ms
+        self.inactive = inactive
+        self.recount = recount
+        self.posts: list[dict] = []
+        self.subjects: dict[str, list[dict]] = {LIKE: [], REPOST: [], FOLLOW: []}
+        self.deletes: dict[str, list[str]] = {POST: [], LIKE: [], REPOST: [], FOLLOW: []}
+
+    def add(self, op: PostCreate | SubjectCreate | RecordDelete, commit: Commit) -> None:
+        if isinstance(op, RecordDelete):
+            if self.posts or any(self.subjects.values()):
+                self.flush()
+            self.deletes[op.collection].append(op.uri)
+            return
+        if any(self.deletes.values()):
+            self.flush()
+        if isinstance(op, PostCreate):
+            self.posts.append(self._post_row(op, commit))
+        else:
+            self.subjects[op.collection].append(
+                {'uri': op.uri, 'author': op.author, 'subject': op.subject, 'indexed_at': self.now_ms}
+            )
+
+    def _post_row(self, op: PostCreate, commit: Commit) -> dict:
+        post = op.post
+        return {
+            'uri': op.uri,
+            'cid': op.cid,
+            'author': op.author,
+            'text': post.text,
+            'langs': ' '.join(post.langs),
+            'tags': ' '.join(post.tags),
+            'reply_root': post.reply_root,
+            'reply_parent': post.reply_parent,
+            'embed': post.embed,
+            'created_at': post.created_at,
+            'sort_at': min(post.created_at, commit.time_ms),
+            'indexed_at': self.now_ms,
+            'seq': commit.seq,
+            'hidden': op.author in self.inactive,
+        }
+
+    def flush(self) -> None:
+        if self.posts:
+            self._insert_posts(self.posts)
+            self.posts = []
+        for collection, rows in self.subjects.items():
+            if rows:
+                for chunk in _chunks(rows):
+                    _SUBJECT_MODELS[collection].insert_many(chunk).on_conflict_ignore().execute()
+                self._mark_subjects(collection, [row['subject'] for row in rows])
+                self.subjects[collection] = []
+        if self.deletes[POST]:
+            delete_posts(Post.uri.in_(self.deletes[POST]), self.recount)
+            self.deletes[POST] = []
+        for collection in (LIKE, REPOST, FOLLOW):
+            if self.deletes[collection]:
+                model = _SUBJECT_MODELS[collection]
+                delete_subject_records(model, model.uri.in_(self.deletes[collection]), self.recount)
+                self.deletes[collection] = []
+
+    def _insert_posts(self, rows: list[dict]) -> None:
+        for chunk in _chunks(rows):
+            Post.insert_many(chunk).on_conflict_ignore().execute()
+        uris = [row['uri'] for row in rows]
+        terms = []
+        for chunk in _chunks(uris):
+            for post_id, sort_at, tags, langs in (
+                Post.select(Post.id, Post.sort_at, Post.tags, Post.langs).where(Post.uri.in_(chunk)).tuples()
+            ):
+                terms.extend(
+                    {'term': term, 'sort_at': sort_at, 'post_id': post_id}
+                    for term in post_terms(tags.split(), langs.split())
+                )
+        for chunk in _chunks(terms):
+            PostTerm.insert_many(chunk).on_conflict_ignore().execute()
+        self.recount.likes.update(uris)
+        self.recount.reposts.update(uris)
+        self.recount.replies.update(uris)
+        self.recount.replies.update(row['reply_parent'] for row in rows if row['reply_parent'])
+
+    def _mark_subjects(self, collection: str, subjects: list[str]) -> None:
+        if collection == LIKE:
+            self.recount.likes.update(subjects)
+        elif collection == REPOST:
+            self.recount.reposts.update(subjects)
+
+
+def delete_posts(where: peewee.Expression, recount: Recount) -> int:
+    """Deletes the posts matching `where` with their terms, noting the parents whose reply counts change."""
+    rows = list(Post.select(Post.id, Post.sort_at, Post.tags, Post.langs, Post.reply_parent).where(where).tuples())
+    for post_id, sort_at, tags, langs, reply_parent in rows:
+        terms = post_terms(tags.split(), langs.split())
+        if terms:
+            PostTerm.delete().where(
+                PostTerm.term.in_(terms), PostTerm.sort_at == sort_at, PostTerm.post_id == post_id
+            ).execute()
+        if reply_parent:
+            recount.replies.add(reply_parent)
+    for chunk in _chunks([row[0] for row in rows]):
+        Post.delete().where(Post.id.in_(chunk)).execute()
+    return len(rows)
+
+
+def delete_subject_records(
+    model: type[Like] | type[Repost] | type[Follow], where: peewee.Expression, recount: Recount
+) -> int:
+    """Deletes the likes, reposts or follows matching `where`, noting the posts whose counters change."""
+    if model is Like:
+        recount.likes.update(uri for (uri,) in model.select(model.subject).where(where).tuples())
+    elif model is Repost:
+        recount.reposts.update(uri for (uri,) in model.select(model.subject).where(where).tuples())
+    return model.delete().where(where).execute()
+
+
+@dataclass
+class BatchResult:
+    events: int
+    cursor: int | None
+    skipped: Counter[str]
+
+
+class Indexer:
+    """Applies batches of events to the store. One instance per firehose; not thread-safe (one writer)."""
+
+    def __init__(self, db: peewee.Database, firehose: str, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.firehose = firehose
+        self.clock = clock
+        self.cursor = get_cursor(firehose)
+        self.inactive = {did for (did,) in Actor.select(Actor.did).where(Actor.status.in_(HIDING_STATUSES)).tuples()}
+        self.skipped: Counter[str] = Counter()
+        self.written: Counter[str] = Counter()
+
+    def write(self, events: Sequence[Event]) -> BatchResult:
+        """Writes `events` and the cursor of the last sequenced one in one transaction."""
+        skipped: Counter[str] = Counter()
+        recount = Recount()
+        cursor, time_text = self.cursor, ''
+        with self.db.atomic():
+            batch = _Batch(int(self.clock() * 1000), self.inactive, recount)
+            for event in events:
+                if isinstance(event, SEQUENCED):
+                    if cursor is not None and event.seq <= cursor:
+                        skipped['duplicate_seq'] += 1
+                        continue
+                    cursor, time_text = event.seq, event.time
+                if isinstance(event, Commit):
+                    skipped.update(event.skipped)
+                    for op in event.ops:
+                        batch.add(op, event)
+                        self.written[_op_name(op)] += 1
+                elif isinstance(event, Account):
+                    batch.flush()
+                    self._apply_account(event, recount)
+                elif isinstance(event, Identity):
+                    batch.flush()
+                    Actor.insert(did=event.did, handle=event.handle).on_conflict(
+                        conflict_target=[Actor.did], update={Actor.handle: event.handle}
+                    ).execute()
+            batch.flush()
+            recount.apply()
+            if cursor is not None and cursor != self.cursor:
+                save_cursor(self.firehose, cursor, time_text)
+        self.cursor = cursor
+        self.skipped.update(skipped)
+        return BatchResult(events=len(events), cursor=cursor, skipped=skipped)
+
+    def _apply_account(self, event: Account, recount: Recount) -> None:
+        status = 'active' if event.active else (event.status or 'deactivated')
+        Actor.insert(did=event.did, status=status).on_conflict(
+            conflict_target=[Actor.did], update={Actor.status: status}
+        ).execute()
+        if status == 'deleted':
+            self.inactive.discard(event.did)
+            purge_account(event.did, recount)
+        elif status in HIDING_STATUSES:
+            self.inactive.add(event.did)
+            Post.update(hidden=True).where(Post.author == event.did).execute()
+        elif event.active:
+            self.inactive.discard(event.did)
+            Post.update(hidden=False).where(Post.author == event.did).execute()
+
+
+def purge_account(did: str, recount: Recount) -> None:
+    """Deletes every post, like, repost and follow of the account `did`."""
+    delete_posts(Post.author == did, recount)
+    for model in (Like, Repost, Follow):
+        delete_subject_records(model, model.author == did, recount)
+
+
+def _op_name(op: PostCreate | SubjectCreate | RecordDelete) -> str:
+    if isinstance(op, PostCreate):
+        return 'create post'
+    collection = op.collection.rsplit('.', 1)[-1]
+    return f'delete {collection}' if isinstance(op, RecordDelete) else f'create {collection}'

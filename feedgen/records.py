@@ -1,0 +1,144 @@
+"""Records: turn the DAG-CBOR records of the collections feedgen indexes into validated, typed values.
+
+Owns the rules of what a well-formed post, like, repost and follow is (the fields ranking needs,
+checked against the `app.bsky.*` lexicons' types and limits). Pure functions: no I/O.
+A record that breaks a rule raises `RecordError`; the caller skips it and counts the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+POST = 'app.bsky.feed.post'
+LIKE = 'app.bsky.feed.like'
+REPOST = 'app.bsky.feed.repost'
+FOLLOW = 'app.bsky.graph.follow'
+INDEXED_COLLECTIONS = frozenset({POST, LIKE, REPOST, FOLLOW})
+
+MAX_TEXT_BYTES = 3000  # app.bsky.feed.post#text maxLength
+MAX_LANGS = 3
+_EMBED_KINDS = {
+    'app.bsky.embed.images': 'images',
+    'app.bsky.embed.video': 'video',
+    'app.bsky.embed.external': 'external',
+    'app.bsky.embed.record': 'record',
+    'app.bsky.embed.recordWithMedia': 'recordWithMedia',
+}
+_TAG_FEATURE = 'app.bsky.richtext.facet#tag'
+
+
+class RecordError(ValueError):
+    """A record does not match its lexicon closely enough to index; `reason` is a short metric label."""
+
+    def __init__(self, reason: str, detail: str = '') -> None:
+        super().__init__(f'{reason}: {detail}' if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class PostRecord:
+    text: str
+    langs: tuple[str, ...]
+    tags: tuple[str, ...]
+    reply_root: str | None
+    reply_parent: str | None
+    embed: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectRecord:
+    """A like, repost or follow: who or what it points at."""
+
+    subject: str
+
+
+def parse_datetime_ms(value: Any) -> int:
+    """Parses an AT Protocol datetime string (RFC 3339 with a time zone) into epoch milliseconds."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise RecordError('invalid_datetime', repr(value)[:80])
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise RecordError('invalid_datetime', value) from None
+    if moment.tzinfo is None:
+        raise RecordError('invalid_datetime', f'{value} has no time zone')
+    return int(moment.timestamp() * 1000)
+
+
+def _expect(record: Any, collection: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise RecordError('not_a_map')
+    if record.get('$type') != collection:
+        raise RecordError('wrong_type', f'$type {record.get("$type")!r} in {collection}')
+    return record
+
+
+def _strong_ref_uri(ref: Any, field: str) -> str:
+    if not isinstance(ref, dict) or not isinstance(ref.get('uri'), str) or not ref['uri'].startswith('at://'):
+        raise RecordError('invalid_ref', field)
+    return ref['uri']
+
+
+def _tags(record: dict[str, Any]) -> tuple[str, ...]:
+    found: list[str] = []
+    for facet in record.get('facets') or ():
+        if not isinstance(facet, dict):
+            raise RecordError('invalid_facet')
+        for feature in facet.get('features') or ():
+            if (
+                isinstance(feature, dict)
+                and feature.get('$type') == _TAG_FEATURE
+                and isinstance(feature.get('tag'), str)
+            ):
+                found.append(feature['tag'])
+    extra = record.get('tags') or ()
+    if not isinstance(extra, list | tuple) or not all(isinstance(tag, str) for tag in extra):
+        raise RecordError('invalid_tags')
+    found.extend(extra)
+    return tuple(dict.fromkeys(tag.lower().lstrip('#') for tag in found if tag.strip() and ' ' not in tag))
+
+
+def parse_post(record: Any) -> PostRecord:
+    """Validates an `app.bsky.feed.post` record and extracts what feeds filter and rank by."""
+    record = _expect(record, POST)
+    text = record.get('text', '')
+    if not isinstance(text, str):
+        raise RecordError('invalid_text', 'text is not a string')
+    if len(text.encode('utf-8', 'surrogatepass')) > MAX_TEXT_BYTES:
+        raise RecordError('text_too_long', f'{len(text)} characters')
+    langs = record.get('langs') or ()
+    if not isinstance(langs, list | tuple) or len(langs) > MAX_LANGS or not all(isinstance(x, str) for x in langs):
+        raise RecordError('invalid_langs')
+    reply = record.get('reply')
+    reply_root = reply_parent = None
+    if reply is not None:
+        if not isinstance(reply, dict):
+            raise RecordError('invalid_ref', 'reply')
+        reply_root = _strong_ref_uri(reply.get('root'), 'reply.root')
+        reply_parent = _strong_ref_uri(reply.get('parent'), 'reply.parent')
+    embed = record.get('embed')
+    embed_kind = _EMBED_KINDS.get(embed.get('$type')) if isinstance(embed, dict) else None
+    return PostRecord(
+        text=text,
+        langs=tuple(lang.lower() for lang in langs if lang),
+        tags=_tags(record),
+        reply_root=reply_root,
+        reply_parent=reply_parent,
+        embed=embed_kind,
+        created_at=parse_datetime_ms(record.get('createdAt')),
+    )
+
+
+def parse_subject_record(collection: str, record: Any) -> SubjectRecord:
+    """Validates a like, repost (subject: a post's strong ref) or follow (subject: a DID)."""
+    record = _expect(record, collection)
+    parse_datetime_ms(record.get('createdAt'))
+    subject = record.get('subject')
+    if collection == FOLLOW:
+        if not isinstance(subject, str) or not subject.startswith('did:'):
+            raise RecordError('invalid_subject', 'follow subject is not a DID')
+        return SubjectRecord(subject)
+    return SubjectRecord(_strong_ref_uri(subject, 'subject'))

@@ -1,0 +1,164 @@
+"""Server: the Flask app that answers a Bluesky AppView (XRPC feed endpoints and the DID document).
+
+Owns HTTP: routing, parsing and validating query parameters, XRPC error bodies, and wrapping each
+algorithm's cursor with its feed's record key (so a cursor from another feed is refused). It reads the
+store only through algorithms and never writes. `create_app(settings)` builds an app; importing this
+module does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import peewee
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from feedgen.algorithm import FeedRequest, InvalidCursor
+from feedgen.plugins import Feed, discover_algorithms, load_feeds
+from feedgen.settings import Settings
+from feedgen.store import IngestState, open_database
+
+GENERATOR_COLLECTION = 'app.bsky.feed.generator'
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+CURSOR_SEPARATOR = ':'
+log = logging.getLogger(__name__)
+
+
+class XrpcError(Exception):
+    """An error answered as an XRPC JSON body `{"error": ..., "message": ...}`."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+def xrpc_error_response(status: int, error: str, message: str) -> tuple[Response, int]:
+    return jsonify({'error': error, 'message': message}), status
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == '':
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise XrpcError(400, 'InvalidRequest', f'limit must be an integer from 1 to {MAX_LIMIT}') from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise XrpcError(400, 'InvalidRequest', f'limit must be from 1 to {MAX_LIMIT}, got {limit}')
+    return limit
+
+
+def find_feed(feeds: dict[str, Feed], publisher_did: str, uri: str | None) -> Feed:
+    """The served feed whose URI is `uri`.
+
+    Raises:
+        XrpcError: `feed` is missing (InvalidRequest) or not a feed of this publisher (UnknownFeed).
+    """
+    if not uri:
+        raise XrpcError(400, 'InvalidRequest', 'the feed parameter is required')
+    prefix = f'at://{publisher_did}/{GENERATOR_COLLECTION}/'
+    feed = feeds.get(uri[len(prefix) :]) if uri.startswith(prefix) else None
+    if feed is None:
+        raise XrpcError(400, 'UnknownFeed', f'this service does not serve the feed {uri[:300]}')
+    return feed
+
+
+def unwrap_cursor(feed: Feed, cursor: str | None) -> str | None:
+    """The algorithm's own cursor inside a served cursor, checking it belongs to `feed`."""
+    if cursor is None or cursor == '':
+        return None
+    prefix = feed.rkey + CURSOR_SEPARATOR
+    if not cursor.startswith(prefix):
+        raise XrpcError(400, 'InvalidRequest', 'the cursor does not belong to this feed')
+    return cursor[len(prefix) :]
+
+
+def create_app(settings: Settings, feeds: dict[str, Feed] | None = None, db: peewee.Database | None = None) -> Flask:
+    """Builds the feed generator's WSGI app.
+
+    Args:
+        settings: configuration (service DID, publisher DID, database, feeds config).
+        feeds: the feeds to serve, by record key; default: discovered plugins and `settings.feeds_config`.
+        db: an open store; default: `open_database(settings.database)`.
+    """
+    app = Flask('feedgen')
+    app.json.sort_keys = False
+    db = db or open_database(settings.database)
+    if feeds is None:
+        feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
+    app.extensions['feedgen'] = {'settings': settings, 'feeds': feeds, 'db': db}
+
+    @app.before_request
+    def connect() -> None:
+        db.connect(reuse_if_open=True)
+
+    @app.errorhandler(XrpcError)
+    def xrpc_error(error: XrpcError) -> tuple[Response, int]:
+        return xrpc_error_response(error.status, error.error, error.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        code = error.code or 500
+        name = {404: 'NotFound', 405: 'MethodNotAllowed', 413: 'PayloadTooLarge', 431: 'RequestHeaderFieldsTooLarge'}
+        return xrpc_error_response(code, name.get(code, 'InvalidRequest'), error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception) -> tuple[Response, int]:
+        log.exception('unhandled error serving %s', request.path)
+        return xrpc_error_response(500, 'InternalServerError', 'internal error; the server log has the details')
+
+    @app.get('/.well-known/did.json')
+    def did_document() -> Any:
+        if not settings.service_did.startswith('did:web:'):
+            raise XrpcError(404, 'NotFound', f'{settings.service_did} is not a did:web; its document lives in PLC')
+        return jsonify(
+            {
+                '@context': ['https://www.w3.org/ns/did/v1'],
+                'id': settings.service_did,
+                'service': [
+                    {'id': '#bsky_fg', 'type': 'BskyFeedGenerator', 'serviceEndpoint': settings.service_endpoint}
+                ],
+            }
+        )
+
+    @app.get('/xrpc/app.bsky.feed.describeFeedGenerator')
+    def describe_feed_generator() -> Any:
+        return jsonify(
+            {
+                'did': settings.service_did,
+                'feeds': [{'uri': feed.uri(settings.publisher_did)} for feed in feeds.values()],
+            }
+        )
+
+    @app.get('/xrpc/app.bsky.feed.getFeedSkeleton')
+    def get_feed_skeleton() -> Any:
+        feed = find_feed(feeds, settings.publisher_did, request.args.get('feed'))
+        feed_request = FeedRequest(
+            limit=parse_limit(request.args.get('limit')),
+            cursor=unwrap_cursor(feed, request.args.get('cursor')),
+        )
+        try:
+            page = feed.algorithm.page(feed_request)
+        except InvalidCursor as error:
+            raise XrpcError(400, 'InvalidRequest', f'bad cursor: {error}') from None
+        body: dict[str, Any] = {
+            'feed': [
+                {'post': item.post, 'feedContext': item.context} if item.context else {'post': item.post}
+                for item in page.items
+            ]
+        }
+        if page.cursor is not None:
+            body['cursor'] = feed.rkey + CURSOR_SEPARATOR + page.cursor
+        return jsonify(body)
+
+    @app.get('/xrpc/_health')
+    def health() -> Any:
+        states = [{'firehose': s.firehose, 'cursor': s.cursor, 'time': s.time} for s in IngestState.select()]
+        return jsonify({'status': 'ok', 'service': settings.service_did, 'ingest': states})
+
+    return app

@@ -1,0 +1,184 @@
+"""Settings: every knob of feedgen, read from `FEEDGEN_*` environment variables and an optional `.env`.
+
+Owns parsing and validating configuration. A missing or invalid setting raises `SettingsError`, whose
+message names the variable in one line; nothing here touches the network or the database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from dotenv import dotenv_values
+
+PREFIX = 'FEEDGEN_'
+DEFAULT_FIREHOSE = 'wss://bsky.network'
+DEFAULT_PLC = 'https://plc.directory'
+_DID = re.compile(r'^did:[a-z]+:[a-zA-Z0-9._:%-]+$')
+_HOSTNAME = re.compile(r'^[a-zA-Z0-9.-]+(:[0-9]{1,5})?$')
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def _did(name: str, value: str) -> str:
+    if not _DID.match(value):
+        raise SettingsError(f'{PREFIX}{name}: {value!r} is not a DID (expected did:plc:... or did:web:...)')
+    return value
+
+
+def _positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f'{PREFIX}{name}: {value!r} is not a whole number') from None
+    if number <= 0:
+        raise SettingsError(f'{PREFIX}{name}: must be greater than 0, got {number}')
+    return number
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f'{PREFIX}{name}: {value!r} is not a number') from None
+    if number <= 0:
+        raise SettingsError(f'{PREFIX}{name}: must be greater than 0, got {number}')
+    return number
+
+
+def _websocket_url(name: str, value: str) -> str:
+    if not value.startswith(('ws://', 'wss://')):
+        raise SettingsError(f'{PREFIX}{name}: {value!r} must start with ws:// or wss://')
+    return value.rstrip('/')
+
+
+def _http_url(name: str, value: str) -> str:
+    if not value.startswith(('http://', 'https://')):
+        raise SettingsError(f'{PREFIX}{name}: {value!r} must start with http:// or https://')
+    return value.rstrip('/')
+
+
+def _hostname(name: str, value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise SettingsError(f'{PREFIX}{name}: {value!r} is not a host name (example: feeds.example.com)')
+    return value
+
+
+def _text(_name: str, value: str) -> str:
+    return value
+
+
+def _path(_name: str, value: str) -> Path:
+    return Path(value)
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    'hostname': _hostname,
+    'service_did': _did,
+    'publisher_did': _did,
+    'service_endpoint': _http_url,
+    'database': _text,
+    'firehose': _websocket_url,
+    'plc_url': _http_url,
+    'retention_hours': _positive_float,
+    'batch_size': _positive_int,
+    'batch_seconds': _positive_float,
+    'feeds_config': _path,
+    'plugins_dir': _path,
+    'pds_url': _http_url,
+    'publisher_handle': _text,
+    'publisher_password': _text,
+    'port': _positive_int,
+    'workers': _positive_int,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with `Settings.from_env()` or directly in tests."""
+
+    hostname: str = 'localhost:8000'
+    """Public host name (and port, for local use) the feed generator is reached at."""
+    service_did: str = ''
+    """DID of this feed generator service; default `did:web:<hostname>`."""
+    publisher_did: str = ''
+    """DID of the account that publishes the feed records; default: the service DID."""
+    service_endpoint: str = ''
+    """URL written into the DID document; default `https://<hostname>` (`http://` for localhost)."""
+    database: str = 'feedgen.db'
+    """SQLite file path, or a database URL (`sqlite:///path`, `postgresql://...`)."""
+    firehose: str = DEFAULT_FIREHOSE
+    """Relay or PDS to subscribe to (`wss://bsky.network`, `ws://localhost:2583`)."""
+    plc_url: str = DEFAULT_PLC
+    """PLC directory used to resolve did:plc identities when verifying service auth."""
+    retention_hours: float = 72.0
+    """Posts, likes and reposts older than this (by indexing time) are pruned."""
+    batch_size: int = 2000
+    """Firehose events written per database transaction (at most)."""
+    batch_seconds: float = 0.25
+    """A partial batch is written after this many seconds, so feeds stay fresh."""
+    feeds_config: Path | None = None
+    """Optional TOML file declaring feeds (algorithm + parameters)."""
+    plugins_dir: Path | None = None
+    """Optional folder of extra algorithm modules."""
+    pds_url: str = 'https://bsky.social'
+    """PDS of the publisher account, for `feedgen publish`."""
+    publisher_handle: str = ''
+    """Handle or DID of the publisher account, for `feedgen publish`."""
+    publisher_password: str = field(default='', repr=False)
+    """App password of the publisher account, for `feedgen publish`."""
+    port: int = 8000
+    """Port `feedgen serve` and `feedgen run` listen on."""
+    workers: int = 2
+    """Serving processes for `feedgen serve` / `feedgen run`."""
+
+    def __post_init__(self) -> None:
+        if not self.service_did:
+            object.__setattr__(self, 'service_did', 'did:web:' + quote(self.hostname, safe='.-'))
+        if not self.publisher_did:
+            object.__setattr__(self, 'publisher_did', self.service_did)
+        if not self.service_endpoint:
+            host = self.hostname.split(':', 1)[0]
+            scheme = 'http' if host in ('localhost', '127.0.0.1') else 'https'
+            object.__setattr__(self, 'service_endpoint', f'{scheme}://{self.hostname}')
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = '.env') -> Settings:
+        """Reads settings from `environ` (default `os.environ`), falling back to `env_file` when it exists.
+
+        Raises:
+            SettingsError: a variable is set to an invalid value; the message names it.
+        """
+        values: dict[str, str | None] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update(dotenv_values(env_file))
+        values.update(os.environ if environ is None else environ)
+        parsed: dict[str, Any] = {}
+        for setting in fields(cls):
+            raw = values.get(PREFIX + setting.name.upper())
+            if raw is not None and raw.strip() != '':
+                parsed[setting.name] = _PARSERS[setting.name](setting.name.upper(), raw.strip())
+        return cls(**parsed)
+
+    def require(self, *names: str) -> None:
+        """Raises `SettingsError` naming the first of `names` that is empty."""
+        for name in names:
+            if not getattr(self, name):
+                raise SettingsError(f'{PREFIX}{name.upper()} is required for this command')
+
+    @property
+    def subscribe_url(self) -> str:
+        """The full `subscribeRepos` websocket URL of the configured firehose."""
+        base = self.firehose
+        if base.endswith('/xrpc/com.atproto.sync.subscribeRepos'):
+            return base
+        if base.endswith('/xrpc'):
+            base = base[: -len('/xrpc')]
+        return base + '/xrpc/com.atproto.sync.subscribeRepos'

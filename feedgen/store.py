@@ -1,0 +1,171 @@
+"""Store: the peewee models feedgen indexes into, and opening the database they live in.
+
+Owns the schema (posts and their search terms, likes, reposts, follows, actors, the firehose cursor)
+and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise). The indexer is
+the only writer of records; algorithms read through these models and never write. Nothing here knows
+about the firehose or HTTP.
+
+Times are integer milliseconds since the Unix epoch. `Post.sort_at` is the time a feed sorts by: the
+record's `createdAt`, but never later than the moment the network saw the post (a post cannot jump to
+the top of `latest` by claiming a future date). Every page query walks an index on `(sort_at, id)`, so
+ties in `sort_at` are broken by the unique, insertion-ordered `id`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import peewee
+from playhouse.db_url import connect as connect_url
+
+database = peewee.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    'journal_mode': 'wal',
+    'synchronous': 'normal',
+    'busy_timeout': 15000,
+    'cache_size': -64000,
+    'temp_store': 'memory',
+    'mmap_size': 268435456,
+    'foreign_keys': 0,
+}
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Post(BaseModel):
+    """An indexed `app.bsky.feed.post` record with the counters ranking needs."""
+
+    id = peewee.AutoField()
+    uri = peewee.CharField(unique=True)
+    cid = peewee.CharField()
+    author = peewee.CharField()
+    text = peewee.TextField(default='')
+    langs = peewee.CharField(default='')
+    """Space-separated language tags as the author declared them (`en pt-BR`)."""
+    tags = peewee.CharField(default='')
+    """Space-separated lower-case hashtags, from facets and the record's `tags`."""
+    reply_root = peewee.CharField(null=True)
+    reply_parent = peewee.CharField(null=True, index=True)
+    embed = peewee.CharField(null=True)
+    """Kind of embed: `images`, `video`, `external`, `record`, `recordWithMedia`, or null."""
+    created_at = peewee.BigIntegerField()
+    sort_at = peewee.BigIntegerField()
+    indexed_at = peewee.BigIntegerField(index=True)
+    seq = peewee.BigIntegerField(default=0)
+    like_count = peewee.IntegerField(default=0)
+    repost_count = peewee.IntegerField(default=0)
+    reply_count = peewee.IntegerField(default=0)
+    hidden = peewee.BooleanField(default=False)
+    """True while the author's account is not active (deactivated, taken down, suspended)."""
+
+    class Meta:
+        indexes = ((('sort_at', 'id'), False), (('author', 'sort_at', 'id'), False))
+
+    @property
+    def has_media(self) -> bool:
+        return self.embed in ('images', 'video', 'recordWithMedia')
+
+
+class PostTerm(BaseModel):
+    """One searchable term of a post (`tag:python`, `lang:en`), ordered like the feeds that filter by it."""
+
+    term = peewee.CharField()
+    sort_at = peewee.BigIntegerField()
+    post_id = peewee.BigIntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey('term', 'sort_at', 'post_id')
+        without_rowid = True
+
+
+class Like(BaseModel):
+    """An `app.bsky.feed.like` record: `author` liked the post `subject`."""
+
+    uri = peewee.CharField(primary_key=True)
+    author = peewee.CharField(index=True)
+    subject = peewee.CharField(index=True)
+    indexed_at = peewee.BigIntegerField(index=True)
+
+
+class Repost(BaseModel):
+    """An `app.bsky.feed.repost` record: `author` reposted the post `subject`."""
+
+    uri = peewee.CharField(primary_key=True)
+    author = peewee.CharField(index=True)
+    subject = peewee.CharField(index=True)
+    indexed_at = peewee.BigIntegerField(index=True)
+
+
+class Follow(BaseModel):
+    """An `app.bsky.graph.follow` record: `author` follows the account `subject`."""
+
+    uri = peewee.CharField(primary_key=True)
+    author = peewee.CharField()
+    subject = peewee.CharField(index=True)
+    indexed_at = peewee.BigIntegerField()
+
+    class Meta:
+        indexes = ((('author', 'subject'), False),)
+
+
+class Actor(BaseModel):
+    """An account the firehose told us about through `#identity` or `#account` frames."""
+
+    did = peewee.CharField(primary_key=True)
+    handle = peewee.CharField(null=True)
+    status = peewee.CharField(default='active')
+    """`active`, or the relay's status for an inactive account (`deactivated`, `takendown`, ...)."""
+
+
+class IngestState(BaseModel):
+    """The cursor of each firehose, written in the same transaction as the events it covers."""
+
+    firehose = peewee.CharField(primary_key=True)
+    cursor = peewee.BigIntegerField()
+    time = peewee.CharField(default='')
+    """The `time` of the event at `cursor`, as the relay stamped it."""
+
+
+MODELS: tuple[type[BaseModel], ...] = (Post, PostTerm, Like, Repost, Follow, Actor, IngestState)
+
+
+def open_database(url: str | Path) -> peewee.Database:
+    """Opens (and creates if needed) the store at `url`, binds the models to it and returns it.
+
+    Args:
+        url: a SQLite file path, `:memory:`, or a peewee database URL (`sqlite:///x.db`, `postgresql://...`).
+    """
+    url = str(url)
+    if '://' in url:
+        db = connect_url(url)
+        if isinstance(db, peewee.SqliteDatabase):
+            db = peewee.SqliteDatabase(db.database, pragmas=SQLITE_PRAGMAS, timeout=15)
+    else:
+        db = peewee.SqliteDatabase(url, pragmas=SQLITE_PRAGMAS, timeout=15)
+    database.initialize(db)
+    db.connect(reuse_if_open=True)
+    db.create_tables(MODELS, safe=True)
+    return db
+
+
+def get_cursor(firehose: str) -> int | None:
+    """Returns the saved cursor of `firehose`, or None when ingest never committed anything from it."""
+    state = IngestState.get_or_none(IngestState.firehose == firehose)
+    return state.cursor if state else None
+
+
+def save_cursor(firehose: str, cursor: int, time: str = '') -> None:
+    """Saves the cursor; call it inside the transaction that wrote the events up to `cursor`."""
+    IngestState.insert(firehose=firehose, cursor=cursor, time=time).on_conflict(
+        conflict_target=[IngestState.firehose], update={IngestState.cursor: cursor, IngestState.time: time}
+    ).execute()
+
+
+def visible_posts() -> peewee.ModelSelect:
+    """Posts a feed may show: not hidden because their author's account is inactive."""
+    return Post.select().where(Post.hidden == False)  # noqa: E712 (peewee expression)
