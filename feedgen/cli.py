@@ -238,10 +238,8 @@ def _print_feed_urls(settings: Settings, host: str, port: int) -> None:
     base = f'http://{shown}:{port}'
     click.echo(f'serving {len(feeds)} feeds as {settings.service_did} on {base}', err=True)
     for feed in feeds.values():
-        click.echo(
-            f'  {base}/xrpc/app.bsky.feed.getFeedSkeleton?feed={quote(feed.uri(settings.publisher_did), safe="")}&limit=10',
-            err=True,
-        )
+        feed_param = quote(feed.uri(settings.publisher_did), safe='')
+        click.echo(f'  {base}/xrpc/app.bsky.feed.getFeedSkeleton?feed={feed_param}&limit=10', err=True)
     click.echo(f'  {base}/xrpc/app.bsky.feed.describeFeedGenerator', err=True)
 
 
