@@ -14,7 +14,7 @@ import inspect
 import sys
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
@@ -54,6 +54,8 @@ class Page:
     items: list[Item]
     cursor: str | None = None
     """Cursor for the next page; None when this page is the last."""
+    trace: dict[str, Any] = field(default_factory=dict)
+    """How the page was made, for its receipt: candidates considered, what each filter removed, score parts."""
 
 
 class NoParams:
@@ -85,6 +87,13 @@ class Algorithm:
 
     def page(self, request: FeedRequest) -> Page:
         """Returns one page of the feed for `request`."""
+        raise NotImplementedError
+
+    def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
+        """Why `post` has its place in this feed for `request.viewer`, as JSON-able data, or None if it is not in it.
+
+        Say which filters it matched and the parts of its score, with the inputs they came from.
+        """
         raise NotImplementedError
 
     @classmethod
