@@ -40,18 +40,18 @@ class BaseModel(peewee.Model):
 class Post(BaseModel):
     """An indexed `app.bsky.feed.post` record with the counters ranking needs."""
 
-    id = peewee.AutoField()
-    uri = peewee.CharField(unique=True)
-    cid = peewee.CharField()
-    author = peewee.CharField()
+    id = peewee.BigAutoField()
+    uri = peewee.TextField(unique=True)
+    cid = peewee.TextField()
+    author = peewee.TextField()
     text = peewee.TextField(default='')
-    langs = peewee.CharField(default='')
+    langs = peewee.TextField(default='')
     """Space-separated language tags as the author declared them (`en pt-BR`)."""
-    tags = peewee.CharField(default='')
+    tags = peewee.TextField(default='')
     """Space-separated lower-case hashtags, from facets and the record's `tags`."""
-    reply_root = peewee.CharField(null=True)
-    reply_parent = peewee.CharField(null=True, index=True)
-    embed = peewee.CharField(null=True)
+    reply_root = peewee.TextField(null=True)
+    reply_parent = peewee.TextField(null=True, index=True)
+    embed = peewee.TextField(null=True)
     """Kind of embed: `images`, `video`, `external`, `record`, `recordWithMedia`, or null."""
     created_at = peewee.BigIntegerField()
     sort_at = peewee.BigIntegerField()
@@ -74,7 +74,7 @@ class Post(BaseModel):
 class PostTerm(BaseModel):
     """One searchable term of a post (`tag:python`, `lang:en`), ordered like the feeds that filter by it."""
 
-    term = peewee.CharField()
+    term = peewee.TextField()
     sort_at = peewee.BigIntegerField()
     post_id = peewee.BigIntegerField()
 
@@ -86,27 +86,27 @@ class PostTerm(BaseModel):
 class Like(BaseModel):
     """An `app.bsky.feed.like` record: `author` liked the post `subject`."""
 
-    uri = peewee.CharField(primary_key=True)
-    author = peewee.CharField(index=True)
-    subject = peewee.CharField(index=True)
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField(index=True)
+    subject = peewee.TextField(index=True)
     indexed_at = peewee.BigIntegerField(index=True)
 
 
 class Repost(BaseModel):
     """An `app.bsky.feed.repost` record: `author` reposted the post `subject`."""
 
-    uri = peewee.CharField(primary_key=True)
-    author = peewee.CharField(index=True)
-    subject = peewee.CharField(index=True)
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField(index=True)
+    subject = peewee.TextField(index=True)
     indexed_at = peewee.BigIntegerField(index=True)
 
 
 class Follow(BaseModel):
     """An `app.bsky.graph.follow` record: `author` follows the account `subject`."""
 
-    uri = peewee.CharField(primary_key=True)
-    author = peewee.CharField()
-    subject = peewee.CharField(index=True)
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField()
+    subject = peewee.TextField(index=True)
     indexed_at = peewee.BigIntegerField()
 
     class Meta:
@@ -116,18 +116,18 @@ class Follow(BaseModel):
 class Actor(BaseModel):
     """An account the firehose told us about through `#identity` or `#account` frames."""
 
-    did = peewee.CharField(primary_key=True)
-    handle = peewee.CharField(null=True)
-    status = peewee.CharField(default='active')
+    did = peewee.TextField(primary_key=True)
+    handle = peewee.TextField(null=True)
+    status = peewee.TextField(default='active')
     """`active`, or the relay's status for an inactive account (`deactivated`, `takendown`, ...)."""
 
 
 class IngestState(BaseModel):
     """The cursor of each firehose, written in the same transaction as the events it covers."""
 
-    firehose = peewee.CharField(primary_key=True)
+    firehose = peewee.TextField(primary_key=True)
     cursor = peewee.BigIntegerField()
-    time = peewee.CharField(default='')
+    time = peewee.TextField(default='')
     """The `time` of the event at `cursor`, as the relay stamped it."""
 
 
@@ -149,8 +149,20 @@ def open_database(url: str | Path) -> peewee.Database:
         db = peewee.SqliteDatabase(url, pragmas=SQLITE_PRAGMAS, timeout=15)
     database.initialize(db)
     db.connect(reuse_if_open=True)
-    db.create_tables(MODELS, safe=True)
+    create_tables(db)
     return db
+
+
+def create_tables(db: peewee.Database) -> None:
+    """Creates the missing tables of `MODELS`; `WITHOUT ROWID` (a SQLite storage option) only on SQLite."""
+    declared = {model: model._meta.without_rowid for model in MODELS}
+    try:
+        for model in MODELS:
+            model._meta.without_rowid = declared[model] and isinstance(db, peewee.SqliteDatabase)
+        db.create_tables(MODELS, safe=True)
+    finally:
+        for model, without_rowid in declared.items():
+            model._meta.without_rowid = without_rowid
 
 
 def get_cursor(firehose: str) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import peewee
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playhouse.db_url import connect as connect_url
 
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline
@@ -21,6 +23,29 @@ DATA = Path(__file__).parent / 'data'
 CAPTURE_20 = DATA / 'pds-session-20acct.atfh'
 CAPTURE_5 = DATA / 'pds-session-5acct.atfh'
 PUBLISHER = 'did:plc:publisher0000000000000000'
+POSTGRES_URL = os.environ.get('FEEDGEN_TEST_DATABASE_URL', '')
+"""A PostgreSQL database the store, indexer and server suites also run against (`.ci/postgres.sh start`)."""
+BACKEND_SUITES = frozenset({'test_store', 'test_indexer', 'test_server', 'test_fast_path', 'test_pagination'})
+"""Test modules run on every backend when `FEEDGEN_TEST_DATABASE_URL` is set; the others on SQLite only."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    suite = metafunc.module.__name__.rsplit('.', 1)[-1]
+    if POSTGRES_URL and suite in BACKEND_SUITES and 'backend' in metafunc.fixturenames:
+        metafunc.parametrize('backend', ['sqlite', 'postgresql'])
+
+
+@pytest.fixture
+def backend() -> str:
+    """The database the `settings` store lives in: `sqlite`, or `postgresql` in the suites of `BACKEND_SUITES`."""
+    return 'sqlite'
+
+
+def empty_postgres(url: str) -> str:
+    """Drops every table of the PostgreSQL database at `url`, so a test starts from an empty store; returns `url`."""
+    with connect_url(url) as db:
+        db.execute_sql('DROP SCHEMA public CASCADE; CREATE SCHEMA public')
+    return url
 
 
 def load_session(capture: Path) -> dict:
@@ -37,8 +62,9 @@ def expected_posts(capture: Path) -> list[str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(hostname='feeds.example.test', publisher_did=PUBLISHER, database=str(tmp_path / 'feedgen.db'))
+def settings(tmp_path: Path, backend: str) -> Settings:
+    database = empty_postgres(POSTGRES_URL) if backend == 'postgresql' else str(tmp_path / 'feedgen.db')
+    return Settings(hostname='feeds.example.test', publisher_did=PUBLISHER, database=database)
 
 
 @pytest.fixture
