@@ -75,6 +75,19 @@ def _text(_name: str, value: str) -> str:
     return value
 
 
+def _share(name: str, value: str) -> float:
+    switch = {'on': 1.0, 'true': 1.0, 'yes': 1.0, 'off': 0.0, 'false': 0.0, 'no': 0.0}
+    if value.lower() in switch:
+        return switch[value.lower()]
+    try:
+        share = float(value)
+    except ValueError:
+        raise SettingsError(f'{PREFIX}{name}: {value!r} is not on, off or a share from 0 to 1') from None
+    if not 0.0 <= share <= 1.0:
+        raise SettingsError(f'{PREFIX}{name}: a share must be from 0 to 1, got {share}')
+    return share
+
+
 def _path(_name: str, value: str) -> Path:
     return Path(value)
 
@@ -97,6 +110,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'publisher_password': _text,
     'port': _positive_int,
     'workers': _positive_int,
+    'receipts': _share,
 }
 
 
@@ -138,6 +152,8 @@ class Settings:
     """Port `feedgen serve` and `feedgen run` listen on."""
     workers: int = 2
     """Serving processes for `feedgen serve` / `feedgen run`."""
+    receipts: float = 1.0
+    """Share of skeleton requests whose receipt is kept for a day: `on` (1), `off` (0), or a share like 0.1."""
 
     def __post_init__(self) -> None:
         if not self.service_did:

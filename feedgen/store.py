@@ -131,7 +131,27 @@ class IngestState(BaseModel):
     """The `time` of the event at `cursor`, as the relay stamped it."""
 
 
-MODELS: tuple[type[BaseModel], ...] = (Post, PostTerm, Like, Repost, Follow, Actor, IngestState)
+class Receipt(BaseModel):
+    """How one served page was made (`feedgen.receipts`), kept for a day; written by the serving process."""
+
+    req_id = peewee.TextField(primary_key=True)
+    feed = peewee.TextField()
+    """Record key of the feed that served the page."""
+    created_at = peewee.BigIntegerField(index=True)
+    payload = peewee.TextField()
+    """The receipt as JSON text."""
+
+
+class FeedStat(BaseModel):
+    """Skeleton requests served per feed, added up over every serving process (`feedgen.receipts`)."""
+
+    rkey = peewee.TextField(primary_key=True)
+    requests = peewee.BigIntegerField(default=0)
+    since = peewee.BigIntegerField()
+    """When the first request of this feed was counted."""
+
+
+MODELS: tuple[type[BaseModel], ...] = (Post, PostTerm, Like, Repost, Follow, Actor, IngestState, Receipt, FeedStat)
 
 
 def open_database(url: str | Path) -> peewee.Database:

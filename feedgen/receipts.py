@@ -1,0 +1,137 @@
+"""Receipts: how each served page was made, and how many pages each feed served.
+
+Owns stamping every skeleton response with a `reqId` and the `algorithm` `{name, version}` that ranked
+it, the receipt of that request (feed, params, viewer, languages, the algorithm's `Page.trace`, the items
+with their contexts), the per-feed request counters, and pruning receipts older than a day.
+
+Writes are off the request path: they run after the response has been sent (`call_on_close`), as one
+transaction per request: one INSERT of the receipt's JSON (when `FEEDGEN_RECEIPTS` samples it) and one
+counter upsert. Counters live in the store, so they add up every serving process and survive restarts.
+It never ranks anything and never touches the indexed records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import time
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import peewee
+from flask import Response, jsonify
+
+from feedgen.algorithm import FeedRequest, Page
+from feedgen.catalog import algorithm_stamp, effective_params
+from feedgen.languages import served_languages
+from feedgen.plugins import Feed
+from feedgen.store import FeedStat, Receipt
+
+RECEIPT_TTL_HOURS = 24.0
+PRUNE_CHUNK = 5000
+log = logging.getLogger(__name__)
+
+
+def new_req_id() -> str:
+    """A fresh random request id: 16 hex digits."""
+    return secrets.token_hex(8)
+
+
+def build_receipt(
+    req_id: str, feed: Feed, publisher_did: str, request: FeedRequest, page: Page, cursor: str | None
+) -> dict[str, Any]:
+    """The receipt of one served page, as JSON-able data.
+
+    Args:
+        cursor: the cursor the response carried (wrapped with the feed's record key), or None.
+    """
+    return {
+        'reqId': req_id,
+        'time': datetime.now(UTC).isoformat(timespec='milliseconds').replace('+00:00', 'Z'),
+        'feed': feed.uri(publisher_did),
+        'algorithm': algorithm_stamp(feed),
+        'params': effective_params(feed),
+        'viewer': request.viewer or 'anonymous',
+        'request': {'limit': request.limit, 'cursor': request.cursor, 'langs': list(request.langs)},
+        'trace': page.trace,
+        'items': [{'post': item.post, 'feedContext': item.context} for item in page.items],
+        'cursor': cursor,
+    }
+
+
+def skeleton_response(
+    body: dict[str, Any],
+    feed: Feed,
+    request: FeedRequest,
+    page: Page,
+    publisher_did: str,
+    db: peewee.Database,
+    sample: float = 1.0,
+) -> Response:
+    """The JSON response for a skeleton `body`, stamped with `reqId` and `algorithm`; records it once sent.
+
+    Args:
+        sample: the share of requests whose receipt is kept (`FEEDGEN_RECEIPTS`); every request is counted.
+    """
+    req_id = new_req_id()
+    response = jsonify(body | {'algorithm': algorithm_stamp(feed), 'reqId': req_id})
+    langs = served_languages(feed, request)
+    if langs:
+        response.headers['Content-Language'] = ', '.join(langs)
+    receipt = None
+    if sample >= 1.0 or random.random() < sample:
+        receipt = partial(build_receipt, req_id, feed, publisher_did, request, page, body.get('cursor'))
+    response.call_on_close(partial(record_request, db, feed.rkey, req_id, receipt))
+    return response
+
+
+def record_request(db: peewee.Database, rkey: str, req_id: str, receipt: partial[dict[str, Any]] | None) -> None:
+    """Counts one served request of feed `rkey` and stores its receipt, in one transaction.
+
+    Runs after the response was sent, so a failure is logged, never answered.
+    """
+    now = int(time.time() * 1000)
+    try:
+        db.connect(reuse_if_open=True)
+        with db.atomic():
+            if receipt is not None:
+                payload = json.dumps(receipt(), separators=(',', ':'), default=str)
+                Receipt.insert(req_id=req_id, feed=rkey, created_at=now, payload=payload).execute()
+            FeedStat.insert(rkey=rkey, requests=1, since=now).on_conflict(
+                conflict_target=[FeedStat.rkey], update={FeedStat.requests: FeedStat.requests + 1}
+            ).execute()
+    except peewee.PeeweeException:
+        log.exception('could not record request %s of feed %s', req_id, rkey)
+
+
+def get_receipt(req_id: str, now: float | None = None) -> str | None:
+    """The stored receipt of `req_id` as JSON text, or None when there is none younger than a day."""
+    cutoff = _cutoff(RECEIPT_TTL_HOURS, now)
+    row = Receipt.select(Receipt.payload).where(Receipt.req_id == req_id, Receipt.created_at >= cutoff).tuples().first()
+    return row[0] if row else None
+
+
+def request_counts() -> dict[str, dict[str, int]]:
+    """Skeleton requests served per feed record key by every serving process: `{rkey: {requests, since}}`."""
+    return {rkey: {'requests': n, 'since': since} for rkey, n, since in FeedStat.select().tuples()}
+
+
+def prune_receipts(db: peewee.Database, max_age_hours: float = RECEIPT_TTL_HOURS, now: float | None = None) -> int:
+    """Deletes receipts older than `max_age_hours`, in small transactions; returns how many."""
+    cutoff = _cutoff(max_age_hours, now)
+    removed = 0
+    while True:
+        with db.atomic():
+            old = Receipt.select(Receipt.req_id).where(Receipt.created_at < cutoff).limit(PRUNE_CHUNK)
+            count = Receipt.delete().where(Receipt.req_id.in_(old)).execute()
+        removed += count
+        if count < PRUNE_CHUNK:
+            log.info('pruned %d receipts older than %.1f hours', removed, max_age_hours)
+            return removed
+
+
+def _cutoff(hours: float, now: float | None) -> int:
+    return int(((time.time() if now is None else now) - hours * 3600) * 1000)
