@@ -1,0 +1,70 @@
+"""feedgen.jobs: retention pruning by indexing time, and the scheduler that runs it."""
+
+from __future__ import annotations
+
+import peewee
+
+from feedgen.indexer import Indexer
+from feedgen.ingest import Pipeline
+from feedgen.jobs import prune, start_scheduler
+from feedgen.store import Follow, Like, Post, PostTerm, Repost
+from tests import frames
+
+ALICE, BOB = 'did:plc:alice', 'did:plc:bob'
+HOUR = 3600.0
+
+
+def _index_at(db: peewee.Database, now: float, messages: list[bytes]) -> None:
+    Pipeline(Indexer(db, 'test', clock=lambda: now)).feed_all(messages)
+
+
+def test_prune_removes_only_what_was_indexed_before_the_retention_window(db: peewee.Database) -> None:
+    old_post = 'at://did:plc:alice/app.bsky.feed.post/old'
+    like = frames.subject_record('app.bsky.feed.like', frames.strong_ref(old_post))
+    _index_at(
+        db,
+        1_000 * HOUR,
+        [
+            frames.commit(1, ALICE, [('create', 'app.bsky.feed.post/old', frames.post_record('hi', langs=['en']))]),
+            frames.commit(2, BOB, [('create', 'app.bsky.feed.like/l1', like)]),
+            frames.commit(
+                3, BOB, [('create', 'app.bsky.graph.follow/f', frames.subject_record('app.bsky.graph.follow', ALICE))]
+            ),
+        ],
+    )
+    _index_at(
+        db,
+        1_070 * HOUR,
+        [
+            frames.commit(4, ALICE, [('create', 'app.bsky.feed.post/new', frames.post_record('hi', langs=['en']))]),
+            frames.commit(5, BOB, [('create', 'app.bsky.feed.like/l2', like)]),
+            frames.commit(
+                6,
+                BOB,
+                [
+                    (
+                        'create',
+                        'app.bsky.feed.repost/r',
+                        frames.subject_record('app.bsky.feed.repost', frames.strong_ref(old_post)),
+                    )
+                ],
+            ),
+        ],
+    )
+    removed = prune(db, retention_hours=24, now=1_080 * HOUR)
+    assert removed == {'posts': 1, 'likes': 1, 'reposts': 0}
+    assert [p.uri for p in Post.select()] == ['at://did:plc:alice/app.bsky.feed.post/new']
+    assert PostTerm.select().count() == 1
+    assert [like.uri for like in Like.select()] == ['at://did:plc:bob/app.bsky.feed.like/l2']
+    assert Repost.select().count() == 1
+    assert Follow.select().count() == 1, 'the follow graph is not pruned'
+
+
+def test_scheduler_runs_prune_at_start(db: peewee.Database) -> None:
+    scheduler = start_scheduler(db, retention_hours=24)
+    try:
+        job = scheduler.get_job('prune')
+        assert job is not None
+        assert job.trigger.interval.total_seconds() == 600
+    finally:
+        scheduler.shutdown(wait=True)
