@@ -19,18 +19,15 @@ from feedgen.records import (
     POST,
     PostRecord,
     RecordError,
+    Rejected,
     parse_datetime_ms,
     parse_post,
     parse_subject_record,
 )
 
 
-class FrameError(ValueError):
-    """The message is not a decodable frame; `reason` is a short metric label."""
-
-    def __init__(self, reason: str, detail: str = '') -> None:
-        super().__init__(f'{reason}: {detail}' if detail else reason)
-        self.reason = reason
+class FrameError(Rejected):
+    """The message is not a decodable frame."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,12 +29,16 @@ _EMBED_KINDS = {
 _TAG_FEATURE = 'app.bsky.richtext.facet#tag'
 
 
-class RecordError(ValueError):
-    """A record does not match its lexicon closely enough to index; `reason` is a short metric label."""
+class Rejected(ValueError):
+    """Input left out of the index; `reason` is a short label the skip counters and metrics use."""
 
     def __init__(self, reason: str, detail: str = '') -> None:
         super().__init__(f'{reason}: {detail}' if detail else reason)
         self.reason = reason
+
+
+class RecordError(Rejected):
+    """A record does not match its lexicon closely enough to index."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,20 +86,29 @@ def _strong_ref_uri(ref: Any, field: str) -> str:
     return ref['uri']
 
 
+def _array(value: Any, reason: str) -> list | tuple:
+    """An optional lexicon array: absent or null is empty; anything but a list raises `RecordError(reason)`."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise RecordError(reason)
+    return value
+
+
 def _tags(record: dict[str, Any]) -> tuple[str, ...]:
     found: list[str] = []
-    for facet in record.get('facets') or ():
+    for facet in _array(record.get('facets'), 'invalid_facet'):
         if not isinstance(facet, dict):
             raise RecordError('invalid_facet')
-        for feature in facet.get('features') or ():
+        for feature in _array(facet.get('features'), 'invalid_facet'):
             if (
                 isinstance(feature, dict)
                 and feature.get('$type') == _TAG_FEATURE
                 and isinstance(feature.get('tag'), str)
             ):
                 found.append(feature['tag'])
-    extra = record.get('tags') or ()
-    if not isinstance(extra, list | tuple) or not all(isinstance(tag, str) for tag in extra):
+    extra = _array(record.get('tags'), 'invalid_tags')
+    if not all(isinstance(tag, str) for tag in extra):
         raise RecordError('invalid_tags')
     found.extend(extra)
     return tuple(dict.fromkeys(tag.lower().lstrip('#') for tag in found if tag.strip() and ' ' not in tag))
@@ -109,8 +122,8 @@ def parse_post(record: Any) -> PostRecord:
         raise RecordError('invalid_text', 'text is not a string')
     if len(text.encode('utf-8', 'surrogatepass')) > MAX_TEXT_BYTES:
         raise RecordError('text_too_long', f'{len(text)} characters')
-    langs = record.get('langs') or ()
-    if not isinstance(langs, list | tuple) or len(langs) > MAX_LANGS or not all(isinstance(x, str) for x in langs):
+    langs = _array(record.get('langs'), 'invalid_langs')
+    if len(langs) > MAX_LANGS or not all(isinstance(x, str) for x in langs):
         raise RecordError('invalid_langs')
     reply = record.get('reply')
     reply_root = reply_parent = None
@@ -120,7 +133,8 @@ def parse_post(record: Any) -> PostRecord:
         reply_root = _strong_ref_uri(reply.get('root'), 'reply.root')
         reply_parent = _strong_ref_uri(reply.get('parent'), 'reply.parent')
     embed = record.get('embed')
-    embed_kind = _EMBED_KINDS.get(embed.get('$type')) if isinstance(embed, dict) else None
+    embed_type = embed.get('$type') if isinstance(embed, dict) else None
+    embed_kind = _EMBED_KINDS.get(embed_type) if isinstance(embed_type, str) else None
     return PostRecord(
         text=text,
         langs=tuple(lang.lower() for lang in langs if lang),

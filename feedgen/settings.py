@@ -33,24 +33,17 @@ def _did(name: str, value: str) -> str:
     return value
 
 
-def _positive_int(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(f'{PREFIX}{name}: {value!r} is not a whole number') from None
-    if number <= 0:
-        raise SettingsError(f'{PREFIX}{name}: must be greater than 0, got {number}')
-    return number
+def _positive(kind: type[int] | type[float]) -> Callable[[str, str], Any]:
+    def parse(name: str, value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise SettingsError(f'{PREFIX}{name}: {value!r} is not a {"whole " if kind is int else ""}number') from None
+        if number <= 0:
+            raise SettingsError(f'{PREFIX}{name}: must be greater than 0, got {number}')
+        return number
 
-
-def _positive_float(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise SettingsError(f'{PREFIX}{name}: {value!r} is not a number') from None
-    if number <= 0:
-        raise SettingsError(f'{PREFIX}{name}: must be greater than 0, got {number}')
-    return number
+    return parse
 
 
 def _websocket_url(name: str, value: str) -> str:
@@ -100,16 +93,16 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'database': _text,
     'firehose': _websocket_url,
     'plc_url': _http_url,
-    'retention_hours': _positive_float,
-    'batch_size': _positive_int,
-    'batch_seconds': _positive_float,
+    'retention_hours': _positive(float),
+    'batch_size': _positive(int),
+    'batch_seconds': _positive(float),
     'feeds_config': _path,
     'plugins_dir': _path,
     'pds_url': _http_url,
     'publisher_handle': _text,
     'publisher_password': _text,
-    'port': _positive_int,
-    'workers': _positive_int,
+    'port': _positive(int),
+    'workers': _positive(int),
     'receipts': _share,
 }
 
