@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
+from werkzeug.wrappers import Response
 
 from feedgen.algorithm import FeedRequest
 from feedgen.plugins import Feed
@@ -36,3 +37,10 @@ def served_languages(feed: Feed, request: FeedRequest) -> tuple[str, ...]:
     if not has_langs_param(feed):
         return ()
     return tuple(feed.algorithm.params.langs) or request.langs
+
+
+def add_content_language(response: Response, feed: Feed, request: FeedRequest) -> None:
+    """Sets `Content-Language` on `response` to the languages `feed` served, when it has a `langs` parameter."""
+    langs = served_languages(feed, request)
+    if langs:
+        response.headers['Content-Language'] = ', '.join(langs)

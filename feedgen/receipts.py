@@ -26,7 +26,7 @@ from flask import Response, jsonify
 
 from feedgen.algorithm import FeedRequest, Page
 from feedgen.catalog import algorithm_stamp, effective_params
-from feedgen.languages import served_languages
+from feedgen.languages import add_content_language
 from feedgen.plugins import Feed
 from feedgen.store import FeedStat, Receipt
 
@@ -78,9 +78,7 @@ def skeleton_response(
     """
     req_id = new_req_id()
     response = jsonify(body | {'algorithm': algorithm_stamp(feed), 'reqId': req_id})
-    langs = served_languages(feed, request)
-    if langs:
-        response.headers['Content-Language'] = ', '.join(langs)
+    add_content_language(response, feed, request)
     receipt = None
     if sample >= 1.0 or random.random() < sample:
         receipt = partial(build_receipt, req_id, feed, publisher_did, request, page, body.get('cursor'))

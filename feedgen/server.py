@@ -2,8 +2,8 @@
 
 Owns HTTP: routing, parsing and validating query parameters, XRPC error bodies, and wrapping each
 algorithm's cursor with its feed's record key (so a cursor from another feed is refused). It reads the
-store only through algorithms and never writes. `create_app(settings)` builds an app; importing this
-module does nothing.
+store only through algorithms; its only writes, receipts and request counters, are `feedgen.receipts`'s.
+`create_app(settings)` builds an app; importing this module does nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from feedgen.algorithm import FeedRequest, InvalidCursor
+from feedgen.catalog import algorithm_stamp
+from feedgen.languages import accepted_languages
 from feedgen.plugins import Feed, discover_algorithms, load_feeds
+from feedgen.receipts import skeleton_response
 from feedgen.settings import Settings
 from feedgen.store import IngestState, open_database
 
@@ -131,7 +134,10 @@ def create_app(settings: Settings, feeds: dict[str, Feed] | None = None, db: pee
         return jsonify(
             {
                 'did': settings.service_did,
-                'feeds': [{'uri': feed.uri(settings.publisher_did)} for feed in feeds.values()],
+                'feeds': [
+                    {'uri': feed.uri(settings.publisher_did), 'algorithm': algorithm_stamp(feed)}
+                    for feed in feeds.values()
+                ],
             }
         )
 
@@ -141,6 +147,7 @@ def create_app(settings: Settings, feeds: dict[str, Feed] | None = None, db: pee
         feed_request = FeedRequest(
             limit=parse_limit(request.args.get('limit')),
             cursor=unwrap_cursor(feed, request.args.get('cursor')),
+            langs=accepted_languages(request.headers.get('Accept-Language')),
         )
         try:
             page = feed.algorithm.page(feed_request)
@@ -154,11 +161,14 @@ def create_app(settings: Settings, feeds: dict[str, Feed] | None = None, db: pee
         }
         if page.cursor is not None:
             body['cursor'] = feed.rkey + CURSOR_SEPARATOR + page.cursor
-        return jsonify(body)
+        return skeleton_response(body, feed, feed_request, page, settings.publisher_did, db, settings.receipts)
 
     @app.get('/xrpc/_health')
     def health() -> Any:
         states = [{'firehose': s.firehose, 'cursor': s.cursor, 'time': s.time} for s in IngestState.select()]
         return jsonify({'status': 'ok', 'service': settings.service_did, 'ingest': states})
 
+    from feedgen.transparency import transparency  # here, not at the top: it imports this module
+
+    app.register_blueprint(transparency)
     return app
