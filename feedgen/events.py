@@ -5,7 +5,8 @@ frames) to feedgen's own events. DAG-CBOR and CAR decoding is libipld's (the atp
 It never touches a socket or the database, so every case is unit-tested on bytes.
 
 A message that cannot be decoded at all raises `FrameError`. Inside a good commit, an op whose record
-is missing or malformed is left out and its reason recorded in `Commit.skipped`; the rest is kept.
+is missing or malformed, or of a collection feedgen does not index, is left out and its reason recorded in
+`Commit.skipped`; the rest is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from feedgen.records import (
     parse_post,
     parse_subject_record,
 )
+
+MAX_SEQ = 2**63 - 1
+"""The largest `seq` accepted: the store (like the relays' own databases) keeps it as a signed 64-bit integer."""
 
 
 class FrameError(Rejected):
@@ -158,10 +162,15 @@ def _commit(body: dict) -> Commit:
     ops = body.get('ops')
     if not isinstance(ops, list):
         raise FrameError('bad_body', 'ops is not a list')
-    wanted = [op for op in ops if isinstance(op, dict) and _collection(op) in INDEXED_COLLECTIONS]
-    commit.skipped.extend(
-        'malformed_op' for op in ops if not isinstance(op, dict) or not isinstance(op.get('path'), str)
-    )
+    wanted = []
+    for op in ops:
+        collection = _collection(op)
+        if collection is None:
+            commit.skipped.append('malformed_op')
+        elif collection in INDEXED_COLLECTIONS:
+            wanted.append(op)
+        else:
+            commit.skipped.append('unindexed_collection')
     if not wanted:
         return commit
     blocks = _blocks(body) if any(op.get('action') != 'delete' for op in wanted) else {}
@@ -212,14 +221,14 @@ def _blocks(body: dict) -> dict:
     return blocks
 
 
-def _collection(op: dict) -> str | None:
-    path = op.get('path')
+def _collection(op: object) -> str | None:
+    path = op.get('path') if isinstance(op, dict) else None
     return path.partition('/')[0] if isinstance(path, str) else None
 
 
 def _seq(body: dict) -> int:
     seq = body.get('seq')
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise FrameError('bad_body', f'seq {seq!r}')
     return seq
 
