@@ -12,10 +12,15 @@ import dataclasses
 import hashlib
 import inspect
 import sys
+import time
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import peewee
 
 
 class InvalidCursor(ValueError):
@@ -38,6 +43,12 @@ class FeedRequest:
     """DID of the reader, from a verified service JWT; None for anonymous requests."""
     langs: tuple[str, ...] = ()
     """Languages the reader accepts (from `Accept-Language`), most preferred first."""
+    at_ms: int | None = None
+    """Rank as of this moment (epoch milliseconds); None: now. Tests and previews of old captures pin it."""
+
+    def time_ms(self) -> int:
+        """The moment to rank as of: `at_ms`, or the current time, in epoch milliseconds."""
+        return int(time.time() * 1000) if self.at_ms is None else self.at_ms
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,17 @@ class Page:
     """How the page was made, for its receipt: candidates considered, what each filter removed, score parts."""
 
 
+@dataclass(frozen=True)
+class Job:
+    """Scheduled work an algorithm needs, such as refreshing a table of scores (see `Algorithm.jobs`)."""
+
+    name: str
+    """Unique in the service: feeds whose jobs have the same name (same algorithm and parameters) share one."""
+    run: Callable[[peewee.Database], object]
+    """Called with the open store every `seconds`, in the ingest process; it writes only its own tables."""
+    seconds: float
+
+
 class NoParams:
     """The `Params` of an algorithm that takes none."""
 
@@ -65,8 +87,18 @@ class NoParams:
 class Algorithm:
     """Base class of every ranking algorithm plugin.
 
-    Subclasses set the class attributes and implement `page`. Parameters a feed may set are the fields
-    of a dataclass assigned to `Params`; the validated instance is `self.params`.
+    Subclasses set the class attributes and implement `page` and `explain`. Parameters a feed may set are
+    the fields of a dataclass assigned to `Params`; the validated instance is `self.params`.
+
+    `Page.trace` says how a page was made, for its receipt. Keys the built-in algorithms use:
+    `candidates` (how many posts were considered), `filters` (the filters applied, in words),
+    `removed` (`{filter: how many candidates it removed}`, where counted), `scores` (`{post uri: score
+    parts}` for the page's items), and `as_of` / `snapshot` (the moment or score snapshot ranked).
+
+    Scheduled work: an algorithm that cannot rank at request time (scores over many posts, refreshed
+    every minute) returns `Job`s from `jobs()`. `feedgen.jobs.start_scheduler` runs them with apscheduler
+    in the ingest process, first right away, then every `Job.seconds`. A job writes only its own tables
+    (add models to `feedgen.store`); `page` then reads them, staying fast and read-only.
     """
 
     name: ClassVar[str]
@@ -80,6 +112,9 @@ class Algorithm:
     """Where the source code can be read; default: the module's file path."""
     personalized: ClassVar[bool] = False
     """True when `page` needs `request.viewer` (the reader's DID) to answer."""
+    accepts_interactions: ClassVar[bool] = False
+    """True when the algorithm uses reader feedback (`app.bsky.feed.sendInteractions`): published as the
+    feed's `acceptsInteractions`, so Bluesky offers "show more / show less like this"."""
     Params: ClassVar[type] = NoParams
 
     def __init__(self, **params: Any) -> None:
@@ -95,6 +130,10 @@ class Algorithm:
         Say which filters it matched and the parts of its score, with the inputs they came from.
         """
         raise NotImplementedError
+
+    def jobs(self) -> list[Job]:
+        """The scheduled work this feed needs (see the class docstring); none by default."""
+        return []
 
     @classmethod
     def source(cls) -> str:
