@@ -23,12 +23,13 @@ import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from feedgen.capture import CaptureError
+from feedgen.capture import CaptureError, read_capture
 from feedgen.firehose import Backoff, Firehose
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline, replay
 from feedgen.jobs import start_scheduler
 from feedgen.plugins import PluginError, discover_algorithms, load_feeds
+from feedgen.relay import CaptureRelay
 from feedgen.server import create_app
 from feedgen.settings import Settings, SettingsError
 from feedgen.store import Post, open_database
@@ -194,11 +195,17 @@ def _supervise_ingest(settings: Settings, stopping: threading.Event) -> None:
 def run(ctx: click.Context, host: str, port: int | None) -> None:
     """The main job: ingest the firehose, run scheduled jobs, and serve the feeds."""
     settings = _settings(ctx)
+    _print_feed_urls(settings, host, port or settings.port)
+    run_main_job(settings, host, port or settings.port)
+
+
+def run_main_job(settings: Settings, host: str, port: int) -> None:
+    """Ingest (a supervised child process, with the scheduled jobs) and gunicorn serving, until stopped."""
     stopping = threading.Event()
     supervisor = threading.Thread(target=_supervise_ingest, args=(settings, stopping), daemon=True)
     supervisor.start()
     try:
-        serve_forever(settings, host, port or settings.port, settings.workers)
+        serve_forever(settings, host, port, settings.workers)
     finally:
         stopping.set()
         supervisor.join(timeout=15)
@@ -248,15 +255,15 @@ def _print_feed_urls(settings: Settings, host: str, port: int) -> None:
 @click.option('--capture', type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEMO_CAPTURE)
 @click.pass_context
 def demo(ctx: click.Context, port: int, capture: Path) -> None:
-    """Offline demo: replay a bundled capture into a temporary store and serve it on localhost."""
+    """Offline demo: the main job, ingesting a bundled capture from a loopback relay, served on localhost."""
     folder = Path(tempfile.mkdtemp(prefix='feedgen-demo-'))
-    settings = Settings(hostname=f'localhost:{port}', port=port, database=str(folder / 'demo.db'))
-    summary = _replay(settings, capture)
-    click.echo(
-        f'demo: indexed {summary["posts_in_store"]} posts from {capture.name} into {settings.database}', err=True
-    )
-    _print_feed_urls(settings, '127.0.0.1', port)
-    serve_forever(settings, '127.0.0.1', port, 1)
+    with CaptureRelay(list(read_capture(capture)), close_when_done=False) as relay:
+        settings = Settings(
+            hostname=f'localhost:{port}', port=port, database=str(folder / 'demo.db'), firehose=relay.url, workers=1
+        )
+        click.echo(f'demo: a loopback relay at {relay.url} replays {capture.name}; store {settings.database}', err=True)
+        _print_feed_urls(settings, '127.0.0.1', port)
+        run_main_job(settings, '127.0.0.1', port)
 
 
 @main.command(name='algorithms')
