@@ -16,6 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from feedgen.algorithm import FeedRequest, InvalidCursor
+from feedgen.auth import AuthError, ServiceAuth, did_resolver
 from feedgen.catalog import algorithm_stamp
 from feedgen.languages import accepted_languages
 from feedgen.plugins import Feed, discover_algorithms, load_feeds
@@ -81,20 +82,27 @@ def unwrap_cursor(feed: Feed, cursor: str | None) -> str | None:
     return cursor[len(prefix) :]
 
 
-def create_app(settings: Settings, feeds: dict[str, Feed] | None = None, db: peewee.Database | None = None) -> Flask:
+def create_app(
+    settings: Settings,
+    feeds: dict[str, Feed] | None = None,
+    db: peewee.Database | None = None,
+    auth: ServiceAuth | None = None,
+) -> Flask:
     """Builds the feed generator's WSGI app.
 
     Args:
         settings: configuration (service DID, publisher DID, database, feeds config).
         feeds: the feeds to serve, by record key; default: discovered plugins and `settings.feeds_config`.
         db: an open store; default: `open_database(settings.database)`.
+        auth: verifies viewers' service JWTs; default: resolving issuers at `settings.plc_url`.
     """
     app = Flask('feedgen')
     app.json.sort_keys = False
     db = db or open_database(settings.database)
     if feeds is None:
         feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
-    app.extensions['feedgen'] = {'settings': settings, 'feeds': feeds, 'db': db}
+    auth = auth or ServiceAuth(settings.service_did, did_resolver(settings.plc_url))
+    app.extensions['feedgen'] = {'settings': settings, 'feeds': feeds, 'db': db, 'auth': auth}
 
     @app.before_request
     def connect() -> None:
@@ -103,6 +111,10 @@ def create_app(settings: Settings, feeds: dict[str, Feed] | None = None, db: pee
     @app.errorhandler(XrpcError)
     def xrpc_error(error: XrpcError) -> tuple[Response, int]:
         return xrpc_error_response(error.status, error.error, error.message)
+
+    @app.errorhandler(AuthError)
+    def auth_error(error: AuthError) -> tuple[Response, int]:
+        return xrpc_error_response(401, error.error, error.message)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
@@ -144,7 +156,11 @@ def create_app(settings: Settings, feeds: dict[str, Feed] | None = None, db: pee
     @app.get('/xrpc/app.bsky.feed.getFeedSkeleton')
     def get_feed_skeleton() -> Any:
         feed = find_feed(feeds, settings.publisher_did, request.args.get('feed'))
+        viewer = auth.viewer(request.headers.get('Authorization'))
+        if viewer is None and feed.algorithm.personalized:
+            raise XrpcError(401, 'AuthRequired', f'the feed {feed.rkey} is personalized: it needs a signed-in viewer')
         feed_request = FeedRequest(
+            viewer=viewer,
             limit=parse_limit(request.args.get('limit')),
             cursor=unwrap_cursor(feed, request.args.get('cursor')),
             langs=accepted_languages(request.headers.get('Accept-Language')),

@@ -1,0 +1,137 @@
+"""Auth: verifying the service JWT a viewer's PDS mints for a feed request, and resolving issuers' keys.
+
+Owns reading `Authorization: Bearer <jwt>`, checking the token (not expired, `aud` equal to this service's DID,
+`lxm` equal to the method called, signed by the issuer's current atproto signing key) and resolving signing keys:
+did:plc through the configured PLC directory, did:web through the issuer's host, cached in memory and re-resolved
+once when a signature does not verify (the key may have rotated). The atproto SDK does the JWT parsing, signature
+check and DID resolution. It never reads the store and knows nothing of feeds: the server decides what an anonymous
+viewer may see. Error names are those of Bluesky's own XRPC servers (`BadJwtAudience`, `JwtExpired`, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+from urllib.parse import unquote
+
+from atproto_core.exceptions import AtProtocolError
+from atproto_identity.cache.in_memory_cache import DidInMemoryCache
+from atproto_identity.did.resolver import DidResolver
+from atproto_identity.did.resolvers.web_resolver import DidWebResolver
+from atproto_identity.exceptions import UnsupportedDidWebPathError
+from atproto_server.auth.jwt import get_jwt_payload, parse_jwt, verify_jwt
+from atproto_server.exceptions import InvalidTokenError, TokenDecodeError, TokenInvalidSignatureError
+
+FEED_SKELETON_LXM = 'app.bsky.feed.getFeedSkeleton'
+RESOLVE_TIMEOUT_SECONDS = 2.0
+"""Per DID lookup; the AppView gives a feed generator 5 s for the whole request."""
+CLOCK_SKEW_SECONDS = 30
+"""How far in the future a token's `iat` may be (the issuer's clock runs ahead); `exp` is checked strictly."""
+_NOT_SERVICE_TOKENS = frozenset({'at+jwt', 'refresh+jwt', 'dpop+jwt'})
+_LOOPBACK_HOSTS = frozenset({'localhost', '127.0.0.1'})
+
+
+class AuthError(Exception):
+    """The request's service JWT is not acceptable; `error` is the XRPC error name, the message says why."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+
+class KeyResolver(Protocol):
+    """Finds the atproto signing key (`did:key:...`) of a DID; `force_refresh` bypasses any cache."""
+
+    def resolve_atproto_key(self, did: str, force_refresh: bool = False) -> str: ...
+
+
+class _DidWebResolver(DidWebResolver):
+    """The SDK's did:web resolver, plus percent-decoding of the port (`did:web:localhost%3A8000`) and plain http
+    for loopback hosts, as Bluesky's AppView does."""
+
+    @staticmethod
+    def _parse_web_did(did: str) -> str:
+        encoded = did.removeprefix('did:web:')
+        if ':' in encoded:
+            raise UnsupportedDidWebPathError(f'did:web with a path is not supported: {did}')
+        host = unquote(encoded)
+        scheme = 'http' if host.rsplit(':', 1)[0] in _LOOPBACK_HOSTS else 'https'
+        return f'{scheme}://{host}/.well-known/did.json'
+
+
+class _DidCache(DidInMemoryCache):
+    """The SDK's in-memory DID cache, minus its KeyError when a DID it never cached is not found."""
+
+    def delete(self, did: str) -> None:
+        self._cache.pop(did, None)
+
+
+def did_resolver(plc_url: str, timeout: float = RESOLVE_TIMEOUT_SECONDS) -> DidResolver:
+    """A caching resolver of did:plc (at `plc_url`) and did:web identities."""
+    resolver = DidResolver(plc_url=plc_url, timeout=timeout, cache=_DidCache())
+    resolver._methods['web'] = _DidWebResolver(timeout)  # the SDK has no hook for its did:web resolver
+    return resolver
+
+
+class ServiceAuth:
+    """Verifies service JWTs addressed to `service_did` for the method `lxm`.
+
+    Args:
+        service_did: this feed generator's DID; a token's `aud` must equal it exactly.
+        keys: resolves an issuer's signing key (`did_resolver(...)`, or a fake in tests).
+        lxm: the XRPC method a token must be scoped to.
+    """
+
+    def __init__(self, service_did: str, keys: KeyResolver, lxm: str = FEED_SKELETON_LXM) -> None:
+        self.service_did = service_did
+        self.keys = keys
+        self.lxm = lxm
+
+    def viewer(self, authorization: str | None) -> str | None:
+        """The DID the token in an `Authorization` header speaks for, or None when the header is absent.
+
+        Raises:
+            AuthError: the header is not a Bearer token, or the token is malformed, expired, for another service
+                or method, or not signed by its issuer.
+        """
+        if not authorization:
+            return None
+        scheme, _, token = authorization.partition(' ')
+        if scheme.lower() != 'bearer' or not token.strip():
+            raise AuthError('BadJwt', 'the Authorization header must be "Bearer <service JWT>"')
+        return self.verify(token.strip())
+
+    def verify(self, token: str) -> str:
+        """Checks `token` and returns its issuer's DID.
+
+        Raises:
+            AuthError: as for `viewer`.
+        """
+        try:
+            _, _, header, _ = parse_jwt(token)
+            payload = get_jwt_payload(token)
+        except TokenDecodeError as error:
+            raise AuthError('BadJwt', f'malformed service JWT: {error}') from None
+        if header.get('typ') in _NOT_SERVICE_TOKENS:
+            raise AuthError('BadJwtType', f'a {header["typ"]} token is not a service JWT')
+        if not isinstance(payload.exp, int) or payload.exp <= time.time():
+            raise AuthError('JwtExpired', 'the service JWT has expired (or has no exp)')
+        if payload.aud != self.service_did:
+            raise AuthError('BadJwtAudience', f'the service JWT is for {payload.aud!r}, not {self.service_did!r}')
+        lxm = (payload.model_extra or {}).get('lxm')
+        if lxm != self.lxm:
+            raise AuthError('BadJwtLexiconMethod', f'the service JWT is for the method {lxm!r}, not {self.lxm!r}')
+        if not isinstance(payload.iss, str) or not payload.iss.startswith('did:'):
+            raise AuthError('BadJwt', 'the service JWT has no issuer DID')
+        try:
+            # Tries the cached key, then once more with a freshly resolved one (the issuer may have rotated it).
+            verify_jwt(token, self.keys.resolve_atproto_key, self.service_did, leeway=CLOCK_SKEW_SECONDS)
+        except TokenInvalidSignatureError:
+            raise AuthError('BadJwtSignature', f'the service JWT is not signed by the key of {payload.iss}') from None
+        except InvalidTokenError as error:
+            raise AuthError('BadJwt', f'invalid service JWT: {error}') from None
+        except AtProtocolError as error:
+            reason = str(error) or type(error).__name__
+            raise AuthError('BadJwtIssuer', f'cannot find the signing key of {payload.iss}: {reason}') from None
+        return payload.iss
