@@ -1,0 +1,254 @@
+"""Serve benchmark: getFeedSkeleton throughput and latency at a million posts, against a minimal ceiling.
+
+Owns the serve measurement: it fills (or reuses) the cached store of `bench.serve.fill`, starts
+`feedgen serve` on a loopback port with a feeds config covering every benchmarked algorithm that is
+installed (`latest`, `topic` by hashtag and by language, `hot`, `following`), collects first-page and deep
+(10,000+ items down) cursors by walking each feed, and runs wrk at 1, 16 and 64 connections per feed and
+page depth, sampling the server's CPU and memory. In the same run it measures the ceiling app
+(`bench.serve.ceiling`) under gunicorn with the same worker settings. Prints markdown tables.
+
+Usage: `python -m bench.serve.run [--posts 1000000] [--seconds 5] [--connections 1,16,64]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from bench.measure import TreeSampler, load_averages, markdown_table
+from bench.serve.fill import StoreInfo, cached_store
+from bench.serve.loadgen import Load, require_wrk, run_wrk
+from feedgen.plugins import discover_algorithms
+
+OUT = Path(__file__).resolve().parents[1] / 'out'
+PUBLISHER = 'did:web:localhost'
+DEEP_ITEMS = 10_000
+"""Deep cursors start this many items down the feed."""
+DEEP_CURSORS = 20
+PAGE_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Target:
+    """One benchmarked feed page kind: the requests wrk cycles through."""
+
+    feed: str
+    page: str
+    requests: list[str]
+
+
+@dataclass(frozen=True)
+class Row:
+    target: str
+    page: str
+    connections: int
+    load: Load
+    cpu_percent: float
+    rss_mb: float
+
+    def cells(self) -> list[object]:
+        load = self.load
+        return [
+            self.target, self.page, self.connections, round(load.rate), round(load.p50_ms, 2), round(load.p90_ms, 2),
+            round(load.p99_ms, 2), load.errors, round(self.cpu_percent), round(self.rss_mb),
+        ]  # fmt: skip
+
+
+HEADERS = ['feed', 'page', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors', 'server CPU %', 'server RSS MB']
+
+
+def feeds_config(info: StoreInfo, algorithms: Sequence[str]) -> str:
+    """The feeds TOML of the benchmark: the filtered and ranked feeds whose algorithms are installed."""
+    feeds = [
+        ('latest', 'latest', {}),
+        ('topic-tag', 'topic', {'tags': [info.tag]}),
+        ('topic-lang', 'topic', {'tags': [], 'langs': ['ja']}),
+        ('hot', 'hot', {}),
+        ('following', 'following', {}),
+    ]
+    lines = []
+    for rkey, algorithm, params in feeds:
+        if algorithm not in algorithms:
+            continue
+        lines += ['[[feed]]', f'rkey = {json.dumps(rkey)}', f'algorithm = {json.dumps(algorithm)}']
+        if params:
+            lines.append('params = { ' + ', '.join(f'{k} = {json.dumps(v)}' for k, v in params.items()) + ' }')
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def _get(port: int, path: str, authorization: str | None = None) -> dict:
+    headers = {'Authorization': authorization} if authorization else {}
+    with urllib.request.urlopen(urllib.request.Request(f'http://127.0.0.1:{port}{path}', headers=headers)) as answer:
+        return json.load(answer)
+
+
+@contextmanager
+def running(command: Sequence[str], env: dict[str, str], port: int, ready_path: str) -> Iterator[subprocess.Popen]:
+    """Runs a server until the block ends; waits until `ready_path` answers on `port`."""
+    log = open(OUT / f'server-{port}.log', 'w')  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(command, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _get(port, ready_path)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f'server did not start; see {log.name}') from None
+                time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def skeleton_path(rkey: str, cursor: str | None = None, limit: int = PAGE_LIMIT) -> str:
+    feed = quote(f'at://{PUBLISHER}/app.bsky.feed.generator/{rkey}', safe='')
+    path = f'/xrpc/app.bsky.feed.getFeedSkeleton?feed={feed}&limit={limit}'
+    return path + (f'&cursor={quote(cursor, safe="")}' if cursor else '')
+
+
+def targets_for(port: int, rkey: str, authorization: str | None) -> list[Target]:
+    """First-page and deep requests of one feed; deep cursors are found by walking it 100 items a page."""
+    suffix = f'\t{authorization}' if authorization else ''
+    first = Target(rkey, 'first', [skeleton_path(rkey) + suffix])
+    cursors: list[tuple[int, str]] = []
+    cursor, seen = None, 0
+    while len(cursors) < DEEP_CURSORS:
+        page = _get(port, skeleton_path(rkey, cursor, limit=100), authorization)
+        seen += len(page['feed'])
+        cursor = page.get('cursor')
+        if not cursor:
+            break
+        if seen >= DEEP_ITEMS:
+            cursors.append((seen, cursor))
+    if not cursors:
+        return [first]
+    label = f'deep {cursors[0][0]:,}+'
+    return [first, Target(rkey, label, [skeleton_path(rkey, c) + suffix for _, c in cursors])]
+
+
+def measure(server: subprocess.Popen, port: int, target: Target, connections: int, seconds: float) -> Row:
+    with TreeSampler(server.pid) as sampler:
+        load = run_wrk(port, target.requests, connections, seconds)
+    usage = sampler.usage
+    return Row(target.feed, target.page, connections, load, usage.cpu_percent, usage.peak_rss_mb)
+
+
+def viewer_authorization(info: StoreInfo) -> str | None:
+    """The Authorization header that makes the benchmark's viewer the reader of personalized feeds, if any."""
+    return None
+
+
+def serve_rows(info: StoreInfo, store: Path, seconds: float, connections: Sequence[int], workers: int) -> list[Row]:
+    algorithms = discover_algorithms()
+    config = OUT / 'serve-feeds.toml'
+    config.write_text(feeds_config(info, algorithms))
+    port = free_port()
+    feedgen = shutil.which('feedgen', path=str(Path(sys.executable).parent)) or 'feedgen'
+    env = {
+        'FEEDGEN_DATABASE': str(store),
+        'FEEDGEN_FEEDS_CONFIG': str(config),
+        'FEEDGEN_HOSTNAME': 'localhost',
+        'FEEDGEN_SERVICE_DID': PUBLISHER,
+    }
+    command = [feedgen, 'serve', '--host', '127.0.0.1', '--port', str(port), '--workers', str(workers)]
+    rows = []
+    with running(command, env, port, '/xrpc/app.bsky.feed.describeFeedGenerator') as server:
+        targets = []
+        for rkey in ('latest', 'topic-tag', 'topic-lang', 'hot', 'following'):
+            if f'rkey = "{rkey}"' in config.read_text():
+                personalized = rkey == 'following'
+                authorization = viewer_authorization(info) if personalized else None
+                if personalized and authorization is None:
+                    continue
+                targets += targets_for(port, rkey, authorization)
+        warmup = Target('all', 'warm-up', [request for target in targets for request in target.requests])
+        run_wrk(port, warmup.requests, 16, 2)
+        for count in connections:
+            rows += [measure(server, port, target, count, seconds) for target in targets]
+    return rows
+
+
+def ceiling_rows(store: Path, seconds: float, connections: Sequence[int], workers: int) -> list[Row]:
+    """The minimal app under gunicorn (same worker class and threads as `feedgen serve`), first and deep pages."""
+    port = free_port()
+    command = [
+        sys.executable, '-m', 'gunicorn', '--bind', f'127.0.0.1:{port}', '--workers', str(workers),
+        '--worker-class', 'gthread', '--threads', '4', '--log-level', 'warning',
+        f'bench.serve.ceiling:create_app({str(store)!r})',
+    ]  # fmt: skip
+    rows = []
+    root = str(Path(__file__).resolve().parents[2])
+    with running(command, {'PYTHONPATH': root}, port, '/page?limit=1') as server:
+        cursor = None
+        cursors = []
+        for _ in range(DEEP_ITEMS // 100 + DEEP_CURSORS):
+            cursor = _get(port, f'/page?limit=100&cursor={cursor}' if cursor else '/page?limit=100')['cursor']
+            cursors.append(cursor)
+        targets = [
+            Target('ceiling', 'first', [f'/page?limit={PAGE_LIMIT}']),
+            Target('ceiling', f'deep {DEEP_ITEMS:,}+', [f'/page?limit={PAGE_LIMIT}&cursor={c}' for c in cursors[-20:]]),
+        ]
+        run_wrk(port, targets[0].requests, 16, 2)
+        for count in connections:
+            rows += [measure(server, port, target, count, seconds) for target in targets]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--posts', type=int, default=1_000_000)
+    parser.add_argument('--seconds', type=float, default=5.0, help='Length of each wrk run.')
+    parser.add_argument('--connections', default='1,16,64')
+    parser.add_argument('--workers', type=int, default=2, help='gunicorn workers, for feedgen and the ceiling.')
+    args = parser.parse_args(argv)
+    require_wrk()
+    OUT.mkdir(exist_ok=True)
+    store = OUT / f'serve-{args.posts}.db'
+    info = cached_store(store, args.posts)
+    connections = [int(c) for c in args.connections.split(',')]
+    print(f'\n### Serve: getFeedSkeleton at {info.posts:,} posts\n')
+    print(
+        f'Store: {info.posts:,} posts, {info.likes:,} likes, {info.reposts:,} reposts, {info.follows:,} follows, '
+        f'{info.accounts:,} accounts; `#{info.tag}` on {info.tagged_posts:,} posts; the viewer follows '
+        f'{info.viewer_follows}. {args.seconds:g} s of wrk per row, {args.workers} gunicorn workers.\n'
+    )
+    print(f'Load averages before: {load_averages()}\n')
+    rows = serve_rows(info, store, args.seconds, connections, args.workers)
+    rows += ceiling_rows(store, args.seconds, connections, args.workers)
+    rows.sort(key=lambda row: (row.target == 'ceiling', row.connections))
+    print(markdown_table(HEADERS, [row.cells() for row in rows]))
+    print(f'\nLoad averages after: {load_averages()}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
