@@ -51,19 +51,22 @@ def feed_info(feed: Feed, publisher_did: str) -> dict[str, Any]:
 
 
 def feed_record_description(feed: Feed, service_endpoint: str = '') -> str:
-    """The `description` of the feed's published generator record: what it shows, and which code ranks it.
+    """The `description` of the feed's published generator record: what it shows, how it ranks, which code.
 
-    The algorithm's name and version hash always fit; the feed's own description is shortened to make
-    room. With `service_endpoint`, the record also points at the transparency page.
+    It ends with the algorithm's name, version hash and source (and, with `service_endpoint`, the address of
+    the transparency page); those always fit, and the feed's own words are shortened to make room.
     """
-    stamp = algorithm_stamp(feed)
-    suffix = f' [algorithm {stamp["name"]} {stamp["version"]}'
-    suffix += f'; how it ranks: {service_endpoint.rstrip("/")}/algorithms]' if service_endpoint else ']'
-    room = RECORD_DESCRIPTION_MAX - len(suffix)
+    algorithm = type(feed.algorithm)
+    tail = f' Algorithm {algorithm.name}, version {algorithm.version()}, source: {algorithm.source()}.'
+    if service_endpoint:
+        tail += f' Why each post is there: {service_endpoint.rstrip("/")}/algorithms'
     text = feed.description.strip()
+    if algorithm.ranking:
+        text += f' Ranking: {algorithm.ranking}'
+    room = max(RECORD_DESCRIPTION_MAX - len(tail), 1)
     if len(text) > room:
         text = text[: room - 1].rstrip() + '…'
-    return text + suffix
+    return text + tail
 
 
 def _jsonable(value: Any) -> Any:

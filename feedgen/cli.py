@@ -29,6 +29,7 @@ from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline, replay
 from feedgen.jobs import start_scheduler
 from feedgen.plugins import PluginError, discover_algorithms, load_feeds
+from feedgen.publish import PublishError, publish_command, unpublish_command
 from feedgen.relay import CaptureRelay
 from feedgen.server import create_app
 from feedgen.settings import Settings, SettingsError
@@ -48,6 +49,7 @@ def _setup_logging(verbose: bool) -> None:
         format='%(asctime)s %(levelname)s %(name)s %(message)s',
         stream=sys.stderr,
     )
+    logging.getLogger('httpx').setLevel(logging.DEBUG if verbose else logging.WARNING)  # a line per XRPC/DID call
 
 
 class _FeedgenGroup(click.Group):
@@ -56,7 +58,7 @@ class _FeedgenGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (SettingsError, PluginError, CaptureError) as error:
+        except (SettingsError, PluginError, CaptureError, PublishError) as error:
             click.echo(f'error: {error}', err=True)
             sys.exit(2)
 
@@ -294,3 +296,7 @@ def algorithms_command(ctx: click.Context, as_json: bool) -> None:
     for row in rows:
         click.echo(f'{row["rkey"]:<16} {row["algorithm"]:<12} v{row["version"]}  {row["uri"]}')
         click.echo(f'{"":<16} {row["description"]}  (source: {row["source"]})')
+
+
+main.add_command(publish_command)
+main.add_command(unpublish_command)
