@@ -10,10 +10,12 @@ viewer may see. Error names are those of Bluesky's own XRPC servers (`BadJwtAudi
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol
 from urllib.parse import unquote
 
+from atproto_core.did_doc import DidDocument
 from atproto_core.exceptions import AtProtocolError
 from atproto_identity.cache.in_memory_cache import DidInMemoryCache
 from atproto_identity.did.resolver import DidResolver
@@ -27,6 +29,8 @@ RESOLVE_TIMEOUT_SECONDS = 2.0
 """Per DID lookup; the AppView gives a feed generator 5 s for the whole request."""
 CLOCK_SKEW_SECONDS = 30
 """How far in the future a token's `iat` may be (the issuer's clock runs ahead); `exp` is checked strictly."""
+MAX_CACHED_DIDS = 100_000
+"""Issuers (readers) whose DID documents a server process keeps; a few KB each."""
 _NOT_SERVICE_TOKENS = frozenset({'at+jwt', 'refresh+jwt', 'dpop+jwt'})
 _LOOPBACK_HOSTS = frozenset({'localhost', '127.0.0.1'})
 
@@ -60,16 +64,30 @@ class _DidWebResolver(DidWebResolver):
         return f'{scheme}://{host}/.well-known/did.json'
 
 
-class _DidCache(DidInMemoryCache):
-    """The SDK's in-memory DID cache, minus its KeyError when a DID it never cached is not found."""
+class DidCache(DidInMemoryCache):
+    """The SDK's in-memory DID cache, bounded to `max_entries` (the longest unresolved go first), and without its
+    KeyError when a DID it never cached is not found. One is shared by a server process's request threads."""
+
+    def __init__(self, max_entries: int = MAX_CACHED_DIDS) -> None:
+        super().__init__()
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def set(self, did: str, document: DidDocument) -> None:
+        with self._lock:
+            self._cache.pop(did, None)
+            super().set(did, document)
+            while len(self._cache) > self.max_entries:
+                del self._cache[next(iter(self._cache))]
 
     def delete(self, did: str) -> None:
-        self._cache.pop(did, None)
+        with self._lock:
+            self._cache.pop(did, None)
 
 
-def did_resolver(plc_url: str, timeout: float = RESOLVE_TIMEOUT_SECONDS) -> DidResolver:
+def did_resolver(plc_url: str, timeout: float = RESOLVE_TIMEOUT_SECONDS, cache: DidCache | None = None) -> DidResolver:
     """A caching resolver of did:plc (at `plc_url`) and did:web identities."""
-    resolver = DidResolver(plc_url=plc_url, timeout=timeout, cache=_DidCache())
+    resolver = DidResolver(plc_url=plc_url, timeout=timeout, cache=cache or DidCache())
     resolver._methods['web'] = _DidWebResolver(timeout)  # the SDK has no hook for its did:web resolver
     return resolver
 

@@ -12,7 +12,7 @@ from atproto_crypto.consts import P256_JWT_ALG, SECP256K1_JWT_ALG
 from flask import Flask, jsonify
 from werkzeug.serving import make_server
 
-from feedgen.auth import AuthError, ServiceAuth, did_resolver
+from feedgen.auth import AuthError, DidCache, ServiceAuth, did_resolver
 from feedgen.server import create_app
 from feedgen.settings import Settings
 from tests.conftest import feed_uri
@@ -173,6 +173,24 @@ def test_the_resolver_finds_did_plc_and_did_web_issuers_caches_them_and_follows_
     assert auth.verify(rotated.jwt(service_claims(issuer, SERVICE))) == issuer
     assert len(directory.requests) == 2
     assert rejection(auth, key.jwt(service_claims(issuer, SERVICE))).error == 'BadJwtSignature'
+
+
+def test_the_cache_keeps_the_most_recently_resolved_issuers(directory: Directory) -> None:
+    issuers = [f'did:plc:reader{n}000000000000000000' for n in range(3)]
+    keys = {did: SigningKey() for did in issuers}
+    for did, key in keys.items():
+        directory.documents[did] = did_document(did, key)
+    auth = ServiceAuth(SERVICE, did_resolver(directory.url, cache=DidCache(max_entries=2)))
+
+    def verify(did: str) -> None:
+        assert auth.verify(keys[did].jwt(service_claims(did, SERVICE))) == did
+
+    for did in issuers:
+        verify(did)
+    assert directory.requests == issuers
+    verify(issuers[2])
+    verify(issuers[0])
+    assert directory.requests == [*issuers, issuers[0]]
 
 
 def test_the_resolver_reports_an_unknown_did(directory: Directory) -> None:
