@@ -56,7 +56,6 @@ class StoreBuilder:
         self._moment = self._now
         self.indexer = Indexer(db, BUILDER_FIREHOSE, clock=lambda: self._moment)
         self._seq = itertools.count((self.indexer.cursor or 0) + 1)
-        self._rkeys = itertools.count(1)
 
     def _next_moment(self, at: Moment | None) -> float:
         if at is not None:
@@ -64,14 +63,16 @@ class StoreBuilder:
         self._now = max(self._now + 0.001, time.time())
         return self._now
 
-    def _commit(self, author: str, seconds: float, ops: Iterable[Any]) -> None:
+    def _commit(self, seq: int, author: str, seconds: float, ops: Iterable[Any]) -> None:
         self._moment = seconds
-        commit = Commit(seq=next(self._seq), repo=author, time=_iso(seconds), time_ms=int(seconds * 1000))
+        commit = Commit(seq=seq, repo=author, time=_iso(seconds), time_ms=int(seconds * 1000))
         commit.ops.extend(ops)
         self.indexer.write([commit])
 
-    def _uri(self, author: str, collection: str) -> str:
-        return f'at://{author}/{collection}/b{next(self._rkeys):012d}'
+    def _new_record(self, author: str, collection: str) -> tuple[int, str]:
+        """The sequence number of the commit that makes the record, and the record's URI (its rkey is unique)."""
+        seq = next(self._seq)
+        return seq, f'at://{author}/{collection}/b{seq:012d}'
 
     def make_post(
         self,
@@ -101,15 +102,16 @@ class StoreBuilder:
             record['reply'] = {'root': {'uri': reply_to, 'cid': 'x'}, 'parent': {'uri': reply_to, 'cid': 'x'}}
         if embed:
             record['embed'] = {'$type': embed}
-        uri = self._uri(author, POST)
+        seq, uri = self._new_record(author, POST)
         create = PostCreate(uri=uri, cid='bafy' + uri[-12:], author=author, post=parse_post(record))
-        self._commit(author, seconds, [create])
+        self._commit(seq, author, seconds, [create])
         return uri
 
     def _make_subject(self, collection: str, author: str, subject: str, at: Moment | None) -> str:
         author, seconds = did(author), self._next_moment(at)
-        uri = self._uri(author, collection)
-        self._commit(author, seconds, [SubjectCreate(collection=collection, uri=uri, author=author, subject=subject)])
+        seq, uri = self._new_record(author, collection)
+        create = SubjectCreate(collection=collection, uri=uri, author=author, subject=subject)
+        self._commit(seq, author, seconds, [create])
         return uri
 
     def make_like(self, author: str, post: str, at: Moment | None = None) -> str:
@@ -127,7 +129,7 @@ class StoreBuilder:
     def delete(self, uri: str, at: Moment | None = None) -> None:
         """Indexes the deletion of the record at `uri` (a post, like, repost or follow made before)."""
         author, collection = uri.removeprefix('at://').split('/')[:2]
-        self._commit(author, self._next_moment(at), [RecordDelete(collection=collection, uri=uri)])
+        self._commit(next(self._seq), author, self._next_moment(at), [RecordDelete(collection=collection, uri=uri)])
 
     def run_jobs(self, algorithm: Algorithm) -> None:
         """Runs each of the algorithm's scheduled jobs (`Algorithm.jobs`) once on this store, as the scheduler would."""

@@ -86,7 +86,8 @@ def _walk(
         report.page_sizes.append(len(page.items))
         for item in page.items:
             if item.post in seen:
-                raise _fail(algorithm, 'no repeats across pages', f'{item.post} again on page {report.pages}')
+                rule = 'no repeats across pages' if between_pages is None else 'stable under concurrent inserts'
+                raise _fail(algorithm, rule, f'{item.post} again on page {report.pages}')
             seen.add(item.post)
             report.items.append(item.post)
         if page.cursor is None:

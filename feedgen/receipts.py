@@ -78,7 +78,7 @@ def skeleton_response(
     """
     req_id = new_req_id()
     response = jsonify(body | {'algorithm': algorithm_stamp(feed), 'reqId': req_id})
-    add_content_language(response, feed, request)
+    add_content_language(response, feed)
     receipt = None
     if sample >= 1.0 or random.random() < sample:
         receipt = partial(build_receipt, req_id, feed, publisher_did, request, page, body.get('cursor'))

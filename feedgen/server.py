@@ -19,7 +19,7 @@ from feedgen import limits
 from feedgen.algorithm import FeedRequest, InvalidCursor
 from feedgen.auth import AuthError, ServiceAuth, did_resolver
 from feedgen.catalog import algorithm_stamp
-from feedgen.languages import accepted_languages
+from feedgen.languages import accepted_languages, reader_feed
 from feedgen.plugins import Feed, discover_algorithms, load_feeds
 from feedgen.receipts import skeleton_response
 from feedgen.settings import Settings
@@ -167,6 +167,7 @@ def create_app(
             cursor=unwrap_cursor(feed, request.args.get('cursor')),
             langs=accepted_languages(request.headers.get('Accept-Language')),
         )
+        feed = reader_feed(feed, feed_request)
         try:
             page = feed.algorithm.page(feed_request)
         except InvalidCursor as error:

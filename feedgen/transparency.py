@@ -2,9 +2,9 @@
 
 Owns three endpoints, as a Flask blueprint: `GET /algorithms` (every served feed with its algorithm,
 parameters, plain-words ranking, source, version and live counts; HTML for people, JSON for programs),
-`GET /explain?feed=&post=` (why a post has its place, from `Algorithm.explain`), and
-`GET /receipts/<reqId>` (how a served page was made). It only reads: feeds, the store's counters and
-receipts; errors are XRPC JSON errors.
+`GET /explain?feed=&post=` (why a post has its place, from `Algorithm.explain`, for the reader a
+service JWT names, verified as for skeletons), and `GET /receipts/<reqId>` (how a served page was made).
+It only reads: feeds, the store's counters and receipts; errors are XRPC JSON errors.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from feedgen.algorithm import FeedRequest
 from feedgen.catalog import algorithm_stamp, feed_info
-from feedgen.languages import accepted_languages, add_content_language
+from feedgen.languages import accepted_languages, add_content_language, reader_feed
 from feedgen.receipts import RECEIPT_TTL_HOURS, get_receipt, request_counts
 from feedgen.server import XrpcError, find_feed
 from feedgen.store import Post
@@ -86,7 +86,11 @@ def explain() -> Response:
     post = request.args.get('post') or ''
     if not _POST_URI.match(post):
         raise XrpcError(400, 'InvalidRequest', 'post must be the at:// URI of an app.bsky.feed.post record')
-    feed_request = FeedRequest(limit=1, langs=accepted_languages(request.headers.get('Accept-Language')))
+    viewer = _context()['auth'].viewer(request.headers.get('Authorization'))
+    if viewer is None and feed.algorithm.personalized:
+        raise XrpcError(401, 'AuthRequired', f'the feed {feed.rkey} is personalized: explaining it needs a viewer')
+    feed_request = FeedRequest(limit=1, viewer=viewer, langs=accepted_languages(request.headers.get('Accept-Language')))
+    feed = reader_feed(feed, feed_request)
     try:
         explanation = feed.algorithm.explain(post, feed_request)
     except NotImplementedError:
@@ -103,7 +107,7 @@ def explain() -> Response:
     else:
         body['explanation'] = explanation
     response = jsonify(body)
-    add_content_language(response, feed, feed_request)
+    add_content_language(response, feed)
     return response
 
 

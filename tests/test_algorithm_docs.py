@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from feedgen import algorithm, builder, catalog, contract, pagination, testing
+from feedgen import algorithm, builder, contract, pagination, publish, testing
 
 DOC = Path(__file__).parent.parent / 'docs' / 'algorithms.md'
 ENTRY = re.compile(r'^- `([A-Za-z_][\w.]*)')
@@ -60,7 +60,7 @@ def api_names() -> set[str]:
     public = {name for name, value in modules.items() if inspect.isclass(value) or inspect.isfunction(value)}
     public -= {'did'}  # builder's helper for short author names, described with make_post
     qualified = {f'{cls.__name__}.{member}' for cls in API_CLASSES for member in members(cls)}
-    return fixtures | public | qualified | {'feed_record_description'}
+    return fixtures | public | qualified | {'feed_description'}
 
 
 def resolves(name: str) -> bool:
@@ -68,7 +68,7 @@ def resolves(name: str) -> bool:
         **defined_in(algorithm),
         **defined_in(builder),
         **defined_in(contract),
-        **defined_in(catalog),
+        'feed_description': publish.feed_description,
         **defined_in(pagination),
         **{name: value for name, value in vars(testing).items() if name.startswith('feedgen_')},
     }
