@@ -90,7 +90,7 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     stop = stop or threading.Event()
     pipeline = make_pipeline(settings, settings.subscribe_url)
     scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours)
-    firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, backoff=Backoff())
+    firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
     try:
         firehose.run(once=once)
     finally:

@@ -1,8 +1,12 @@
 """Firehose: the websocket connection to a relay's `com.atproto.sync.subscribeRepos`.
 
 Owns connecting with `?cursor=` (the indexer's saved cursor), reading messages into the ingest pipeline,
-noticing stalls (no message for `stall_seconds`), and reconnecting with exponential backoff and jitter
-after any drop or error frame, logging each in one line. It never decodes frames or writes the store.
+noticing stalls (no message for `stall_seconds`, handshake included), and reconnecting with exponential
+backoff and full jitter after any drop or error frame, logging each in one line. The backoff starts over only
+once a connection delivers an event, so a relay that answers every connection with an error frame is retried
+ever more slowly (up to `Backoff.cap`), never in a tight loop. A `FutureCursor` error frame means the relay's
+sequence is behind the saved cursor (it was reset): the pipeline takes the relay's new sequence and the next
+connection asks for none. It never decodes frames or writes the store.
 """
 
 from __future__ import annotations
@@ -63,7 +67,6 @@ class Firehose:
         self.backoff = backoff or Backoff()
         self.progress_seconds = progress_seconds
         self.connections = 0
-        self.reconnects: dict[str, int] = {}
         self._last_progress = time.monotonic()
         self._frames_at_progress = 0
 
@@ -82,7 +85,11 @@ class Firehose:
                     log.info('relay closed the stream; cursor %s', self.pipeline.indexer.cursor)
                     return
                 self._note('closed by relay')
-            except (RelayError, StalledError) as error:
+            except RelayError as error:
+                if error.frame.error == 'FutureCursor':
+                    self.pipeline.restart_sequence(f'the relay answered FutureCursor to cursor {error.cursor}')
+                self._note(str(error))
+            except StalledError as error:
                 self._note(str(error))
             except ConnectionClosed as error:
                 self._note(f'connection dropped ({error})')
@@ -90,23 +97,29 @@ class Firehose:
                 self._note(f'cannot connect ({type(error).__name__}: {error})')
             except InvalidURI as error:
                 raise ValueError(f'invalid firehose URL {self.url}: {error}') from None
-            self.pipeline.flush()
-            if self.stop.is_set():
-                break
-            delay = self.backoff.next_delay()
-            log.info('reconnecting to %s in %.1fs (attempt %d)', self.url, delay, self.backoff.attempt)
-            self.stop.wait(delay)
         self.pipeline.flush()
 
     def _note(self, what: str) -> None:
+        """Logs why the stream ended in one line, counts it, and waits out the backoff (unless stopping)."""
+        self.pipeline.flush()
         kind = what.split(' (', 1)[0]
-        self.reconnects[kind] = self.reconnects.get(kind, 0) + 1
-        log.warning('firehose %s: %s; cursor %s', self.url, what, self.pipeline.indexer.cursor)
+        self.pipeline.stats.reconnects[kind] += 1
+        delay = self.backoff.next_delay()
+        log.warning(
+            'firehose %s: %s; cursor %s; reconnecting in %.1fs (attempt %d)',
+            self.url,
+            what,
+            self.pipeline.indexer.cursor,
+            delay,
+            self.backoff.attempt,
+        )
+        self.stop.wait(delay)
 
     def _consume(self) -> None:
         url = self.connect_url()
-        with connect(url, max_size=MAX_MESSAGE_BYTES, open_timeout=15, close_timeout=2) as socket:
+        with connect(url, max_size=MAX_MESSAGE_BYTES, open_timeout=self.stall_seconds, close_timeout=2) as socket:
             self.connections += 1
+            self.pipeline.connected()
             log.info('connected to %s', url)
             last_message = time.monotonic()
             while not self.stop.is_set():
@@ -121,16 +134,16 @@ class Firehose:
                 except ConnectionClosedOK:
                     raise StreamEnded from None
                 last_message = time.monotonic()
-                self.backoff.reset()
                 if isinstance(message, str):
                     self.pipeline.stats.skipped['text_message'] += 1
                     continue
                 notice = self.pipeline.feed(message)
                 if isinstance(notice, ErrorFrame):
-                    self.pipeline.flush()
-                    raise RelayError(notice)
+                    raise RelayError(notice, self.pipeline.indexer.cursor)
                 if isinstance(notice, Info):
                     log.warning('relay info %s: %s', notice.name, notice.message)
+                else:
+                    self.backoff.reset()
                 if self.pipeline.due():
                     self.pipeline.flush()
                 self._progress()
@@ -162,6 +175,8 @@ class StalledError(TimeoutError):
 class RelayError(ConnectionError):
     """The relay sent an error frame; the stream is over and ingest reconnects."""
 
-    def __init__(self, frame: ErrorFrame) -> None:
+    def __init__(self, frame: ErrorFrame, cursor: int | None) -> None:
         super().__init__(f'error frame ({frame.error}: {frame.message})')
         self.frame = frame
+        self.cursor = cursor
+        """The cursor the connection had asked for."""

@@ -7,20 +7,24 @@ frame-to-feed delay. It is test and benchmark tooling: it never decodes more of 
 never validates frames, and never listens anywhere but the host it is given (127.0.0.1 by default).
 
 Every connection gets its own replay, produced by `CaptureRelay.frames_for(cursor)`: that generator is
-the seam for fault injection (stop early, send error frames, restart with a lower seq, ...); subclass
-the relay and override it.
+the seam for fault injection. `FaultyRelay` uses it (and the connection itself) to misbehave on purpose, one
+scripted `Fault` per connection: cut the connection mid-stream, stall, send an error frame, or restart with a
+lower sequence, answering `FutureCursor` to a cursor beyond its sequence as a real relay does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import libipld
@@ -30,7 +34,7 @@ from websockets.http11 import Request, Response
 
 from feedgen.capture import read_capture
 
-__all__ = ['SUBSCRIBE_REPOS_PATH', 'CaptureRelay', 'frame_seq', 'serve_capture']
+__all__ = ['SUBSCRIBE_REPOS_PATH', 'CaptureRelay', 'Fault', 'FaultyRelay', 'error_frame', 'frame_seq', 'serve_capture']
 
 SUBSCRIBE_REPOS_PATH = '/xrpc/com.atproto.sync.subscribeRepos'
 
@@ -242,8 +246,10 @@ class CaptureRelay:
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
+        await self._replay_and_end(connection, _cursor(connection.request.path) if connection.request else None)
+
+    async def _replay_and_end(self, connection: ServerConnection, cursor: int | None) -> None:
         self.connections += 1
-        cursor = _cursor(connection.request.path) if connection.request else None
         try:
             await self._replay(connection, self.frames_for(cursor))
             if self.close_when_done:
@@ -265,6 +271,94 @@ class CaptureRelay:
             await connection.send(message)
             if seq is not None:
                 self.sent_at.setdefault(seq, time.monotonic())
+
+
+def error_frame(error: str, message: str = '') -> bytes:
+    """An error frame (`op: -1`), e.g. `FutureCursor` or `ConsumerTooSlow`; a relay closes the stream after one."""
+    return libipld.encode_dag_cbor({'op': -1}) + libipld.encode_dag_cbor({'error': error, 'message': message})
+
+
+def with_seq(message: bytes, seq: int) -> bytes:
+    """The frame `message` renumbered to `seq` (the rest of it unchanged)."""
+    header, body = libipld.decode_dag_cbor_multi(message)
+    return libipld.encode_dag_cbor(header) + libipld.encode_dag_cbor(body | {'seq': seq})
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How one connection to a `FaultyRelay` misbehaves.
+
+    Attributes:
+        kind: `drop`: the TCP connection is cut (no close frame); `stall`: no more frames and no close, until
+            the client gives up; `error`: an error frame named `error`, then a normal close; `restart`: the
+            relay lost its sequence (see `FaultyRelay`).
+        after: Frames sent on the connection before a `drop`, `stall` or `error`.
+        error: The error frame's name, for `error`.
+        honour_cursor: For `restart`: True answers the client's cursor from the new sequence (`FutureCursor`
+            when it is beyond it, as a relay does); False ignores it and sends the new sequence from its start.
+    """
+
+    kind: Literal['drop', 'stall', 'error', 'restart']
+    after: int = 0
+    error: str = 'ConsumerTooSlow'
+    honour_cursor: bool = True
+
+
+class FaultyRelay(CaptureRelay):
+    """A `CaptureRelay` whose connections misbehave as scripted: the Nth connection gets `faults[N-1]`.
+
+    Connections after the script behave. Like a real relay, any connection whose cursor is beyond the last seq
+    gets a `FutureCursor` error frame and is closed. A `restart` fault makes the relay forget its sequence: the
+    frames the client has not had yet (those after its cursor) become the relay's whole history, numbered from 1.
+
+    Attributes:
+        faults: The faults not yet played, in order.
+        restarts: How many `restart` faults have been played.
+    """
+
+    def __init__(self, frames: Sequence[bytes], faults: Sequence[Fault] = (), **options: Any) -> None:
+        """Prepares the relay; `options` are `CaptureRelay`'s (host, port, rate, close_when_done)."""
+        super().__init__(frames, **options)
+        self.faults = list(faults)
+        self.restarts = 0
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        cursor = _cursor(connection.request.path) if connection.request else None
+        fault = self.faults.pop(0) if self.faults else None
+        if fault is not None and fault.kind == 'restart':
+            self._restart(cursor)
+            if not fault.honour_cursor:
+                cursor = None
+        last = max((seq for seq in self._seqs if seq is not None), default=0)
+        try:
+            if cursor is not None and cursor > last:
+                self.connections += 1
+                await connection.send(error_frame('FutureCursor', f'cursor {cursor} is beyond the last seq {last}'))
+                await connection.close()
+            elif fault is None or fault.kind == 'restart':
+                await self._replay_and_end(connection, cursor)
+            else:
+                await self._misbehave(connection, cursor, fault)
+        except ConnectionClosed:
+            logger.debug('client left during a faulty replay')
+
+    async def _misbehave(self, connection: ServerConnection, cursor: int | None, fault: Fault) -> None:
+        self.connections += 1
+        await self._replay(connection, itertools.islice(self.frames_for(cursor), fault.after))
+        if fault.kind == 'drop':
+            connection.transport.abort()
+        elif fault.kind == 'stall':
+            await connection.wait_closed()
+        else:
+            await connection.send(error_frame(fault.error, 'injected by FaultyRelay'))
+            await connection.close()
+
+    def _restart(self, cursor: int | None) -> None:
+        after = cursor or 0
+        remaining = [message for seq, message in zip(self._seqs, self.frames, strict=True) if seq and seq > after]
+        self.frames = [with_seq(message, seq) for seq, message in enumerate(remaining, start=1)]
+        self._seqs = list(range(1, len(self.frames) + 1))
+        self.restarts += 1
 
 
 def _cursor(path: str) -> int | None:

@@ -96,6 +96,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'retention_hours': _positive(float),
     'batch_size': _positive(int),
     'batch_seconds': _positive(float),
+    'stall_seconds': _positive(float),
     'feeds_config': _path,
     'plugins_dir': _path,
     'pds_url': _http_url,
@@ -131,6 +132,8 @@ class Settings:
     """Firehose events written per database transaction (at most)."""
     batch_seconds: float = 0.25
     """A partial batch is written after this many seconds, so feeds stay fresh."""
+    stall_seconds: float = 60.0
+    """Firehose silence (no message at all) after which the connection counts as dead and ingest reconnects."""
     feeds_config: Path | None = None
     """Optional TOML file declaring feeds (algorithm + parameters)."""
     plugins_dir: Path | None = None
