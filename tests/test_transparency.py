@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import html
+import os
 import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import peewee
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from feedgen.auth import ServiceAuth
 from feedgen.builder import StoreBuilder
@@ -160,3 +167,45 @@ def test_explain_a_personalized_feed_for_the_reader_the_service_jwt_names(
 def test_the_publisher_did_is_in_every_feed_uri(client: FlaskClient) -> None:
     uris = [feed['uri'] for feed in client.get('/algorithms?format=json').json['feeds']]
     assert all(uri.startswith(f'at://{PUBLISHER}/app.bsky.feed.generator/') for uri in uris)
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app served over HTTP on a loopback port, for a real browser."""
+    server = make_server('127.0.0.1', 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f'http://127.0.0.1:{server.server_port}'
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs Debian's headless chromium (installed by .ci/run), offline: no sync, updates or background calls."""
+    if shutil.which('chromium') is None:
+        if os.environ.get('CI'):
+            pytest.fail('chromium is not installed: .ci/run installs it')
+        pytest.skip('chromium is not installed (apt-get install chromium)')
+    flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run']
+    flags += ['--disable-background-networking', '--disable-component-update', '--disable-sync']
+    flags += [f'--user-data-dir={tmp_path / "profile"}']
+    return subprocess.run(['chromium', *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_algorithms_renders_in_a_headless_browser(live_server: str, store: StoreBuilder, tmp_path: Path) -> None:
+    store.replay(CAPTURE_20)
+    rendered = chromium(tmp_path, '--dump-dom', f'{live_server}/algorithms')
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    dom = html.unescape(rendered.stdout)
+    assert '<h1>Feeds and their algorithms</h1>' in dom
+    assert f'{Post.select().count()} posts indexed' in dom
+    for feed in load_feeds(discover_algorithms()).values():
+        article = re.search(rf'<article id="feed-{re.escape(feed.rkey)}".*?</article>', dom, re.DOTALL)
+        assert article, f'{feed.rkey} is not on the rendered page'
+        assert f'<h2>{feed.display_name}</h2>' in article[0]
+        assert feed.algorithm.version() in article[0]
+        assert feed.algorithm.source() in article[0]
+    screenshot = tmp_path / 'algorithms.png'
+    shot = chromium(tmp_path, '--window-size=1200,1600', f'--screenshot={screenshot}', f'{live_server}/algorithms')
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert screenshot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
