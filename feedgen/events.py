@@ -173,7 +173,8 @@ def _commit(body: dict) -> Commit:
             commit.skipped.append('unindexed_collection')
     if not wanted:
         return commit
-    blocks = _blocks(body) if any(op.get('action') != 'delete' for op in wanted) else {}
+    creates = [op for op in wanted if op.get('action') != 'delete']
+    blocks = _blocks(body, {cid for op in creates if isinstance(cid := op.get('cid'), bytes)}) if creates else {}
     for op in wanted:
         collection, _, rkey = op['path'].partition('/')
         uri = f'at://{repo}/{collection}/{rkey}'
@@ -208,17 +209,63 @@ def _created(collection: str, uri: str, repo: str, cid: object, blocks: dict) ->
     return SubjectCreate(collection=collection, uri=uri, author=repo, subject=subject)
 
 
-def _blocks(body: dict) -> dict:
+def _blocks(body: dict, cids: set) -> dict:
+    """The decoded blocks of the commit's CAR whose CIDs are in `cids` (the records its ops point at).
+
+    Only those blocks are decoded (most of a commit's CAR is MST nodes and the signed commit, which feedgen
+    never reads); the CAR's header and the framing of every section are still checked.
+    """
     if body.get('tooBig'):
         return {}
     data = body.get('blocks')
     if not isinstance(data, bytes):
         raise FrameError('bad_body', 'blocks is not bytes')
     try:
-        _, blocks = libipld.decode_car(data)
-    except (ValueError, TypeError) as error:
+        return {cid: libipld.decode_dag_cbor(block) for cid, block in _car_blocks(data, cids).items()}
+    except (ValueError, TypeError, IndexError) as error:
         raise FrameError('bad_car', str(error)) from None
-    return blocks
+
+
+def _car_blocks(data: bytes, cids: set[bytes]) -> dict[bytes, bytes]:
+    """The undecoded blocks of the CARv1 `data` whose CIDs are in `cids`.
+
+    Raises:
+        ValueError: the header is not a DAG-CBOR map with `version` 1, or a section is truncated.
+    """
+    size, position = _varint(data, 0)
+    header = libipld.decode_dag_cbor(data[position : position + size])
+    if not isinstance(header, dict) or header.get('version') != 1:
+        raise ValueError('not a CARv1 header')
+    position += size
+    end = len(data)
+    found = {}
+    while position < end:
+        size, position = _varint(data, position)
+        section_end = position + size
+        if section_end > end:
+            raise ValueError('truncated CAR section')
+        for cid in cids:
+            if data.startswith(cid, position) and len(cid) < size:
+                found[cid] = data[position + len(cid) : section_end]
+        position = section_end
+    return found
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    """Reads an unsigned LEB128 varint at `position`; returns it and the position after it."""
+    byte = data[position]
+    if byte < 0x80:
+        return byte, position + 1
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+        if shift > 63:
+            raise ValueError('varint longer than 9 bytes')
 
 
 def _collection(op: object) -> str | None:

@@ -76,95 +76,133 @@ class Recount:
             Post.update({Post.reply_count: count}).where(Post.uri.in_(chunk)).execute()
 
 
-class _Batch:
-    """Pending writes of one transaction, grouped into runs of creates or deletes that keep stream order."""
+POST_COLUMNS = (
+    'uri', 'cid', 'author', 'text', 'langs', 'tags', 'reply_root', 'reply_parent', 'embed', 'created_at', 'sort_at',
+    'indexed_at', 'seq', 'hidden',
+)  # fmt: skip
+SUBJECT_COLUMNS = ('uri', 'author', 'subject', 'indexed_at')
 
-    def __init__(self, now_ms: int, inactive: set[str], recount: Recount) -> None:
+
+class _Batch:
+    """Pending record writes of one transaction, reduced to their net effect on each record.
+
+    Applying ops one by one, a delete removes the record and undoes any pending create of it, and a create of a
+    record that already exists is ignored. So a record's end state is: deleted from the store if the batch deletes
+    it, then created by the first create after its last delete, if any. `flush` applies exactly that, deletes
+    first, then the surviving creates in stream order (posts get ids in stream order), with one statement per
+    table and chunk instead of one per run of ops.
+    """
+
+    def __init__(self, db: peewee.Database, now_ms: int, inactive: set[str], recount: Recount) -> None:
+        self.db = db
         self.now_ms = now_ms
         self.inactive = inactive
         self.recount = recount
-        self.posts: list[dict] = []
-        self.subjects: dict[str, list[dict]] = {LIKE: [], REPOST: [], FOLLOW: []}
-        self.deletes: dict[str, list[str]] = {POST: [], LIKE: [], REPOST: [], FOLLOW: []}
+        self.creates: dict[str, tuple[str, tuple]] = {}
+        """uri -> (collection, row) of the create that decides the record's end state, in stream order."""
+        self.deletes: dict[str, str] = {}
+        """uri -> collection of the records to delete from the store."""
+        self.authors: set[str] = set()
+        """Repos with pending ops: an `#account` event of one of them must see those ops written first."""
 
     def add(self, op: PostCreate | SubjectCreate | RecordDelete, commit: Commit) -> None:
+        uri = op.uri
+        self.authors.add(commit.repo)
         if isinstance(op, RecordDelete):
-            if self.posts or any(self.subjects.values()):
-                self.flush()
-            self.deletes[op.collection].append(op.uri)
-            return
-        if any(self.deletes.values()):
-            self.flush()
-        if isinstance(op, PostCreate):
-            self.posts.append(self._post_row(op, commit))
-        else:
-            self.subjects[op.collection].append(
-                {'uri': op.uri, 'author': op.author, 'subject': op.subject, 'indexed_at': self.now_ms}
-            )
+            self.creates.pop(uri, None)
+            self.deletes[uri] = op.collection
+        elif uri not in self.creates:
+            if isinstance(op, PostCreate):
+                self.creates[uri] = (POST, self._post_row(op, commit))
+            else:
+                self.creates[uri] = (op.collection, (uri, op.author, op.subject, self.now_ms))
 
-    def _post_row(self, op: PostCreate, commit: Commit) -> dict:
+    def _post_row(self, op: PostCreate, commit: Commit) -> tuple:
         post = op.post
-        return {
-            'uri': op.uri,
-            'cid': op.cid,
-            'author': op.author,
-            'text': post.text,
-            'langs': ' '.join(post.langs),
-            'tags': ' '.join(post.tags),
-            'reply_root': post.reply_root,
-            'reply_parent': post.reply_parent,
-            'embed': post.embed,
-            'created_at': post.created_at,
-            'sort_at': min(post.created_at, commit.time_ms),
-            'indexed_at': self.now_ms,
-            'seq': commit.seq,
-            'hidden': op.author in self.inactive,
-        }
+        return (
+            op.uri,
+            op.cid,
+            op.author,
+            post.text,
+            ' '.join(post.langs),
+            ' '.join(post.tags),
+            post.reply_root,
+            post.reply_parent,
+            post.embed,
+            post.created_at,
+            min(post.created_at, commit.time_ms),
+            self.now_ms,
+            commit.seq,
+            op.author in self.inactive,
+        )
 
     def flush(self) -> None:
-        if self.posts:
-            self._insert_posts(self.posts)
-            self.posts = []
-        for collection, rows in self.subjects.items():
-            if rows:
-                for chunk in _chunks(rows):
-                    _SUBJECT_MODELS[collection].insert_many(chunk).on_conflict_ignore().execute()
-                self._mark_subjects(collection, [row['subject'] for row in rows])
-                self.subjects[collection] = []
-        if self.deletes[POST]:
-            delete_posts(Post.uri.in_(self.deletes[POST]), self.recount)
-            self.deletes[POST] = []
-        for collection in (LIKE, REPOST, FOLLOW):
-            if self.deletes[collection]:
+        if self.deletes:
+            by_collection: dict[str, list[str]] = {}
+            for uri, collection in self.deletes.items():
+                by_collection.setdefault(collection, []).append(uri)
+            for chunk in _chunks(by_collection.get(POST, [])):
+                delete_posts(Post.uri.in_(chunk), self.recount)
+            for collection in (LIKE, REPOST, FOLLOW):
                 model = _SUBJECT_MODELS[collection]
-                delete_subject_records(model, model.uri.in_(self.deletes[collection]), self.recount)
-                self.deletes[collection] = []
+                for chunk in _chunks(by_collection.get(collection, [])):
+                    delete_subject_records(model, model.uri.in_(chunk), self.recount)
+        if self.creates:
+            rows: dict[str, list[tuple]] = {POST: [], LIKE: [], REPOST: [], FOLLOW: []}
+            for collection, row in self.creates.values():
+                rows[collection].append(row)
+            if rows[POST]:
+                self._insert_posts(rows[POST])
+            for collection in (LIKE, REPOST, FOLLOW):
+                if rows[collection]:
+                    insert_ignore(self.db, _SUBJECT_MODELS[collection], SUBJECT_COLUMNS, rows[collection])
+            self.recount.likes.update(row[2] for row in rows[LIKE])
+            self.recount.reposts.update(row[2] for row in rows[REPOST])
+        self.creates, self.deletes, self.authors = {}, {}, set()
 
-    def _insert_posts(self, rows: list[dict]) -> None:
-        for chunk in _chunks(rows):
-            Post.insert_many(chunk).on_conflict_ignore().execute()
-        uris = [row['uri'] for row in rows]
+    def _insert_posts(self, rows: list[tuple]) -> None:
+        insert_ignore(self.db, Post, POST_COLUMNS, rows)
+        uris = [row[0] for row in rows]
         terms = []
         for chunk in _chunks(uris):
             for post_id, sort_at, tags, langs in (
                 Post.select(Post.id, Post.sort_at, Post.tags, Post.langs).where(Post.uri.in_(chunk)).tuples()
             ):
-                terms.extend(
-                    {'term': term, 'sort_at': sort_at, 'post_id': post_id}
-                    for term in post_terms(tags.split(), langs.split())
-                )
-        for chunk in _chunks(terms):
-            PostTerm.insert_many(chunk).on_conflict_ignore().execute()
+                terms.extend((term, sort_at, post_id) for term in post_terms(tags.split(), langs.split()))
+        if terms:
+            insert_ignore(self.db, PostTerm, ('term', 'sort_at', 'post_id'), terms)
         self.recount.likes.update(uris)
         self.recount.reposts.update(uris)
         self.recount.replies.update(uris)
-        self.recount.replies.update(row['reply_parent'] for row in rows if row['reply_parent'])
+        self.recount.replies.update(row[7] for row in rows if row[7])
 
-    def _mark_subjects(self, collection: str, subjects: list[str]) -> None:
-        if collection == LIKE:
-            self.recount.likes.update(subjects)
-        elif collection == REPOST:
-            self.recount.reposts.update(subjects)
+
+def insert_ignore(db: peewee.Database, model: type[peewee.Model], columns: Sequence[str], rows: list[tuple]) -> None:
+    """Inserts `rows` (values of `columns`; other columns get the model's defaults) into `model`'s table, skipping
+    rows whose key is already stored.
+
+    `ON CONFLICT DO NOTHING` on SQLite and PostgreSQL alike, without building a peewee query per row: one
+    prepared statement run over all rows on SQLite, multi-row `VALUES` statements elsewhere.
+    """
+    defaults = {
+        field.column_name: field.default
+        for field in model._meta.sorted_fields
+        if field.column_name not in columns and field.default is not None and not callable(field.default)
+    }
+    if defaults:
+        columns, extra = (*columns, *defaults), tuple(defaults.values())
+        rows = [(*row, *extra) for row in rows]
+    names = ', '.join(f'"{column}"' for column in columns)
+    table = model._meta.table_name
+    if isinstance(db, peewee.SqliteDatabase):
+        marks = ', '.join('?' * len(columns))
+        db.cursor().executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING', rows)
+        return
+    row_marks = '(' + ', '.join([db.param] * len(columns)) + ')'
+    for chunk in _chunks(rows):
+        values = ', '.join([row_marks] * len(chunk))
+        params = [value for row in chunk for value in row]
+        db.execute_sql(f'INSERT INTO "{table}" ({names}) VALUES {values} ON CONFLICT DO NOTHING', params)
 
 
 def delete_posts(where: peewee.Expression, recount: Recount) -> int:
@@ -219,7 +257,7 @@ class Indexer:
         recount = Recount()
         cursor, time_text = self.cursor, ''
         with self.db.atomic():
-            batch = _Batch(int(self.clock() * 1000), self.inactive, recount)
+            batch = _Batch(self.db, int(self.clock() * 1000), self.inactive, recount)
             for event in events:
                 if isinstance(event, SEQUENCED):
                     if cursor is not None and event.seq <= cursor:
@@ -232,10 +270,10 @@ class Indexer:
                         batch.add(op, event)
                         self.written[_op_name(op)] += 1
                 elif isinstance(event, Account):
-                    batch.flush()
+                    if event.did in batch.authors:
+                        batch.flush()
                     self._apply_account(event, recount)
                 elif isinstance(event, Identity):
-                    batch.flush()
                     Actor.insert(did=event.did, handle=event.handle).on_conflict(
                         conflict_target=[Actor.did], update={Actor.handle: event.handle}
                     ).execute()

@@ -24,9 +24,11 @@ from dataclasses import asdict, dataclass
 from itertools import accumulate
 from pathlib import Path
 
+import peewee
+
 from bench.ingest.synth import tid
-from feedgen.indexer import post_terms
-from feedgen.store import Actor, BaseModel, Follow, Like, Post, PostTerm, Repost, open_database
+from feedgen.indexer import POST_COLUMNS, SUBJECT_COLUMNS, insert_ignore, post_terms
+from feedgen.store import Actor, Follow, Like, Post, PostTerm, Repost, open_database
 
 FORMAT = 'feedgen-serve-store/1'
 DAY_MS = 86_400_000
@@ -36,10 +38,6 @@ _LANGS = ((('en',), 55), (('ja',), 12), (('pt',), 10), (('de',), 4), (('es',), 4
 _EMBEDS = (('images', 30), ('video', 5), ('external', 10), ('record', 5), (None, 50))
 _WORDS = 'the a to of and in is it you that for on are with this my just so be at all have not but new day love'
 _CHUNK = 20_000
-_POST_COLUMNS = (
-    'uri', 'cid', 'author', 'text', 'langs', 'tags', 'reply_root', 'reply_parent', 'embed', 'created_at', 'sort_at',
-    'indexed_at', 'seq', 'hidden',
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,19 +74,6 @@ def _weighted(rng: random.Random, options: Sequence[tuple[object, int]], k: int)
 
 def _zipf_cum_weights(n: int, exponent: float) -> list[float]:
     return list(accumulate(1.0 / (rank + 1) ** exponent for rank in range(n)))
-
-
-def insert(conn: sqlite3.Connection, model: type[BaseModel], columns: Sequence[str], rows: Sequence[tuple]) -> None:
-    """Inserts `rows` (values of `columns`) into `model`'s table; other columns get the model's defaults."""
-    defaults = {
-        field.column_name: field.default
-        for field in model._meta.sorted_fields
-        if field.name not in columns and field.default is not None and not callable(field.default)
-    }
-    names = [*columns, *defaults]
-    sql = f'INSERT INTO "{model._meta.table_name}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})'
-    extra = tuple(defaults.values())
-    conn.executemany(sql, [(*row, *extra) for row in rows] if extra else rows)
 
 
 def _chunks(rows: Iterator[tuple]) -> Iterator[list[tuple]]:
@@ -207,38 +192,39 @@ class Filler:
         for suffix in ('', '-wal', '-shm'):
             Path(f'{path}{suffix}').unlink(missing_ok=True)
         open_database(path).close()
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute('PRAGMA journal_mode=off')
-        conn.execute('PRAGMA synchronous=off')
-        indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall()
+        db = peewee.SqliteDatabase(path, pragmas={'journal_mode': 'off', 'synchronous': 'off'})
+        db.connect()
+        indexes = db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall()
         for (name,) in indexes:
-            conn.execute(f'DROP INDEX "{name}"')
-        conn.execute('BEGIN')
+            db.execute_sql(f'DROP INDEX "{name}"')
+        db.execute_sql('BEGIN')
         tagged = 0
         for chunk in _chunks(self.post_rows()):
-            insert(conn, Post, _POST_COLUMNS, chunk)
-            first_id = conn.execute('SELECT max(id) FROM post').fetchone()[0] - len(chunk) + 1
+            insert_ignore(db, Post, POST_COLUMNS, chunk)
+            first_id = db.execute_sql('SELECT max(id) FROM post').fetchone()[0] - len(chunk) + 1
             terms = [
                 (term, row[10], first_id + offset)
                 for offset, row in enumerate(chunk)
                 for term in post_terms(row[5].split(), row[4].split())
             ]
             tagged += sum(1 for row in chunk if TAG in row[5].split())
-            insert(conn, PostTerm, ('term', 'sort_at', 'post_id'), terms)
+            insert_ignore(db, PostTerm, ('term', 'sort_at', 'post_id'), terms)
         for model, rows in ((Like, self.like_rows()), (Repost, self.repost_rows())):
             for chunk in _chunks(rows):
-                insert(conn, model, ('uri', 'author', 'subject', 'indexed_at'), chunk)
+                insert_ignore(db, model, SUBJECT_COLUMNS, chunk)
         for chunk in _chunks(self.follow_rows()):
-            insert(conn, Follow, ('uri', 'author', 'subject', 'indexed_at'), [(*row, self.now_ms) for row in chunk])
+            insert_ignore(db, Follow, SUBJECT_COLUMNS, [(*row, self.now_ms) for row in chunk])
         for column, counts in (
             ('like_count', self._like_counts),
             ('repost_count', self._repost_counts),
             ('reply_count', self._reply_counts),
         ):
-            conn.executemany(f'UPDATE post SET {column} = ? WHERE id = ?', [(c, i + 1) for i, c in counts.items()])
-        insert(conn, Actor, ('did', 'status'), [(did, 'deactivated') for did in sorted(self.inactive)])
-        conn.execute('COMMIT')
-        conn.close()
+            db.cursor().executemany(
+                f'UPDATE post SET {column} = ? WHERE id = ?', [(c, i + 1) for i, c in counts.items()]
+            )
+        insert_ignore(db, Actor, ('did', 'status'), [(did, 'deactivated') for did in sorted(self.inactive)])
+        db.execute_sql('COMMIT')
+        db.close()
         open_database(path).close()  # rebuilds the secondary indexes the models declare
         with sqlite3.connect(path) as conn:
             conn.execute('PRAGMA journal_mode=wal')
