@@ -7,7 +7,9 @@ every incident logged in one line, and reconnects spaced by the backoff, never i
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import socket
 import threading
 import time
@@ -24,6 +26,7 @@ from feedgen.relay import CaptureRelay, Fault, FaultyRelay
 from feedgen.store import open_database
 from tests import stores
 from tests.conftest import CAPTURE_20
+from tests.processes import FeedgenProcess
 
 FRAMES = list(read_capture(CAPTURE_20))
 LAST_SEQ = len(FRAMES)  # the capture's seqs are 1..1311
@@ -208,3 +211,34 @@ def test_a_closed_stream_with_once_returns(store: Path, clean: dict) -> None:
         db.close()
     assert stores.records(store) == clean
     assert stores.cursor(store) == LAST_SEQ
+
+
+@pytest.mark.timeout(240)
+def test_feedgen_ingest_killed_at_random_points_ends_equal_to_a_clean_run(tmp_path: Path, clean: dict) -> None:
+    """Crash safety: SIGKILL a real `feedgen ingest` mid-stream five times; the store still ends exact."""
+    rng = random.Random(20261125)
+    store = tmp_path / 'killed.db'
+    with CaptureRelay(FRAMES, rate=300) as relay:  # about 4.4 s of stream: kills land mid-stream
+        env = {
+            'FEEDGEN_FIREHOSE': relay.url,
+            'FEEDGEN_DATABASE': str(store),
+            'FEEDGEN_BATCH_SIZE': '7',
+            'FEEDGEN_BATCH_SECONDS': '0.05',
+        }
+        kills = []
+        for run in range(5):
+            ingest = FeedgenProcess(['ingest', '--once'], env, tmp_path, name=f'ingest{run}').start()
+            before = stores.cursor(store)
+            deadline = time.monotonic() + 60
+            while stores.cursor(store) <= before and ingest.running() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 1.0))  # somewhere inside a batch, a commit, or between them
+            ingest.kill()
+            kills.append(stores.cursor(store))
+        final = FeedgenProcess(['ingest', '--once'], env, tmp_path, name='final').start()
+        assert final.process is not None
+        assert final.process.wait(timeout=120) == 0, final.log()[-3000:]
+    assert len(set(kills)) == 5 and max(kills) < LAST_SEQ, f'kills did not land mid-stream: {kills}'
+    assert stores.records(store) == clean
+    assert stores.cursor(store) == LAST_SEQ
+    assert json.loads(final.output())['cursor'] == LAST_SEQ
