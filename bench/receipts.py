@@ -1,0 +1,94 @@
+"""Receipts: what stamping, counting and storing a receipt costs a skeleton request, on a quick local loop.
+
+Fills a temporary SQLite store (WAL, as served) with synthetic posts through `feedgen.builder`, then
+answers the same `getFeedSkeleton` page (`latest` and `topic`, limit 30) `--requests` times through the
+Flask app in-process, with `FEEDGEN_RECEIPTS` on (1), at a share (0.1) and off (0). It times the request
+itself (what the reader waits for) and the write after the response is sent (`call_on_close`: one INSERT
+of the receipt's JSON and one counter upsert, in one transaction) separately, and prints a table.
+
+Usage: `python bench/receipts.py --posts 20000 --requests 2000`
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.measure import load_averages, machine, markdown_table
+from feedgen.builder import StoreBuilder
+from feedgen.server import create_app
+from feedgen.settings import Settings
+from feedgen.store import Receipt, open_database
+
+SHARES = (1.0, 0.1, 0.0)
+
+
+def fill(store: StoreBuilder, posts: int) -> None:
+    with store.db.atomic():
+        for i in range(posts):
+            store.make_post(f'author{i % 500}', f'post {i}', tags=['atproto'] if i % 3 == 0 else [], langs=['en'])
+
+
+def measure(settings: Settings, db: object, rkey: str, requests: int) -> tuple[list[float], list[float]]:
+    """Milliseconds of each request until its body is ready, and of each write after it."""
+    client = create_app(settings, db=db).test_client()
+    feed = f'at://{settings.publisher_did}/app.bsky.feed.generator/{rkey}'
+    served, written = [], []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = client.get('/xrpc/app.bsky.feed.getFeedSkeleton', query_string={'feed': feed, 'limit': 30})
+        ready = time.perf_counter()
+        response.close()  # runs the write, as the WSGI server does once the body is sent
+        done = time.perf_counter()
+        assert response.status_code == 200, response.json
+        served.append((ready - started) * 1000)
+        written.append((done - ready) * 1000)
+    return served, written
+
+
+def percentile(values: list[float], share: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(len(values) * share))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--posts', type=int, default=20000)
+    parser.add_argument('--requests', type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix='feedgen-bench-receipts-') as folder:
+        settings = Settings(hostname='bench.example.test', database=str(Path(folder) / 'bench.db'))
+        db = open_database(settings.database)
+        fill(StoreBuilder(db), args.posts)
+        rows = []
+        for rkey in ('latest', 'topic'):
+            for share in SHARES:
+                before = Receipt.select().count()
+                served, written = measure(replace(settings, receipts=share), db, rkey, args.requests)
+                rows.append(
+                    [
+                        rkey,
+                        share,
+                        args.requests,
+                        Receipt.select().count() - before,
+                        f'{statistics.mean(served):.3f}',
+                        f'{percentile(served, 0.95):.3f}',
+                        f'{statistics.mean(written):.3f}',
+                        f'{percentile(written, 0.95):.3f}',
+                    ]
+                )
+        size = Receipt.select().count()
+        payload = sum(len(r.payload) for r in Receipt.select(Receipt.payload)) / max(size, 1)
+    print(f'{machine()}; load {load_averages()}')
+    print(f'{args.posts} posts; {size} receipts stored, {payload:.0f} bytes of JSON each on average\n')
+    headers = ['feed', 'FEEDGEN_RECEIPTS', 'requests', 'receipts written', 'request ms (mean)', 'request ms (p95)']
+    headers += ['write after response ms (mean)', 'write ms (p95)']
+    print(markdown_table(headers, rows))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
