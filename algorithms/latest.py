@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from feedgen.algorithm import Algorithm, FeedRequest, Page
 from feedgen.pagination import keyset_page
 from feedgen.store import Post, visible_posts
+
+ORDER = 'newest first'
+FILTERS = ["the author's account is active"]
 
 
 class Latest(Algorithm):
@@ -18,4 +23,12 @@ class Latest(Algorithm):
 
     def page(self, request: FeedRequest) -> Page:
         query = visible_posts().select(Post.uri, Post.sort_at, Post.id)
-        return keyset_page(query, request, Post.sort_at, Post.id, Post.uri, context=lambda _row: 'newest first')
+        page = keyset_page(query, request, Post.sort_at, Post.id, Post.uri, context=lambda _row: ORDER)
+        page.trace.update(filters=FILTERS, order=ORDER)
+        return page
+
+    def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
+        row = visible_posts().where(Post.uri == post).first()
+        if row is None:
+            return None
+        return {'filters': FILTERS, 'order': ORDER, 'sort_at': row.sort_at, 'created_at': row.created_at}

@@ -1,68 +1,105 @@
-"""topic: posts matching hashtags and languages, newest first."""
+"""topic: posts matching hashtags, keywords and languages, optionally without replies or with media only; newest first.
+
+Every page is an index range scan. Hashtags and languages walk the `PostTerm` index of each term
+(`feedgen.filters`), newest first; replies and media are tested on the rows walked.
+
+Keywords are indexed, not scanned for: a feed with keywords has a job (every `KEYWORD_JOB_SECONDS`) that
+tests each newly indexed post once against all the feed's filters and records the matches in its own index
+(`feedgen.matches`); its pages walk that index. Why not scan candidates newest first with a budget: a page
+of a rare keyword would then come back empty (with a cursor, to go on) or read without bound, and every
+reader's page would test the same posts again. Why not index every word at ingest: that multiplies the rows
+the single writer inserts (a post has ~20 words, against ~2 tag and language terms) for the few feeds that
+filter by keywords. The cost of the job: a post reaches a keyword feed up to `KEYWORD_JOB_SECONDS` later.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
-from feedgen.algorithm import Algorithm, FeedRequest, InvalidParams, Page
-from feedgen.pagination import keyset_page
-from feedgen.store import Post, PostTerm
+from feedgen.algorithm import Algorithm, FeedRequest, InvalidParams, Job, Page
+from feedgen.filters import FilterParams, filtered_streams, match_filters
+from feedgen.matches import entries_stream, has_entry, index_matches
+from feedgen.pagination import streams_page
+from feedgen.store import Post, visible_posts
+
+KEYWORD_JOB_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
-class TopicParams:
+class TopicParams(FilterParams):
     tags: tuple[str, ...] = ('atproto',)
     """Hashtags (without #); a post matches when it has any of them. Empty: no hashtag filter."""
-    langs: tuple[str, ...] = ()
-    """Language codes (`en`, `pt`); a post matches when it declares any of them. Empty: any language."""
-    no_replies: bool = False
-    """Leave out replies."""
+    keywords: tuple[str, ...] = ()
+    """Words or phrases; a post matches when its text has any of them as whole words, in any case."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, 'tags', tuple(tag.lower().lstrip('#') for tag in self.tags))
-        object.__setattr__(self, 'langs', tuple(lang.lower() for lang in self.langs))
-        if any(not tag or ' ' in tag for tag in self.tags):
-            raise InvalidParams('topic.tags: a hashtag must be one non-empty word')
+        super().__post_init__()
+        object.__setattr__(self, 'keywords', tuple(keyword.strip() for keyword in self.keywords))
+        if any(not keyword for keyword in self.keywords):
+            raise InvalidParams('keywords: a keyword must not be empty')
+
+    def keywords_in(self, text: str) -> list[str]:
+        """The keywords `text` has as whole words (any case), lower-cased."""
+        alternatives = '|'.join(re.escape(keyword) for keyword in self.keywords)
+        found = re.findall(rf'(?<!\w)(?:{alternatives})(?!\w)', text, re.IGNORECASE) if self.keywords else []
+        return sorted({word.lower() for word in found})
 
 
 class Topic(Algorithm):
     name = 'topic'
     display_name = 'Topic'
-    description = "Posts with the feed's hashtags and in its languages, newest first."
-    ranking = 'Newest first; a post is in the feed only when it has one of the hashtags and one of the languages.'
+    description = "Posts matching the feed's hashtags, keywords and languages, newest first."
+    ranking = (
+        'Newest first. A post is in the feed only when it passes every filter the feed sets: one of the '
+        'hashtags, one of the keywords (whole words, any case), one of the languages, not a reply, with media.'
+    )
     Params = TopicParams
 
     def page(self, request: FeedRequest) -> Page:
         params: TopicParams = self.params
-        tag_terms = [f'tag:{tag}' for tag in params.tags]
-        lang_terms = [f'lang:{lang}' for lang in params.langs]
-        driving = tag_terms or lang_terms
-        if not driving:
-            query = Post.select(Post.uri, Post.sort_at, Post.id).where(Post.hidden == False)  # noqa: E712
-            return keyset_page(query, request, Post.sort_at, Post.id, Post.uri, context=self._context)
-        query = (
-            PostTerm.select(Post.uri, PostTerm.sort_at, PostTerm.post_id)
-            .join(Post, on=Post.id == PostTerm.post_id)
-            .where(PostTerm.term.in_(driving), Post.hidden == False)  # noqa: E712
-        )
-        if tag_terms and lang_terms:
-            lang = PostTerm.alias('lang')
-            query = query.where(
-                lang.select(lang.post_id)
-                .where(lang.term.in_(lang_terms), lang.sort_at == PostTerm.sort_at, lang.post_id == PostTerm.post_id)
-                .exists()
-            )
-        if params.no_replies:
-            query = query.where(Post.reply_parent.is_null())
-        if len(driving) > 1:
-            query = query.distinct()
-        return keyset_page(query, request, PostTerm.sort_at, PostTerm.post_id, Post.uri, context=self._context)
+        if params.keywords:
+            streams = [entries_stream(self.state_key(), Post.uri)]
+        else:
+            streams = filtered_streams(params, Post.uri)
+        context = self._context()
+        page = streams_page(streams, request, context=lambda _row: context)
+        page.trace.update(filters=self._filters(), order='newest first')
+        return page
 
-    def _context(self, _row: object) -> str:
+    def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
         params: TopicParams = self.params
-        parts = []
-        if params.tags:
-            parts.append('has #' + ' or #'.join(params.tags))
-        if params.langs:
-            parts.append('in ' + ' or '.join(params.langs))
-        return ', '.join(parts) + ', newest first' if parts else 'newest first'
+        row = visible_posts().where(Post.uri == post).first()
+        matched = self.filters_passed(row) if row is not None else None
+        if matched is None or (params.keywords and not has_entry(self.state_key(), row)):
+            return None
+        return {'filters': matched, 'order': 'newest first', 'sort_at': row.sort_at}
+
+    def jobs(self) -> list[Job]:
+        if not self.params.keywords:
+            return []
+        run = partial(index_matches, key=self.state_key(), test=lambda post: self.filters_passed(post) is not None)
+        return [Job(name=f'matches {self.state_key()}', run=run, seconds=KEYWORD_JOB_SECONDS)]
+
+    def filters_passed(self, post: Post) -> dict[str, Any] | None:
+        """The filters `post` passes, with the evidence, or None when it fails one."""
+        params: TopicParams = self.params
+        matched = match_filters(params, post)
+        if matched is not None and params.keywords:
+            matched['keywords'] = params.keywords_in(post.text)
+            if not matched['keywords']:
+                return None
+        return matched
+
+    def _filters(self) -> list[str]:
+        params: TopicParams = self.params
+        words = params.describe()
+        if params.keywords:
+            words.insert(1 if params.tags else 0, 'mentions ' + ' or '.join(repr(k) for k in params.keywords))
+        return words
+
+    def _context(self) -> str:
+        words = self._filters()
+        return ', '.join(words) + ', newest first' if words else 'newest first'

@@ -135,6 +135,14 @@ class Algorithm:
         """The scheduled work this feed needs (see the class docstring); none by default."""
         return []
 
+    def state_key(self) -> str:
+        """Names this algorithm with these parameters (`hot:1a2b3c4d5e6f`): the key of the rows its jobs write.
+
+        Two feeds with the same algorithm and parameters share a key, hence their jobs and rows.
+        """
+        described = repr(self.params) if dataclasses.is_dataclass(self.params) else ''
+        return f'{self.name}:{hashlib.sha256(described.encode()).hexdigest()[:12]}'
+
     @classmethod
     def source(cls) -> str:
         """Where the algorithm's source lives: `source_url`, or the path of its module file."""

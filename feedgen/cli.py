@@ -27,7 +27,7 @@ from feedgen.capture import CaptureError, read_capture
 from feedgen.firehose import Backoff, Firehose
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline, replay
-from feedgen.jobs import start_scheduler
+from feedgen.jobs import feed_jobs, start_scheduler
 from feedgen.plugins import PluginError, discover_algorithms, load_feeds
 from feedgen.publish import PublishError, publish_command, unpublish_command
 from feedgen.relay import CaptureRelay
@@ -89,7 +89,8 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     """Runs the firehose ingest and the scheduled jobs until stopped (or the stream ends, with `once`)."""
     stop = stop or threading.Event()
     pipeline = make_pipeline(settings, settings.subscribe_url)
-    scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours)
+    feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
+    scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()))
     firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
     try:
         firehose.run(once=once)

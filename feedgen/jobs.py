@@ -1,21 +1,31 @@
 """Jobs: periodic work run by apscheduler next to ingest (retention pruning; algorithms' own jobs).
 
-Owns the scheduler and the pruning of old records. Pruning deletes posts, likes and reposts indexed
-more than `retention_hours` ago, in small transactions so ingest is never blocked for long. Counters
-stay exact: a like or repost is always indexed after the post it points at, so it is never pruned while
-that post is kept, and the reply counts of kept parents are recounted.
+Owns the scheduler, which runs the pruning (records; receipts after a day), the expiry of reader
+feedback, and every `Job` the served feeds' algorithms declare (`Algorithm.jobs()`: refreshing scores,
+indexing keyword matches), once each when two feeds declare the same job. Each job runs first right
+away, then every `Job.seconds`; a run that is due while the previous one still runs is skipped. Pruning
+deletes posts, likes and reposts indexed more than `retention_hours` ago, in small transactions so
+ingest is never blocked for long. Counters stay exact: a like or repost is always indexed after the post
+it points at, so it is never pruned while that post is kept, and the reply counts of kept parents are
+recounted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import partial
 
 import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from feedgen.algorithm import Job
 from feedgen.indexer import Recount, delete_posts
+from feedgen.interactions import prune_interactions
+from feedgen.plugins import Feed
+from feedgen.receipts import prune_receipts
 from feedgen.store import Like, Post, Repost
 
 log = logging.getLogger(__name__)
@@ -47,18 +57,30 @@ def prune(db: peewee.Database, retention_hours: float, now: float | None = None)
     return removed
 
 
-def start_scheduler(db: peewee.Database, retention_hours: float) -> BackgroundScheduler:
-    """Starts the background scheduler with the pruning job (first run right away)."""
+def feed_jobs(feeds: Iterable[Feed]) -> list[Job]:
+    """The jobs the algorithms of `feeds` declare, each name once."""
+    return list({job.name: job for feed in feeds for job in feed.algorithm.jobs()}.values())
+
+
+def start_scheduler(db: peewee.Database, retention_hours: float, jobs: Iterable[Job] = ()) -> BackgroundScheduler:
+    """Starts the background scheduler with the pruning jobs and `jobs` (first runs right away)."""
     scheduler = BackgroundScheduler(daemon=True)
-    scheduler.add_job(
-        prune,
-        'interval',
-        seconds=PRUNE_EVERY_SECONDS,
-        args=(db, retention_hours),
-        id='prune',
-        next_run_time=datetime.now(UTC),
-        coalesce=True,
-        max_instances=1,
-    )
+    builtin = [
+        Job(name='prune', run=partial(prune, retention_hours=retention_hours), seconds=PRUNE_EVERY_SECONDS),
+        Job(name='prune interactions', run=prune_interactions, seconds=PRUNE_EVERY_SECONDS),
+        Job(name='prune receipts', run=prune_receipts, seconds=PRUNE_EVERY_SECONDS),
+    ]
+    for job in [*builtin, *jobs]:
+        scheduler.add_job(
+            job.run,
+            'interval',
+            seconds=job.seconds,
+            args=(db,),
+            id=job.name,
+            name=job.name,
+            next_run_time=datetime.now(UTC),
+            coalesce=True,
+            max_instances=1,
+        )
     scheduler.start()
     return scheduler

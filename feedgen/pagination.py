@@ -1,37 +1,45 @@
 """Pagination: keyset cursors that never repeat or skip an item, for algorithms to build pages with.
 
-Owns the cursor format of keyset pages (`<key>:<id>`, integers) and `keyset_page`, which walks an index
-on `(key, id)` from the cursor down: an index range scan, never a sort of the table. Because `id` is
-unique, items sharing a `key` (posts with the same timestamp or score) are neither repeated nor skipped.
+Owns the cursor format of keyset pages (integers joined by colons: `<key>:<id>`, or with a leading
+snapshot or moment) and three ways to page:
+- `keyset_page` walks one index on `(key, id)` from the cursor down: an index range scan, never a sort
+  of the table. Because `id` is unique, items sharing a `key` are neither repeated nor skipped.
+- `streams_page` walks several such ranges at once (one per hashtag, say) and merges them.
+- `ranked_page` pages an in-memory ranking `(score, id)` computed as of a moment kept in the cursor.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
 from feedgen.algorithm import FeedRequest, InvalidCursor, Item, Page
 
-_CURSOR = re.compile(r'^(-?[0-9]{1,19}):([0-9]{1,19})$')
+_CURSOR_PART = re.compile(r'-?[0-9]{1,19}')
+_INT64 = 2**63
 
 
-def encode_cursor(key: int, item_id: int) -> str:
-    return f'{key}:{item_id}'
+def encode_cursor(*keys: int) -> str:
+    return ':'.join(str(key) for key in keys)
 
 
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    """Parses a keyset cursor into `(key, id)`.
+def decode_cursor(cursor: str, count: int = 2) -> tuple[int, ...]:
+    """Parses a keyset cursor into its `count` integers (`(key, id)` by default).
 
     Raises:
-        InvalidCursor: the cursor is not two integers joined by a colon.
+        InvalidCursor: the cursor is not `count` integers joined by colons.
     """
-    match = _CURSOR.match(cursor)
-    if not match:
+    parts = cursor.split(':')
+    if len(parts) != count or not all(_CURSOR_PART.fullmatch(part) for part in parts):
         raise InvalidCursor(f'malformed cursor {cursor[:40]!r}')
-    return int(match[1]), int(match[2])
+    keys = tuple(int(part) for part in parts)
+    if not all(-_INT64 <= key < _INT64 for key in keys):
+        raise InvalidCursor(f'cursor out of range {cursor[:40]!r}')
+    return keys
 
 
 def keyset_page(
@@ -54,12 +62,77 @@ def keyset_page(
     if request.cursor is not None:
         after = decode_cursor(request.cursor)
         query = query.where(peewee.Tuple(key, item_id) < peewee.Tuple(*after))
-    rows = list(query.order_by(key.desc(), item_id.desc()).limit(request.limit + 1).objects())
-    more = len(rows) > request.limit
-    rows = rows[: request.limit]
+    read = list(query.order_by(key.desc(), item_id.desc()).limit(request.limit + 1).objects())
+    rows = read[: request.limit]
     items = [Item(post=getattr(row, uri.name), context=context(row)) for row in rows]
     cursor = None
-    if more and rows:
+    if len(read) > request.limit and rows:
         last = rows[-1]
         cursor = encode_cursor(getattr(last, key.name), getattr(last, item_id.name))
-    return Page(items=items, cursor=cursor)
+    return Page(items=items, cursor=cursor, trace={'candidates': len(read)})
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One index range to walk from the top: a select of candidate rows and the `(key, id)` of its index."""
+
+    query: peewee.ModelSelect
+    key: peewee.Field
+    item_id: peewee.Field
+
+
+def stream_rows(streams: Sequence[Stream], after: tuple[int, ...] | None, count: int) -> list[dict[str, Any]]:
+    """The first `count` distinct rows below `after` over all `streams`, by `(key, id)` descending.
+
+    Each stream reads at most `count` rows down its own index; the rows are merged and a row found in two
+    streams (a post with two of the hashtags) is kept once. Every row has `rank_key` and `item_id`.
+    """
+    found: dict[int, dict[str, Any]] = {}
+    for stream in streams:
+        query = stream.query.select_extend(stream.key.alias('rank_key'), stream.item_id.alias('item_id'))
+        if after is not None:
+            query = query.where(peewee.Tuple(stream.key, stream.item_id) < peewee.Tuple(*after))
+        for row in query.order_by(stream.key.desc(), stream.item_id.desc()).limit(count).dicts():
+            found[row['item_id']] = row
+    return sorted(found.values(), key=lambda row: (row['rank_key'], row['item_id']), reverse=True)[:count]
+
+
+def streams_page(
+    streams: Sequence[Stream], request: FeedRequest, context: Callable[[dict[str, Any]], str | None]
+) -> Page:
+    """Returns the page below `request.cursor` of the rows of `streams` (which select `uri`), newest first.
+
+    One query per stream reads at most `limit + 1` rows down its index; see `stream_rows`.
+    """
+    after = decode_cursor(request.cursor) if request.cursor is not None else None
+    read = stream_rows(streams, after, request.limit + 1)
+    rows = read[: request.limit]
+    cursor = encode_cursor(rows[-1]['rank_key'], rows[-1]['item_id']) if len(read) > request.limit else None
+    items = [Item(post=row['uri'], context=context(row)) for row in rows]
+    return Page(items=items, cursor=cursor, trace={'candidates': len(read)})
+
+
+def as_of_cursor(request: FeedRequest) -> tuple[int, tuple[int, int] | None]:
+    """The moment to rank as of and the `(score, id)` to page below, from a `ranked_page` cursor.
+
+    The first page ranks as of `request.time_ms()`; later pages as of the moment their cursor carries.
+    """
+    if request.cursor is None:
+        return request.time_ms(), None
+    as_of, score, item_id = decode_cursor(request.cursor, 3)
+    return as_of, (score, item_id)
+
+
+def ranked_page(
+    ranking: Sequence[tuple[int, int, Item]], request: FeedRequest, as_of: int, after: tuple[int, int] | None
+) -> Page:
+    """The page of an in-memory ranking of `(score, id, item)` below `after`, by `(score, id)` descending.
+
+    `as_of` (the moment the ranking was computed as of) leads the cursor, so the next page ranks as of the
+    same moment and the order stays fixed while the reader pages.
+    """
+    below = [entry for entry in ranking if after is None or (entry[0], entry[1]) < after]
+    below.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
+    page = below[: request.limit]
+    cursor = encode_cursor(as_of, page[-1][0], page[-1][1]) if len(below) > request.limit else None
+    return Page(items=[entry[2] for entry in page], cursor=cursor)

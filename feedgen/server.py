@@ -150,6 +150,7 @@ def create_app(
                 'did': settings.service_did,
                 'feeds': [
                     {'uri': feed.uri(settings.publisher_did), 'algorithm': algorithm_stamp(feed)}
+                    | ({'acceptsInteractions': True} if feed.algorithm.accepts_interactions else {})
                     for feed in feeds.values()
                 ],
             }
@@ -190,4 +191,7 @@ def create_app(
     from feedgen.transparency import transparency  # here, not at the top: it imports this module
 
     app.register_blueprint(transparency)
+    from feedgen.interactions import interactions  # here, not at the top: it imports this module
+
+    app.register_blueprint(interactions)
     return app

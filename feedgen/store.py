@@ -2,8 +2,9 @@
 
 Owns the schema (posts and their search terms, likes, reposts, follows, actors, the firehose cursor)
 and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise). The indexer is
-the only writer of records; algorithms read through these models and never write. Nothing here knows
-about the firehose or HTTP.
+the only writer of records; algorithms read through these models and never write. Other writers keep to
+their own tables, in a `write_transaction`: algorithms' jobs (score snapshots, feed entries) and the
+serving process (receipts, reader feedback). Nothing here knows about the firehose or HTTP.
 
 Times are integer milliseconds since the Unix epoch. `Post.sort_at` is the time a feed sorts by: the
 record's `createdAt`, but never later than the moment the network saw the post (a post cannot jump to
@@ -13,7 +14,9 @@ ties in `sort_at` are broken by the unique, insertion-ordered `id`.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import peewee
 from playhouse.db_url import connect as connect_url
@@ -151,7 +154,77 @@ class FeedStat(BaseModel):
     """When the first request of this feed was counted."""
 
 
-MODELS: tuple[type[BaseModel], ...] = (Post, PostTerm, Like, Repost, Follow, Actor, IngestState, Receipt, FeedStat)
+class ScoreSnapshot(BaseModel):
+    """One run of a scoring job (`feedgen.scores`): a feed's candidate posts ranked as of `made_at`."""
+
+    id = peewee.BigAutoField()
+    key = peewee.TextField()
+    """`Algorithm.state_key()` of the ranking feed."""
+    made_at = peewee.BigIntegerField()
+    candidates = peewee.IntegerField(default=0)
+    """Posts the job scored (in the window, passing the filters); the best of them are kept."""
+
+    class Meta:
+        indexes = ((('key', 'id'), False),)
+
+
+class ScoredPost(BaseModel):
+    """A post's place in a `ScoreSnapshot`, with the counters its score was computed from."""
+
+    snapshot = peewee.BigIntegerField()
+    score = peewee.BigIntegerField()
+    post_id = peewee.BigIntegerField()
+    likes = peewee.IntegerField()
+    reposts = peewee.IntegerField()
+    replies = peewee.IntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey('snapshot', 'score', 'post_id')
+        without_rowid = True
+        indexes = ((('snapshot', 'post_id'), True),)
+
+
+class FeedEntry(BaseModel):
+    """A post a job put in a feed whose filter no index answers, such as keywords (`feedgen.matches`)."""
+
+    key = peewee.TextField()
+    """`Algorithm.state_key()` of the feed."""
+    sort_at = peewee.BigIntegerField()
+    post_id = peewee.BigIntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey('key', 'sort_at', 'post_id')
+        without_rowid = True
+
+
+class JobState(BaseModel):
+    """How far a job has read the posts (`feedgen.matches`): the last post id it tested."""
+
+    name = peewee.TextField(primary_key=True)
+    position = peewee.BigIntegerField()
+
+
+class Interaction(BaseModel):
+    """Reader feedback (`app.bsky.feed.sendInteractions`), the latest of each kind per post; written by serving."""
+
+    viewer = peewee.TextField()
+    event = peewee.TextField()
+    """`requestLess`, `requestMore` or `interactionSeen` (the `app.bsky.feed.defs` token's name)."""
+    post = peewee.TextField()
+    author = peewee.TextField()
+    """The post's author, from its URI: feedback about a post is feedback about its author."""
+    feed_context = peewee.TextField(null=True)
+    at = peewee.BigIntegerField(index=True)
+
+    class Meta:
+        primary_key = peewee.CompositeKey('viewer', 'event', 'post')
+        without_rowid = True
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, Receipt, FeedStat),
+    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction),
+)
 
 
 def open_database(url: str | Path) -> peewee.Database:
@@ -196,6 +269,12 @@ def save_cursor(firehose: str, cursor: int, time: str = '') -> None:
     IngestState.insert(firehose=firehose, cursor=cursor, time=time).on_conflict(
         conflict_target=[IngestState.firehose], update={IngestState.cursor: cursor, IngestState.time: time}
     ).execute()
+
+
+def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
+    """A transaction for writers beside the indexer (jobs, reader feedback): on SQLite it takes the write lock
+    at once (`BEGIN IMMEDIATE`), so it waits out the busy timeout rather than fail to upgrade a read lock."""
+    return db.atomic('IMMEDIATE') if isinstance(db, peewee.SqliteDatabase) else db.atomic()
 
 
 def visible_posts() -> peewee.ModelSelect:

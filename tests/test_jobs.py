@@ -6,7 +6,8 @@ import peewee
 
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline
-from feedgen.jobs import prune, start_scheduler
+from feedgen.jobs import feed_jobs, prune, start_scheduler
+from feedgen.plugins import discover_algorithms, make_feed
 from feedgen.store import Follow, Like, Post, PostTerm, Repost
 from tests import frames
 
@@ -66,5 +67,25 @@ def test_scheduler_runs_prune_at_start(db: peewee.Database) -> None:
         job = scheduler.get_job('prune')
         assert job is not None
         assert job.trigger.interval.total_seconds() == 600
+    finally:
+        scheduler.shutdown(wait=True)
+
+
+def test_the_jobs_of_served_feeds_are_scheduled_once_each(db: peewee.Database) -> None:
+    algorithms = discover_algorithms()
+    specs = [
+        {'rkey': 'hot', 'algorithm': 'hot'},
+        {'rkey': 'hot-again', 'algorithm': 'hot'},
+        {'rkey': 'hot-pt', 'algorithm': 'hot', 'params': {'langs': ['pt']}},
+        {'rkey': 'words', 'algorithm': 'topic', 'params': {'keywords': ['atproto']}},
+        {'rkey': 'latest', 'algorithm': 'latest'},
+    ]
+    jobs = feed_jobs(make_feed(algorithms, spec) for spec in specs)
+    assert sorted(job.name.split()[0] for job in jobs) == ['matches', 'scores', 'scores']
+    scheduler = start_scheduler(db, retention_hours=24, jobs=jobs)
+    try:
+        scheduled = {job.id: job.trigger.interval.total_seconds() for job in scheduler.get_jobs()}
+        assert {job.name: scheduled[job.name] for job in jobs} == {job.name: job.seconds for job in jobs}
+        assert {'prune', 'prune interactions'} <= set(scheduled)
     finally:
         scheduler.shutdown(wait=True)

@@ -1,0 +1,83 @@
+"""quiet: posts from the accounts you follow that post rarely, so the loud ones do not drown them out.
+
+    score = 0.5 ^ (hours since the post / half_life_hours) / posts the author made in the window
+
+Recency, divided by how much the author posts: an account that posted twice in the last `window_hours` (72)
+has each post count 1/2, one that posted 60 times, 1/60. So a rare poster's post from this morning ranks
+above a loud poster's post from a minute ago, and among loud posters the newest still comes first. All of
+the author's posts count toward the rate, replies too; the feed shows posts that are not replies unless
+`no_replies` is false. The window is 72 hours because the store keeps 72 hours of posts by default
+(`FEEDGEN_RETENTION_HOURS`): a longer window needs a longer retention to count the rate right. Authors you
+asked to see less of count 0.25 times their score for you, more: 2 times (`feedgen.feedback`).
+
+Ranked per request (`feedgen.personal`), as of the moment the reader's paging session started: the posts
+are read through the index on `(author, sort_at, id)`, one range per account you follow.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from feedgen.personal import Candidate, PersonalAlgorithm, Ranking, decay
+from feedgen.scores import HOUR_MS, require_positive
+from feedgen.store import Follow, Post, visible_posts
+
+
+@dataclass(frozen=True)
+class QuietParams:
+    window_hours: float = 72.0
+    """Posts of the last this many hours are shown, and an author's rate is counted over them."""
+    half_life_hours: float = 12.0
+    """A post counts half as much after this many hours."""
+    no_replies: bool = True
+    """Leave out replies (they still count toward the author's rate)."""
+
+    def __post_init__(self) -> None:
+        require_positive(self, 'window_hours', 'half_life_hours')
+
+
+class Quiet(PersonalAlgorithm):
+    name = 'quiet'
+    display_name = 'Quiet voices'
+    description = 'Posts from the accounts you follow that post rarely, so the loud ones do not drown them.'
+    ranking = (
+        'score = 0.5 ^ (hours since the post / 12) / (posts the author made in the last 72 hours); highest '
+        'first. Authors you asked to see less of count 0.25 times their score for you, more: 2 times.'
+    )
+    Params = QuietParams
+
+    def rank(self, viewer: str, as_of: int) -> Ranking:
+        params: QuietParams = self.params
+        follows = Follow.select(Follow.subject).where(Follow.author == viewer)
+        since = as_of - int(params.window_hours * HOUR_MS)
+        query = (
+            visible_posts()
+            .select(Post.id, Post.uri, Post.author, Post.sort_at, Post.reply_parent)
+            .where(Post.author.in_(follows), Post.sort_at > since, Post.sort_at <= as_of, Post.indexed_at <= as_of)
+        )
+        rows = list(query.tuples())
+        rates = Counter(author for _, _, author, _, _ in rows)
+        candidates = []
+        replies = 0
+        for post_id, uri, author, sort_at, reply_parent in rows:
+            if params.no_replies and reply_parent is not None:
+                replies += 1
+                continue
+            recency = decay(as_of - sort_at, params.half_life_hours)
+            parts = {
+                'age_hours': round((as_of - sort_at) / HOUR_MS, 3),
+                'recency': round(recency, 6),
+                'author_posts': rates[author],
+                'score': recency / rates[author],
+            }
+            reason = f'from an account you follow that posted {rates[author]}x in {params.window_hours:g}h'
+            candidates.append(Candidate(post_id, uri, author, parts['score'], parts, reason))
+        trace = {
+            'order': 'score, highest first',
+            'filters': [f'by accounts you follow, made in the last {params.window_hours:g} hours']
+            + (['no replies'] if params.no_replies else []),
+            'removed': {'replies': replies} if params.no_replies else {},
+            'authors': len(rates),
+        }
+        return Ranking(candidates, trace)

@@ -1,0 +1,29 @@
+"""Paging an algorithm to the end in tests, failing on what a reader would notice: repeats and dead ends."""
+
+from __future__ import annotations
+
+from feedgen.algorithm import Algorithm, FeedRequest, Item
+
+MAX_PAGES = 1000
+
+
+def walk_items(algorithm: Algorithm, limit: int, viewer: str | None = None, at_ms: int | None = None) -> list[Item]:
+    """Every item of the feed, following cursors from the first page, as one reader's session sees it."""
+    items: list[Item] = []
+    cursor = None
+    for _ in range(MAX_PAGES):
+        page = algorithm.page(FeedRequest(limit=limit, cursor=cursor, viewer=viewer, at_ms=at_ms))
+        assert len(page.items) <= limit
+        assert page.items or page.cursor is None, 'a page with a cursor must have items'
+        items.extend(page.items)
+        cursor = page.cursor
+        if cursor is None:
+            posts = [item.post for item in items]
+            assert len(posts) == len(set(posts)), 'an item came twice'
+            return items
+    raise AssertionError('paging never ended')
+
+
+def walk(algorithm: Algorithm, limit: int, viewer: str | None = None, at_ms: int | None = None) -> list[str]:
+    """The posts of `walk_items`."""
+    return [item.post for item in walk_items(algorithm, limit, viewer, at_ms)]

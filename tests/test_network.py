@@ -1,0 +1,128 @@
+"""algorithms/network: only followed accounts' likes and reposts count, by how many and how recently."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import defaultdict
+
+import peewee
+import pytest
+
+from algorithms.network import Network
+from feedgen.algorithm import FeedRequest
+from feedgen.builder import StoreBuilder, did
+from feedgen.contract import check_contract
+from feedgen.feedback import LESS
+from feedgen.records import LIKE, REPOST
+from tests.captured import read_truth, replay_at
+from tests.conftest import CAPTURE_20
+from tests.paging import walk, walk_items
+from tests.worlds import HOUR_MS, NOW_MS, NOW_S, READER, feedback, reader_following
+
+
+def published_score(vote_ages_hours: list[float], half_life_hours: float = 6.0) -> float:
+    return sum(0.5 ** (age / half_life_hours) for age in vote_ages_hours)
+
+
+@pytest.fixture
+def store(db: peewee.Database) -> StoreBuilder:
+    return reader_following(StoreBuilder(db), 'amy', 'ben', 'cat')
+
+
+def hours_ago(hours: float) -> float:
+    return NOW_S - hours * 3600
+
+
+def test_only_the_likes_and_reposts_of_followed_accounts_count(store: StoreBuilder) -> None:
+    two_friends = store.make_post('pia', 'liked by two friends', at=hours_ago(3))
+    store.make_like('amy', two_friends, at=hours_ago(1))
+    store.make_repost('amy', two_friends, at=hours_ago(0.5))
+    store.make_like('ben', two_friends, at=hours_ago(1))
+    one_friend = store.make_post('quinn', 'liked by one friend', at=hours_ago(3))
+    store.make_like('cat', one_friend, at=hours_ago(0.1))
+    strangers_only = store.make_post('rob', 'liked by strangers', at=hours_ago(3))
+    for stranger in ('xia', 'yan', 'zed', 'ulf'):
+        store.make_like(stranger, strangers_only, at=hours_ago(0.1))
+    own = store.make_post(READER, 'my own post', at=hours_ago(3))
+    store.make_like('amy', own, at=hours_ago(0.1))
+    store.make_like('ben', 'at://did:plc:gone/app.bsky.feed.post/unknown', at=hours_ago(0.1))
+    too_old = store.make_post('sam', 'liked long ago', at=hours_ago(60))
+    store.make_like('amy', too_old, at=hours_ago(49))
+
+    network = Network()
+    items = walk_items(network, 1, viewer=READER, at_ms=NOW_MS)
+    expected = {two_friends: published_score([0.5, 1.0]), one_friend: published_score([0.1])}
+    assert [item.post for item in items] == sorted(expected, key=expected.get, reverse=True)
+    assert items[0].context == 'liked or reposted by 2 accounts you follow'
+    page = network.page(FeedRequest(limit=5, viewer=READER, at_ms=NOW_MS))
+    assert page.trace['removed'] == {
+        'likes and reposts of your own posts': 1,
+        'likes and reposts of posts not indexed or hidden': 1,
+    }
+    assert page.trace['scores'][two_friends]['score'] == pytest.approx(expected[two_friends])
+    explanation = network.explain(two_friends, FeedRequest(limit=1, viewer=READER, at_ms=NOW_MS))
+    assert set(explanation['score']['voters']) == {did('amy'), did('ben')}
+    for post in (strangers_only, own, too_old):
+        assert network.explain(post, FeedRequest(limit=1, viewer=READER, at_ms=NOW_MS)) is None
+
+
+def test_many_votes_this_morning_outrank_one_vote_a_minute_ago(store: StoreBuilder) -> None:
+    morning = store.make_post('pia', at=hours_ago(10))
+    for friend in ('amy', 'ben', 'cat'):
+        store.make_like(friend, morning, at=hours_ago(8))
+    just_now = store.make_post('quinn', at=hours_ago(1))
+    store.make_like('amy', just_now, at=hours_ago(0.02))
+    assert published_score([8, 8, 8]) > published_score([0.02])
+    assert walk(Network(), 1, viewer=READER, at_ms=NOW_MS) == [morning, just_now]
+    assert walk(Network(half_life_hours=1), 1, viewer=READER, at_ms=NOW_MS) == [just_now, morning]
+
+
+def test_request_less_demotes_the_author_for_that_reader(store: StoreBuilder) -> None:
+    top = store.make_post('pia', at=hours_ago(2))
+    second = store.make_post('quinn', at=hours_ago(2))
+    for friend in ('amy', 'ben'):
+        store.make_like(friend, top, at=hours_ago(1))
+    store.make_like('cat', second, at=hours_ago(1))
+    assert walk(Network(), 1, viewer=READER, at_ms=NOW_MS) == [top, second]
+    feedback(READER, LESS, top)
+    assert walk(Network(), 1, viewer=READER, at_ms=NOW_MS) == [second, top]
+
+
+def test_votes_indexed_after_the_session_began_do_not_reorder_it(store: StoreBuilder) -> None:
+    posts = [store.make_post(f'author{n}', at=hours_ago(5)) for n in range(4)]
+    for n, post in enumerate(posts):
+        store.make_like('amy', post, at=hours_ago(4 - n))
+    network = Network()
+    first = network.page(FeedRequest(limit=2, viewer=READER, at_ms=NOW_MS))
+    store.make_like('ben', posts[0], at=NOW_S + 5)
+    store.make_like('cat', posts[0], at=NOW_S + 6)
+    second = network.page(FeedRequest(limit=2, cursor=first.cursor, viewer=READER, at_ms=NOW_MS + 10_000))
+    assert [item.post for item in first.items + second.items] == posts[::-1]
+    assert walk(network, 2, viewer=READER, at_ms=NOW_MS + 10_000)[0] == posts[0]
+
+
+def test_network_passes_the_contract(store: StoreBuilder) -> None:
+    now = time.time()
+    for n in range(8):
+        post = store.make_post(f'author{n % 3}', at=now - 3600)
+        for friend in ('amy', 'ben', 'cat')[: n % 3 + 1]:
+            store.make_like(friend, post, at=now - 600 * n)
+    check_contract(Network(), store, viewer=READER)
+
+
+def test_network_on_the_capture_counts_the_votes_of_the_reader_s_follows(db: peewee.Database) -> None:
+    truth = read_truth(CAPTURE_20)
+    reader = max({follow.author for follow in truth.records['app.bsky.graph.follow'].values()}, key=truth.follows_of)
+    replay_at(db, CAPTURE_20, truth.end_ms + 1000)
+    voters: dict[str, set[str]] = defaultdict(set)
+    visible = truth.visible()
+    for collection in (LIKE, REPOST):
+        for record in truth.records[collection].values():
+            post = visible.get(record.subject)
+            if record.author in truth.follows_of(reader) and post is not None and post.author != reader:
+                voters[record.subject].add(record.author)
+    served = walk(Network(), 7, viewer=reader, at_ms=truth.end_ms + 2 * HOUR_MS)
+    assert len(voters) > 10
+    assert sorted(served) == sorted(voters)
+    assert all(len(voters[a]) >= len(voters[b]) for a, b in itertools.pairwise(served))

@@ -1,0 +1,62 @@
+"""feedgen.pagination: cursors are checked, merged index walks and in-memory rankings page without repeats or skips."""
+
+from __future__ import annotations
+
+import peewee
+import pytest
+
+from feedgen.algorithm import FeedRequest, InvalidCursor, Item
+from feedgen.builder import StoreBuilder
+from feedgen.pagination import Stream, as_of_cursor, decode_cursor, encode_cursor, ranked_page, streams_page
+from feedgen.store import Post, PostTerm
+
+
+@pytest.mark.parametrize('cursor', ['', '1', '1:2:3', 'a:1', '1:2\n', '1: 2', '99999999999999999999:1', f'{2**63}:1'])
+def test_a_malformed_cursor_is_refused(cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
+        decode_cursor(cursor)
+
+
+def test_cursors_round_trip() -> None:
+    assert decode_cursor(encode_cursor(-5, 7)) == (-5, 7)
+    assert decode_cursor(encode_cursor(1, 2, 3, 4), 4) == (1, 2, 3, 4)
+    assert as_of_cursor(FeedRequest(limit=1, at_ms=42)) == (42, None)
+    assert as_of_cursor(FeedRequest(limit=1, cursor='42:7:9', at_ms=99)) == (42, (7, 9))
+
+
+def test_merged_streams_page_without_repeats_or_skips(db: peewee.Database) -> None:
+    store = StoreBuilder(db)
+    tags = [['a'], ['b'], ['a', 'b'], ['c']]
+    posts = [store.make_post('ana', f'post {n}', tags=tags[n % 4], at=1_700_000_000 + n // 3) for n in range(40)]
+    expected = [uri for n, uri in enumerate(posts) if n % 4 != 3][::-1]
+    streams = [
+        Stream(
+            PostTerm.select(Post.uri).join(Post, on=Post.id == PostTerm.post_id).where(PostTerm.term == term),
+            PostTerm.sort_at,
+            PostTerm.post_id,
+        )
+        for term in ('tag:a', 'tag:b')
+    ]
+    for limit in (1, 4, 100):
+        served, cursor = [], None
+        while True:
+            page = streams_page(streams, FeedRequest(limit=limit, cursor=cursor), context=lambda row: 'tagged')
+            assert len(page.items) <= limit
+            served.extend(item.post for item in page.items)
+            cursor = page.cursor
+            if cursor is None:
+                break
+        assert served == expected
+
+
+def test_a_ranking_pages_by_score_then_id_and_keeps_its_moment() -> None:
+    ranking = [(score, item_id, Item(f'post{item_id}')) for item_id, score in enumerate([5, 9, 5, 1, 9, 7])]
+    request = FeedRequest(limit=2)
+    first = ranked_page(ranking, request, as_of=1234, after=None)
+    assert [item.post for item in first.items] == ['post4', 'post1']
+    assert first.cursor == '1234:9:1'
+    as_of, after = as_of_cursor(FeedRequest(limit=2, cursor=first.cursor))
+    second = ranked_page(ranking, request, as_of, after)
+    third = ranked_page(ranking, request, as_of, as_of_cursor(FeedRequest(limit=2, cursor=second.cursor))[1])
+    assert [item.post for item in second.items + third.items] == ['post5', 'post2', 'post0', 'post3']
+    assert third.cursor is None
