@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from feedgen.plugins import PluginError
 from feedgen.preview import parse_param
 from feedgen.store import Follow
 from tests.conftest import CAPTURE_20
+from tests.scaffolds import assert_scaffold_tests_pass
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> object:
@@ -33,17 +31,7 @@ def test_new_algorithm_in_a_project_writes_a_module_whose_test_passes(tmp_path: 
     assert f'wrote {module}' in result.output and f'wrote {test}' in result.output
     assert "name = 'liked_lately'" in module.read_text() and 'class LikedLately(Algorithm)' in module.read_text()
     # The project's own algorithms package comes first on the path, as in this repository.
-    env = os.environ | {'PYTHONPATH': str(tmp_path)}
-    tests = subprocess.run(
-        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', str(test)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert '2 passed' in tests.stdout
+    assert_scaffold_tests_pass(tmp_path, tmp_path, str(test))
 
 
 def test_new_algorithm_never_overwrites_and_refuses_bad_names(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ into the interpreter other tests (or other people on this machine) share.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from feedgen.publish import wanted_fields
 from feedgen.server import create_app
 from feedgen.settings import Settings
 from tests.conftest import feed_uri
+from tests.scaffolds import assert_scaffold_tests_pass
 
 NAME = 'liked_elsewhere'
 MODULE = f'feedgen_{NAME}'
@@ -112,14 +112,4 @@ def test_its_published_record_names_its_version(installed: Path, settings: Setti
 
 def test_its_own_scaffolded_tests_pass(package: tuple[Path, Path]) -> None:
     source, site = package
-    env = os.environ | {'PYTHONPATH': str(site)}
-    result = subprocess.run(
-        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider'],
-        cwd=source,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert '2 passed' in result.stdout
+    assert_scaffold_tests_pass(source, site)
