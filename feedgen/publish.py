@@ -22,7 +22,7 @@ from feedgen.plugins import Feed, discover_algorithms, load_feeds
 from feedgen.settings import Settings
 
 GENERATOR = 'app.bsky.feed.generator'
-MANAGED_FIELDS = ('did', 'displayName', 'description')
+MANAGED_FIELDS = ('did', 'displayName', 'description', 'acceptsInteractions')
 """The record fields `publish` owns; any other field of an existing record is left as it is."""
 MAX_DISPLAY_NAME = 24
 MAX_DESCRIPTION = 300
@@ -52,7 +52,7 @@ def _shorten(text: str, room: int) -> str:
     return text if len(text) <= room else text[: room - 1].rstrip() + '…'
 
 
-def wanted_fields(feed: Feed, service_did: str) -> dict[str, str]:
+def wanted_fields(feed: Feed, service_did: str) -> dict[str, str | bool]:
     """The managed fields of the record `feed` should have.
 
     Raises:
@@ -62,7 +62,12 @@ def wanted_fields(feed: Feed, service_did: str) -> dict[str, str]:
         raise PublishError(
             f'feed {feed.rkey!r}: display name {feed.display_name!r} is longer than {MAX_DISPLAY_NAME} characters'
         )
-    return {'did': service_did, 'displayName': feed.display_name, 'description': feed_description(feed)}
+    return {
+        'did': service_did,
+        'displayName': feed.display_name,
+        'description': feed_description(feed),
+        'acceptsInteractions': feed.algorithm.accepts_interactions,
+    }
 
 
 @dataclass(frozen=True)

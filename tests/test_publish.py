@@ -61,6 +61,17 @@ def test_a_long_description_is_shortened_first_and_never_loses_source_or_version
         assert 'Ranking: ' + algorithm.ranking[:20] in text
 
 
+def test_feeds_that_use_reader_feedback_publish_accepts_interactions(feeds: dict[str, Feed]) -> None:
+    accepting = {rkey for rkey, feed in feeds.items() if wanted_fields(feed, SERVICE)['acceptsInteractions']}
+    assert accepting == {'hot', 'catch-up', 'network', 'quiet'}
+    published = {'$type': GENERATOR, **wanted_fields(feeds['latest'], SERVICE), 'createdAt': 'x'}
+    del published['acceptsInteractions']
+    update = offline_publisher({'hot': ('cid', {**published, 'displayName': feeds['hot'].display_name})})
+    change = next(change for change in update.plan(feeds, SERVICE) if change.rkey == 'hot')
+    assert 'acceptsInteractions' in change.changed
+    assert change.record['acceptsInteractions'] is True
+
+
 def test_a_display_name_longer_than_bluesky_allows_is_refused() -> None:
     feed = make_feed(discover_algorithms(), {'rkey': 'x', 'algorithm': 'latest', 'display_name': 'A' * 25})
     with pytest.raises(PublishError, match='longer than 24'):
