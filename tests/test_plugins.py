@@ -41,7 +41,8 @@ def test_plugin_folder_algorithm_is_loaded_and_served(tmp_path: Path) -> None:
     settings = Settings(hostname='x.test', publisher_did=PUBLISHER, database=str(tmp_path / 'db'), plugins_dir=folder)
     client = create_app(settings).test_client()
     response = client.get('/xrpc/app.bsky.feed.getFeedSkeleton', query_string={'feed': feed_uri('echo')})
-    assert response.json == {'feed': [{'post': 'at://did:plc:x/app.bsky.feed.post/1', 'feedContext': 'echo'}]}
+    assert response.json['feed'] == [{'post': 'at://did:plc:x/app.bsky.feed.post/1', 'feedContext': 'echo'}]
+    assert response.json['algorithm'] == {'name': 'echo', 'version': algorithms['echo'].version()}
 
 
 def test_two_algorithms_with_one_name_are_refused(tmp_path: Path) -> None:
