@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from feedgen.builder import StoreBuilder
+from feedgen.jobs import start_scheduler
 from feedgen.plugins import discover_algorithms, load_feeds
 from feedgen.receipts import get_receipt, prune_receipts, request_counts
 from feedgen.server import create_app
@@ -126,3 +127,13 @@ def test_feedgen_receipts_setting(raw: str, share: float) -> None:
 def test_a_bad_feedgen_receipts_setting_is_named(raw: str) -> None:
     with pytest.raises(SettingsError, match='FEEDGEN_RECEIPTS'):
         Settings.from_env({'FEEDGEN_RECEIPTS': raw}, env_file=None)
+
+
+def test_the_scheduler_prunes_receipts_every_ten_minutes(db: peewee.Database) -> None:
+    scheduler = start_scheduler(db, retention_hours=72)
+    try:
+        job = scheduler.get_job('prune receipts')
+        assert job is not None
+        assert job.trigger.interval.total_seconds() == 600
+    finally:
+        scheduler.shutdown(wait=True)
