@@ -138,7 +138,7 @@ def test_tokens_minted_by_the_pds_are_checked_for_audience_method_signature_and_
 
     header, payload, signature = valid.split('.')
     tampered = f'{header}.{payload}.{signature[:-4]}{"AAAA" if signature[-4:] != "AAAA" else "BBBB"}'
-    expires = int(time.time()) + 1
+    expires = int(time.time()) + 2  # the PDS refuses an exp already past when it mints
     short_lived = alice.service_token(service, FEED_SKELETON_LXM, exp=expires)
     refused = {
         'BadJwtAudience': alice.service_token('did:web:elsewhere.test', FEED_SKELETON_LXM),
@@ -173,7 +173,7 @@ def test_a_did_plc_service_is_found_through_the_plc_and_serves_through_the_appvi
         assert (info.is_online, info.is_valid, info.view.did) == (True, True, service_did)
 
         def served(f: Feedgen = feedgen) -> None:
-            assert pds_feed(people['alice'], f, 'latest')[0] == marker.uri
-            assert pds_feed(people['alice'], f, 'following')[0] == marker.uri
+            assert pds_feed(people['alice'], f, 'latest')[:1] == [marker.uri]
+            assert pds_feed(people['alice'], f, 'following')[:1] == [marker.uri]
 
         eventually(served, retry=RETRY_XRPC)
