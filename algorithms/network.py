@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
-from feedgen.personal import Candidate, PersonalAlgorithm, Ranking, decay
+from feedgen.personal import Candidate, PersonalAlgorithm, Ranking, decay, rows
 from feedgen.scores import HOUR_MS, require_positive
 from feedgen.store import Follow, Like, Post, Repost
 
@@ -53,35 +54,42 @@ class Network(PersonalAlgorithm):
         follows = Follow.select(Follow.subject).where(Follow.author == viewer)
         since = as_of - int(params.window_hours * HOUR_MS)
         votes: dict[int, dict[str, int]] = defaultdict(dict)
-        posts: dict[int, tuple[str, str]] = {}
+        authors: dict[int, str] = {}
         removed: Counter[str] = Counter()
         for model in (Like, Repost):
             query = (
-                model.select(model.author, model.indexed_at, Post.id, Post.uri, Post.author, Post.hidden)
+                model.select(model.author, model.indexed_at, Post.id, Post.author, Post.hidden)
                 .join(Post, peewee.JOIN.LEFT_OUTER, on=Post.uri == model.subject)
                 .where(model.author.in_(follows), model.indexed_at > since, model.indexed_at <= as_of)
             )
-            for voter, voted_at, post_id, uri, author, hidden in query.tuples():
+            for voter, voted_at, post_id, author, hidden in rows(query):
                 if post_id is None or hidden:
                     removed['likes and reposts of posts not indexed or hidden'] += 1
                 elif author == viewer:
                     removed['likes and reposts of your own posts'] += 1
                 else:
-                    votes[post_id][voter] = max(voted_at, votes[post_id].get(voter, voted_at))
-                    posts[post_id] = (uri, author)
-        candidates = []
-        for post_id, voters in votes.items():
-            weights = {voter: decay(as_of - voted_at, params.half_life_hours) for voter, voted_at in voters.items()}
-            uri, author = posts[post_id]
-            parts = {
-                'voters': {voter: {'at': voters[voter], 'weight': round(w, 4)} for voter, w in weights.items()},
-                'score': sum(weights.values()),
-            }
-            reason = f'liked or reposted by {len(voters)} account{"s" if len(voters) > 1 else ""} you follow'
-            candidates.append(Candidate(post_id, uri, author, parts['score'], parts, reason))
+                    post_votes = votes[post_id]
+                    post_votes[voter] = max(voted_at, post_votes.get(voter, voted_at))
+                    authors[post_id] = author
+        half_life = params.half_life_hours
+        candidates = [
+            Candidate(post_id, authors[post_id], sum(decay(as_of - at, half_life) for at in voters.values()), voters)
+            for post_id, voters in votes.items()
+        ]
         trace = {
             'order': 'score, highest first',
             'filters': [f'liked or reposted by accounts you follow in the last {params.window_hours:g} hours'],
             'removed': dict(removed),
         }
         return Ranking(candidates, trace)
+
+    def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
+        voters: dict[str, int] = candidate.facts
+        half_life = self.params.half_life_hours
+        parts = {
+            'voters': {
+                voter: {'at': at, 'weight': round(decay(as_of - at, half_life), 4)} for voter, at in voters.items()
+            },
+            'score': candidate.score,
+        }
+        return parts, f'liked or reposted by {len(voters)} account{"s" if len(voters) > 1 else ""} you follow'

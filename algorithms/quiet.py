@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from feedgen.personal import Candidate, PersonalAlgorithm, Ranking, decay
+from feedgen.personal import Candidate, PersonalAlgorithm, Ranking, decay, rows
 from feedgen.scores import HOUR_MS, require_positive
 from feedgen.store import Follow, Post, visible_posts
 
@@ -53,31 +54,32 @@ class Quiet(PersonalAlgorithm):
         since = as_of - int(params.window_hours * HOUR_MS)
         query = (
             visible_posts()
-            .select(Post.id, Post.uri, Post.author, Post.sort_at, Post.reply_parent)
+            .select(Post.id, Post.author, Post.sort_at, Post.reply_parent.is_null(False))
             .where(Post.author.in_(follows), Post.sort_at > since, Post.sort_at <= as_of, Post.indexed_at <= as_of)
         )
-        rows = list(query.tuples())
-        rates = Counter(author for _, _, author, _, _ in rows)
-        candidates = []
-        replies = 0
-        for post_id, uri, author, sort_at, reply_parent in rows:
-            if params.no_replies and reply_parent is not None:
-                replies += 1
-                continue
-            recency = decay(as_of - sort_at, params.half_life_hours)
-            parts = {
-                'age_hours': round((as_of - sort_at) / HOUR_MS, 3),
-                'recency': round(recency, 6),
-                'author_posts': rates[author],
-                'score': recency / rates[author],
-            }
-            reason = f'from an account you follow that posted {rates[author]}x in {params.window_hours:g}h'
-            candidates.append(Candidate(post_id, uri, author, parts['score'], parts, reason))
+        posts = rows(query)
+        rates = Counter(author for _, author, _, _ in posts)
+        shown = [post for post in posts if not (params.no_replies and post[3])]
+        half_life = params.half_life_hours
+        candidates = [
+            Candidate(post_id, author, decay(as_of - sort_at, half_life) / rates[author], (sort_at, rates[author]))
+            for post_id, author, sort_at, _ in shown
+        ]
         trace = {
             'order': 'score, highest first',
             'filters': [f'by accounts you follow, made in the last {params.window_hours:g} hours']
             + (['no replies'] if params.no_replies else []),
-            'removed': {'replies': replies} if params.no_replies else {},
+            'removed': {'replies': len(posts) - len(shown)} if params.no_replies else {},
             'authors': len(rates),
         }
         return Ranking(candidates, trace)
+
+    def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
+        sort_at, author_posts = candidate.facts
+        parts = {
+            'age_hours': round((as_of - sort_at) / HOUR_MS, 3),
+            'recency': round(decay(as_of - sort_at, self.params.half_life_hours), 6),
+            'author_posts': author_posts,
+            'score': candidate.score,
+        }
+        return parts, f'from an account you follow that posted {author_posts}x in {self.params.window_hours:g}h'

@@ -28,6 +28,8 @@ from feedgen.firehose import Backoff, Firehose
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline, replay
 from feedgen.jobs import feed_jobs, start_scheduler
+from feedgen.logs import gunicorn_log_options, setup_logging
+from feedgen.metrics import format_status, multiprocess_directory, status_report
 from feedgen.plugins import PluginError, discover_algorithms, load_feeds
 from feedgen.publish import PublishError, publish_command, unpublish_command
 from feedgen.relay import CaptureRelay
@@ -43,12 +45,8 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.obj['settings']
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format='%(asctime)s %(levelname)s %(name)s %(message)s',
-        stream=sys.stderr,
-    )
+def _setup_logging(verbose: bool, log_format: str) -> None:
+    setup_logging(verbose, log_format)
     logging.getLogger('httpx').setLevel(logging.DEBUG if verbose else logging.WARNING)  # a line per XRPC/DID call
 
 
@@ -71,12 +69,12 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
     Settings come from FEEDGEN_* environment variables and an optional .env file (see README).
     """
-    _setup_logging(verbose)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
         click.echo(f'error: {error}', err=True)
         sys.exit(2)
+    _setup_logging(verbose, settings.log_format)
     ctx.obj = {'settings': settings}
 
 
@@ -151,8 +149,10 @@ def serve_forever(settings: Settings, host: str, port: int, workers: int) -> Non
         'limit_request_line': 8190,
         'limit_request_field_size': 8190,
         'graceful_timeout': 5,
+        **gunicorn_log_options(settings.log_format),
     }
-    _Gunicorn(lambda: create_app(settings), options).run()
+    with multiprocess_directory():  # request metrics of every worker, added up at each scrape
+        _Gunicorn(lambda: create_app(settings), options).run()
 
 
 @main.command()
@@ -168,6 +168,7 @@ def serve(ctx: click.Context, host: str, port: int | None, workers: int | None) 
 
 
 def _ingest_child(settings: Settings) -> None:
+    _setup_logging(False, settings.log_format)
     stop = threading.Event()
     _stop_on_signals(stop)
     ingest_forever(settings, stop=stop)
@@ -246,11 +247,15 @@ def _print_feed_urls(settings: Settings, host: str, port: int) -> None:
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     shown = '127.0.0.1' if host in ('0.0.0.0', '::') else host
     base = f'http://{shown}:{port}'
-    click.echo(f'serving {len(feeds)} feeds as {settings.service_did} on {base}', err=True)
+    lines = [f'serving {len(feeds)} feeds as {settings.service_did} on {base}']
     for feed in feeds.values():
         feed_param = quote(feed.uri(settings.publisher_did), safe='')
-        click.echo(f'  {base}/xrpc/app.bsky.feed.getFeedSkeleton?feed={feed_param}&limit=10', err=True)
-    click.echo(f'  {base}/xrpc/app.bsky.feed.describeFeedGenerator', err=True)
+        lines.append(f'  {base}/xrpc/app.bsky.feed.getFeedSkeleton?feed={feed_param}&limit=10')
+    lines.append(f'  {base}/xrpc/app.bsky.feed.describeFeedGenerator')
+    if settings.log_format == 'json':  # stderr carries only JSON lines then
+        log.info('%s', '\n'.join(lines))
+    else:
+        click.echo('\n'.join(lines), err=True)
 
 
 @main.command()
@@ -297,6 +302,15 @@ def algorithms_command(ctx: click.Context, as_json: bool) -> None:
     for row in rows:
         click.echo(f'{row["rkey"]:<16} {row["algorithm"]:<12} v{row["version"]}  {row["uri"]}')
         click.echo(f'{"":<16} {row["description"]}  (source: {row["source"]})')
+
+
+@main.command()
+@click.option('--json', 'as_json', is_flag=True, help='Machine-readable output.')
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """What ingest has done, from the store: cursor, lag, rate, skips by reason, reconnects; and the store's size."""
+    report = status_report(open_database(_settings(ctx).database))
+    click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
 
 
 main.add_command(publish_command)

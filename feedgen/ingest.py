@@ -1,8 +1,10 @@
 """Ingest: the pipeline from raw firehose messages to indexed batches, shared by live ingest and replay.
 
 Owns batching (a batch is written when it holds `batch_size` events or is `batch_seconds` old), the
-counters of what was seen and skipped, noticing a relay whose sequence went backwards, and replaying ATFH
-capture files. Decoding is `feedgen.events`, writing is `feedgen.indexer`; the websocket is `feedgen.firehose`.
+counters of what was seen and skipped and their running totals in the store (`IngestStat`, updated in the
+batch's own transaction, so they are exactly as durable as the data they count), noticing a relay whose
+sequence went backwards, and replaying ATFH capture files. Decoding is `feedgen.events`, writing is
+`feedgen.indexer`; the websocket is `feedgen.firehose`.
 
 A relay reset: the indexer skips every sequenced event at or below its saved cursor as a duplicate. A relay that
 lost its sequence (restarted empty, or replaced by another) numbers new events from a lower seq, which would all
@@ -14,18 +16,23 @@ stored once by URI and counters are recounted from the rows); what the relay no 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from feedgen.capture import read_capture
 from feedgen.events import SEQUENCED, ErrorFrame, Event, FrameError, Info, decode_frame
 from feedgen.indexer import Indexer
+from feedgen.store import IngestStat, write_transaction
 
 log = logging.getLogger(__name__)
+RATE_WINDOW_SECONDS = 10.0
+"""The saved ingest rate is frames per second over about this many seconds."""
 
 
 @dataclass
@@ -41,7 +48,8 @@ class IngestStats:
     relay_resets: int = 0
     started: float = field(default_factory=time.monotonic)
 
-    def as_dict(self) -> dict:
+    def totals(self) -> dict[str, Any]:
+        """The counters: numbers, and by label (`events`, `skipped`, `reconnects`) dicts of numbers."""
         return {
             'frames': self.frames,
             'events': dict(self.events),
@@ -49,8 +57,21 @@ class IngestStats:
             'batches': self.batches,
             'reconnects': dict(self.reconnects),
             'relay_resets': self.relay_resets,
-            'seconds': round(time.monotonic() - self.started, 3),
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.totals() | {'seconds': round(time.monotonic() - self.started, 3)}
+
+
+def merge_totals(base: dict[str, Any], change: dict[str, Any], sign: int = 1) -> dict[str, Any]:
+    """`base + sign * change`, key by key, for totals whose values are numbers or dicts of numbers."""
+    merged = dict(base)
+    for key, value in change.items():
+        if isinstance(value, dict):
+            merged[key] = merge_totals(base.get(key, {}), value, sign)
+        else:
+            merged[key] = base.get(key, 0) + sign * value
+    return merged
 
 
 class Pipeline:
@@ -71,6 +92,10 @@ class Pipeline:
         self._pending: list[Event] = []
         self._oldest = 0.0
         self._new_connection = False
+        self._saved: dict[str, Any] = {}
+        """The totals already added to the store's `IngestStat` row."""
+        self._saved_at = time.monotonic()
+        self._samples: deque[tuple[float, int]] = deque([(self._saved_at, 0)])
 
     def feed(self, message: bytes) -> ErrorFrame | Info | None:
         """Takes one websocket message. Returns an error or info frame for the caller to act on."""
@@ -115,21 +140,55 @@ class Pipeline:
         self.indexer.cursor = None
 
     def due(self) -> bool:
-        """True when a partial batch has waited `batch_seconds` and should be written now."""
-        return bool(self._pending) and time.monotonic() - self._oldest >= self.batch_seconds
+        """True when a partial batch, or counters not yet saved, have waited `batch_seconds` to be written."""
+        if self._pending:
+            return time.monotonic() - self._oldest >= self.batch_seconds
+        return self._unsaved() and time.monotonic() - self._saved_at >= self.batch_seconds
+
+    def _unsaved(self) -> bool:
+        saved = self._saved
+        return (
+            self.stats.frames != saved.get('frames', 0)
+            or self.stats.relay_resets != saved.get('relay_resets', 0)
+            or sum(self.stats.reconnects.values()) != sum(saved.get('reconnects', {}).values())
+        )
 
     def flush(self) -> None:
-        """Writes the pending events (and their cursor) in one transaction."""
-        if not self._pending:
+        """Writes the pending events, their cursor and the counters' increase, in one transaction."""
+        if not self._pending and not self._unsaved():
             return
         events, self._pending = self._pending, []
-        result = self.indexer.write(events)
-        self.stats.skipped.update(result.skipped)
-        self.stats.batches += 1
-        last = events[-1]
-        self.stats.last_event_time = getattr(last, 'time', self.stats.last_event_time)
-        if self.on_batch:
+        with write_transaction(self.indexer.db):
+            if events:
+                result = self.indexer.write(events)
+                self.stats.skipped.update(result.skipped)
+                self.stats.batches += 1
+                self.stats.last_event_time = getattr(events[-1], 'time', self.stats.last_event_time)
+            totals = self.stats.totals() | {'ops': dict(self.indexer.written)}
+            self._save(totals)
+        self._saved, self._saved_at = totals, time.monotonic()
+        if events and self.on_batch:
             self.on_batch(self)
+
+    def _save(self, totals: dict[str, Any]) -> None:
+        """Adds what the counters gained since the last save to the store's running totals of this firehose."""
+        firehose = self.indexer.firehose
+        row = IngestStat.get_or_none(IngestStat.firehose == firehose)
+        stored = json.loads(row.totals) if row else {}
+        merged = merge_totals(stored, merge_totals(totals, self._saved, -1))
+        now = time.monotonic()
+        while len(self._samples) > 1 and self._samples[1][0] <= now - RATE_WINDOW_SECONDS:
+            self._samples.popleft()
+        then, frames_then = self._samples[0]
+        self._samples.append((now, totals['frames']))
+        row_values = {
+            IngestStat.totals: json.dumps(merged, sort_keys=True),
+            IngestStat.rate: (totals['frames'] - frames_then) / max(now - then, 1e-3),
+            IngestStat.updated_at: int(time.time() * 1000),
+        }
+        IngestStat.insert({IngestStat.firehose: firehose, **row_values}).on_conflict(
+            conflict_target=[IngestStat.firehose], update=row_values
+        ).execute()
 
     def feed_all(self, messages: Iterable[bytes]) -> None:
         for message in messages:

@@ -10,15 +10,17 @@ snapshot or moment) and three ways to page:
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
 from feedgen.algorithm import FeedRequest, InvalidCursor, Item, Page
 
+T = TypeVar('T')
 _CURSOR_PART = re.compile(r'-?[0-9]{1,19}')
 _INT64 = 2**63
 
@@ -124,15 +126,16 @@ def as_of_cursor(request: FeedRequest) -> tuple[int, tuple[int, int] | None]:
 
 
 def ranked_page(
-    ranking: Sequence[tuple[int, int, Item]], request: FeedRequest, as_of: int, after: tuple[int, int] | None
-) -> Page:
-    """The page of an in-memory ranking of `(score, id, item)` below `after`, by `(score, id)` descending.
+    ranking: Sequence[tuple[int, int, T]], request: FeedRequest, as_of: int, after: tuple[int, int] | None
+) -> tuple[list[tuple[int, int, T]], str | None]:
+    """The entries of the page of an in-memory ranking of `(score, id, value)` below `after`, and its cursor.
 
-    `as_of` (the moment the ranking was computed as of) leads the cursor, so the next page ranks as of the
-    same moment and the order stays fixed while the reader pages.
+    Entries are ordered by `(score, id)` descending. `as_of` (the moment the ranking was computed as of)
+    leads the cursor, so the next page ranks as of the same moment and the order stays fixed while the
+    reader pages.
     """
-    below = [entry for entry in ranking if after is None or (entry[0], entry[1]) < after]
-    below.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
-    page = below[: request.limit]
-    cursor = encode_cursor(as_of, page[-1][0], page[-1][1]) if len(below) > request.limit else None
-    return Page(items=[entry[2] for entry in page], cursor=cursor)
+    below = (entry for entry in ranking if after is None or (entry[0], entry[1]) < after)
+    top = heapq.nlargest(request.limit + 1, below, key=lambda entry: (entry[0], entry[1]))
+    page = top[: request.limit]
+    cursor = encode_cursor(as_of, page[-1][0], page[-1][1]) if len(top) > request.limit else None
+    return page, cursor

@@ -14,23 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import peewee
+
 from feedgen.algorithm import Algorithm, FeedRequest, Item, Page
 from feedgen.feedback import author_weights, feedback_note, feedback_summary, weigh
 from feedgen.pagination import as_of_cursor, ranked_page
 from feedgen.scores import HOUR_MS, SCORE_SCALE
+from feedgen.store import Post
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A post a personal ranking considers, with its score, the parts it came from, and why it is there."""
+    """A post a personal ranking considers: its id, author and score, and the facts its explanation is made of."""
 
     post_id: int
-    uri: str
     author: str
     score: float
-    parts: dict[str, Any]
-    reason: str
-    """The item's context, before any note about the reader's feedback."""
+    facts: Any = None
+    """What `PersonalAlgorithm.describe` makes the score parts and reason of (most candidates are never shown)."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,13 @@ def decay(age_ms: int, half_life_hours: float) -> float:
     return 0.5 ** (max(0, age_ms) / HOUR_MS / half_life_hours)
 
 
+def rows(query: peewee.Query) -> list[tuple]:
+    """The rows of `query` as plain tuples, straight from the database cursor (no per-row model work)."""
+    return query.model._meta.database.execute(query).fetchall()
+
+
 class PersonalAlgorithm(Algorithm):
-    """A personalized algorithm ranked at request time; subclasses implement `rank`."""
+    """A personalized algorithm ranked at request time; subclasses implement `rank` and `describe`."""
 
     personalized = True
     accepts_interactions = True
@@ -56,42 +62,48 @@ class PersonalAlgorithm(Algorithm):
         """The candidates for `viewer` as of `as_of` (ms), counting only what was indexed by then."""
         raise NotImplementedError
 
+    def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
+        """The score parts of `candidate` (with `score`) and the reason it is in the feed (its feedContext)."""
+        raise NotImplementedError
+
     def page(self, request: FeedRequest) -> Page:
         as_of, after = as_of_cursor(request)
         if request.viewer is None:
             return Page(items=[], trace={'as_of': as_of, 'note': 'personalized: needs a signed-in reader'})
         ranking = self.rank(request.viewer, as_of)
         weights = author_weights(request.viewer, as_of)
-        entries = []
-        parts = {}
-        for candidate in ranking.candidates:
+        entries = [
+            (weigh(round(c.score * SCORE_SCALE), weights.get(c.author, 1.0)), c.post_id, c) for c in ranking.candidates
+        ]
+        chosen, cursor = ranked_page(entries, request, as_of, after)
+        uris = dict(rows(Post.select(Post.id, Post.uri).where(Post.id.in_([entry[1] for entry in chosen]))))
+        items, scores = [], {}
+        for rank, post_id, candidate in chosen:
             weight = weights.get(candidate.author, 1.0)
-            rank = weigh(round(candidate.score * SCORE_SCALE), weight)
-            entries.append((rank, candidate.post_id, Item(candidate.uri, candidate.reason + feedback_note(weight))))
-            parts[candidate.uri] = candidate.parts | {'viewer_weight': weight, 'rank_score': rank}
-        page = ranked_page(entries, request, as_of, after)
-        page.trace.update(ranking.trace)
-        page.trace.update(
-            as_of=as_of,
-            candidates=len(ranking.candidates),
-            feedback=feedback_summary(weights),
-            scores={item.post: parts[item.post] for item in page.items},
-        )
-        return page
+            parts, reason = self.describe(candidate, as_of)
+            items.append(Item(uris[post_id], reason + feedback_note(weight)))
+            scores[uris[post_id]] = parts | {'viewer_weight': weight, 'rank_score': rank}
+        trace = ranking.trace | {
+            'as_of': as_of,
+            'candidates': len(ranking.candidates),
+            'feedback': feedback_summary(weights),
+            'scores': scores,
+        }
+        return Page(items=items, cursor=cursor, trace=trace)
 
     def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
-        if request.viewer is None:
+        post_id = Post.select(Post.id).where(Post.uri == post).scalar()
+        if request.viewer is None or post_id is None:
             return None
         as_of = as_of_cursor(request)[0]
-        found = [c for c in self.rank(request.viewer, as_of).candidates if c.uri == post]
+        found = [c for c in self.rank(request.viewer, as_of).candidates if c.post_id == post_id]
         if not found:
             return None
-        candidate = found[0]
-        weight = author_weights(request.viewer, as_of).get(candidate.author, 1.0)
+        weight = author_weights(request.viewer, as_of).get(found[0].author, 1.0)
         return {
             'formula': self.ranking,
-            'score': candidate.parts,
+            'score': self.describe(found[0], as_of)[0],
             'viewer_weight': weight,
-            'rank_score': weigh(round(candidate.score * SCORE_SCALE), weight),
+            'rank_score': weigh(round(found[0].score * SCORE_SCALE), weight),
             'as_of': as_of,
         }

@@ -15,7 +15,7 @@ import peewee
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from feedgen import limits
+from feedgen import limits, metrics
 from feedgen.algorithm import FeedRequest, InvalidCursor
 from feedgen.auth import AuthError, ServiceAuth, did_resolver
 from feedgen.catalog import algorithm_stamp
@@ -105,6 +105,7 @@ def create_app(
     auth = auth or ServiceAuth(settings.service_did, did_resolver(settings.plc_url))
     app.extensions['feedgen'] = {'settings': settings, 'feeds': feeds, 'db': db, 'auth': auth}
     limits.register(app)
+    metrics.register(app)
 
     @app.before_request
     def connect() -> None:

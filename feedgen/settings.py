@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 from dotenv import dotenv_values
 
+from feedgen.logs import LOG_FORMATS
+
 PREFIX = 'FEEDGEN_'
 DEFAULT_FIREHOSE = 'wss://bsky.network'
 DEFAULT_PLC = 'https://plc.directory'
@@ -81,6 +83,12 @@ def _share(name: str, value: str) -> float:
     return share
 
 
+def _log_format(name: str, value: str) -> str:
+    if value not in LOG_FORMATS:
+        raise SettingsError(f'{PREFIX}{name}: {value!r} is not one of {", ".join(LOG_FORMATS)}')
+    return value
+
+
 def _path(_name: str, value: str) -> Path:
     return Path(value)
 
@@ -97,6 +105,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'batch_size': _positive(int),
     'batch_seconds': _positive(float),
     'stall_seconds': _positive(float),
+    'log_format': _log_format,
     'feeds_config': _path,
     'plugins_dir': _path,
     'pds_url': _http_url,
@@ -134,6 +143,8 @@ class Settings:
     """A partial batch is written after this many seconds, so feeds stay fresh."""
     stall_seconds: float = 60.0
     """Firehose silence (no message at all) after which the connection counts as dead and ingest reconnects."""
+    log_format: str = 'text'
+    """`text` (one line per event, for people) or `json` (one JSON object per line, for log collectors)."""
     feeds_config: Path | None = None
     """Optional TOML file declaring feeds (algorithm + parameters)."""
     plugins_dir: Path | None = None

@@ -134,6 +134,18 @@ class IngestState(BaseModel):
     """The `time` of the event at `cursor`, as the relay stamped it."""
 
 
+class IngestStat(BaseModel):
+    """Running totals of what ingest read from each firehose (`feedgen.ingest`), updated in each batch's transaction."""
+
+    firehose = peewee.TextField(primary_key=True)
+    totals = peewee.TextField(default='{}')
+    """JSON: `frames`, `batches`, `relay_resets`, and counts by label: `events`, `skipped`, `ops`, `reconnects`."""
+    rate = peewee.FloatField(default=0.0)
+    """Frames read per second over the last seconds before `updated_at`."""
+    updated_at = peewee.BigIntegerField(default=0)
+    """When the last batch committed, in milliseconds."""
+
+
 class Receipt(BaseModel):
     """How one served page was made (`feedgen.receipts`), kept for a day; written by the serving process."""
 
@@ -222,7 +234,7 @@ class Interaction(BaseModel):
 
 
 MODELS: tuple[type[BaseModel], ...] = (
-    *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, Receipt, FeedStat),
+    *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, IngestStat, Receipt, FeedStat),
     *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction),
 )
 
@@ -272,8 +284,8 @@ def save_cursor(firehose: str, cursor: int, time: str = '') -> None:
 
 
 def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
-    """A transaction for writers beside the indexer (jobs, reader feedback): on SQLite it takes the write lock
-    at once (`BEGIN IMMEDIATE`), so it waits out the busy timeout rather than fail to upgrade a read lock."""
+    """A write transaction (the ingest pipeline's batches, jobs, reader feedback): on SQLite it takes the write
+    lock at once (`BEGIN IMMEDIATE`), so it waits out the busy timeout rather than fail to upgrade a read lock."""
     return db.atomic('IMMEDIATE') if isinstance(db, peewee.SqliteDatabase) else db.atomic()
 
 

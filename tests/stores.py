@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -32,3 +33,10 @@ def cursor(path: Path) -> int:
     except sqlite3.OperationalError:  # no such table yet
         return 0
     return (row[0] if row else None) or 0
+
+
+def ingest_totals(path: Path) -> dict:
+    """The running totals ingest keeps in the store at `path` (its only firehose's `IngestStat` row)."""
+    with sqlite3.connect(path, timeout=30) as conn:
+        (totals,) = conn.execute('SELECT totals FROM ingest_stat').fetchone()
+    return json.loads(totals)

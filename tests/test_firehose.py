@@ -242,3 +242,9 @@ def test_feedgen_ingest_killed_at_random_points_ends_equal_to_a_clean_run(tmp_pa
     assert stores.records(store) == clean
     assert stores.cursor(store) == LAST_SEQ
     assert json.loads(final.output())['cursor'] == LAST_SEQ
+    # The counters are committed with the batches they count: frames read but lost in a kill were read again
+    # after the restart and counted once.
+    totals = stores.ingest_totals(store)
+    assert totals['frames'] == LAST_SEQ
+    assert totals['ops']['create post'] == 503
+    assert totals['skipped'].get('duplicate_seq', 0) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import peewee
 import pytest
 
-from feedgen.algorithm import FeedRequest, InvalidCursor, Item
+from feedgen.algorithm import FeedRequest, InvalidCursor
 from feedgen.builder import StoreBuilder
 from feedgen.pagination import Stream, as_of_cursor, decode_cursor, encode_cursor, ranked_page, streams_page
 from feedgen.store import Post, PostTerm
@@ -50,13 +50,15 @@ def test_merged_streams_page_without_repeats_or_skips(db: peewee.Database) -> No
 
 
 def test_a_ranking_pages_by_score_then_id_and_keeps_its_moment() -> None:
-    ranking = [(score, item_id, Item(f'post{item_id}')) for item_id, score in enumerate([5, 9, 5, 1, 9, 7])]
+    ranking = [(score, item_id, f'post{item_id}') for item_id, score in enumerate([5, 9, 5, 1, 9, 7])]
     request = FeedRequest(limit=2)
-    first = ranked_page(ranking, request, as_of=1234, after=None)
-    assert [item.post for item in first.items] == ['post4', 'post1']
-    assert first.cursor == '1234:9:1'
-    as_of, after = as_of_cursor(FeedRequest(limit=2, cursor=first.cursor))
-    second = ranked_page(ranking, request, as_of, after)
-    third = ranked_page(ranking, request, as_of, as_of_cursor(FeedRequest(limit=2, cursor=second.cursor))[1])
-    assert [item.post for item in second.items + third.items] == ['post5', 'post2', 'post0', 'post3']
-    assert third.cursor is None
+    first, cursor = ranked_page(ranking, request, as_of=1234, after=None)
+    assert [entry[2] for entry in first] == ['post4', 'post1']
+    assert cursor == '1234:9:1'
+    served = []
+    while cursor is not None:
+        as_of, after = as_of_cursor(FeedRequest(limit=2, cursor=cursor))
+        assert as_of == 1234
+        entries, cursor = ranked_page(ranking, request, as_of, after)
+        served.extend(entry[2] for entry in entries)
+    assert served == ['post5', 'post2', 'post0', 'post3']

@@ -1,0 +1,55 @@
+"""Logs: where feedgen's log lines go and what they look like, plain text or one JSON object per line.
+
+Owns the log format of every process feedgen starts (the command itself, the ingest child, gunicorn's master
+and workers): `FEEDGEN_LOG_FORMAT=text` (the default) for people, `json` for log collectors. It never decides
+what is logged; each module logs through its own `logging.getLogger(__name__)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+LOG_FORMATS = ('text', 'json')
+TEXT_FORMAT = '%(asctime)s %(levelname)s %(name)s %(message)s'
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: `time` (UTC, ISO 8601), `level`, `logger`, `pid`, `message`, and `exception`
+    (the formatted traceback) when there is one. A message never spans lines: newlines are escaped in JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            'time': datetime.fromtimestamp(record.created, UTC).isoformat(timespec='milliseconds'),
+            'level': record.levelname.lower(),
+            'logger': record.name,
+            'pid': record.process,
+            'message': record.getMessage(),
+        }
+        if record.exc_info:
+            entry['exception'] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(verbose: bool = False, log_format: str = 'text') -> None:
+    """Sends every log line of this process to stderr in `log_format`, at DEBUG when `verbose`, else INFO."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == 'json' else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+
+
+def gunicorn_log_options(log_format: str) -> dict[str, Any]:
+    """Gunicorn options that make its own lines (master and workers) follow `log_format` too."""
+    if log_format != 'json':
+        return {}
+    formatter = {'()': f'{__name__}.{JsonFormatter.__name__}'}
+    level = logging.getLevelName(logging.getLogger().level)
+    return {
+        'logconfig_dict': {
+            'formatters': {'generic': formatter},
+            'root': {'level': level, 'handlers': ['error_console']},
+        }
+    }
