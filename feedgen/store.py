@@ -31,7 +31,11 @@ SQLITE_PRAGMAS = {
     'temp_store': 'memory',
     'mmap_size': 268435456,
     'foreign_keys': 0,
+    'wal_autocheckpoint': 10000,
 }
+"""`wal_autocheckpoint`: copy the WAL into the database every 10,000 pages (40 MB) instead of 1,000. A batch of
+random-key inserts dirties thousands of pages, so the default checkpointed after nearly every batch; measured by
+bench/ingest: about 1.3x the frames per CPU-second of ingest."""
 
 
 class BaseModel(peewee.Model):
