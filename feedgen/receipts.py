@@ -5,9 +5,9 @@ it, the receipt of that request (feed, params, viewer, languages, the algorithm'
 with their contexts), the per-feed request counters, and pruning receipts older than a day.
 
 Writes are off the request path: they run after the response has been sent (`call_on_close`), as one
-transaction per request: one INSERT of the receipt's JSON (when `FEEDGEN_RECEIPTS` samples it) and one
-counter upsert. Counters live in the store, so they add up every serving process and survive restarts.
-It never ranks anything and never touches the indexed records.
+transaction per request: one INSERT of the receipt's JSON, zlib-compressed (when `FEEDGEN_RECEIPTS`
+samples it), and one counter upsert. Counters live in the store, so they add up every serving process
+and survive restarts. It never ranks anything and never touches the indexed records.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 import random
 import secrets
 import time
+import zlib
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -96,8 +97,8 @@ def record_request(db: peewee.Database, rkey: str, req_id: str, receipt: partial
         db.connect(reuse_if_open=True)
         with db.atomic():
             if receipt is not None:
-                payload = json.dumps(receipt(), separators=(',', ':'), default=str)
-                Receipt.insert(req_id=req_id, feed=rkey, created_at=now, payload=payload).execute()
+                payload = json.dumps(receipt(), separators=(',', ':'), default=str).encode()
+                Receipt.insert(req_id=req_id, feed=rkey, created_at=now, payload=zlib.compress(payload, 1)).execute()
             FeedStat.insert(rkey=rkey, requests=1, since=now).on_conflict(
                 conflict_target=[FeedStat.rkey], update={FeedStat.requests: FeedStat.requests + 1}
             ).execute()
@@ -109,7 +110,7 @@ def get_receipt(req_id: str, now: float | None = None) -> str | None:
     """The stored receipt of `req_id` as JSON text, or None when there is none younger than a day."""
     cutoff = _cutoff(RECEIPT_TTL_HOURS, now)
     row = Receipt.select(Receipt.payload).where(Receipt.req_id == req_id, Receipt.created_at >= cutoff).tuples().first()
-    return row[0] if row else None
+    return zlib.decompress(bytes(row[0])).decode() if row else None
 
 
 def request_counts() -> dict[str, dict[str, int]]:

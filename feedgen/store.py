@@ -157,8 +157,8 @@ class Receipt(BaseModel):
     feed = peewee.TextField()
     """Record key of the feed that served the page."""
     created_at = peewee.BigIntegerField(index=True)
-    payload = peewee.TextField()
-    """The receipt as JSON text."""
+    payload = peewee.BlobField()
+    """The receipt as zlib-compressed JSON (a page's receipt is ~3.5 KB of JSON, ~0.5 KB compressed)."""
 
 
 class FeedStat(BaseModel):
