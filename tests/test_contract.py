@@ -13,6 +13,7 @@ import pytest
 from feedgen.algorithm import Algorithm, FeedRequest, InvalidCursor, Item, Job, Page
 from feedgen.builder import StoreBuilder
 from feedgen.contract import ContractError, ContractReport, check_contract
+from feedgen.languages import reader_feed
 from feedgen.pagination import keyset_page
 from feedgen.plugins import Feed, discover_algorithms, load_feeds
 from feedgen.store import Post, visible_posts
@@ -70,6 +71,25 @@ def test_every_served_feed_passes_the_contract(feedgen_store: StoreBuilder, labe
 
     assert len(report.items) > 3
     assert report.inserted, 'no post was made between pages: the concurrent-insert check did not run'
+
+
+def reader_language_feeds() -> list[tuple[str, Feed]]:
+    """The served feeds that leave `langs` empty, as a reader of English gets them."""
+    request = FeedRequest(limit=1, langs=('en',))
+    return [
+        (label, reader_feed(feed, request)) for label, feed in served_feeds() if reader_feed(feed, request) is not feed
+    ]
+
+
+@pytest.mark.parametrize(
+    ('label', 'feed'), reader_language_feeds(), ids=[label for label, _ in reader_language_feeds()]
+)
+def test_feeds_in_the_readers_languages_pass_the_contract(feedgen_store: StoreBuilder, label: str, feed: Feed) -> None:
+    now = time.time()
+    fill_world(feedgen_store, now)
+    report = check_contract(feed, feedgen_store, langs=('en',), at_ms=int(now * 1000))
+    langs = {row.langs for row in Post.select(Post.langs).where(Post.uri.in_(report.items))}
+    assert langs == {'en'}
 
 
 # Algorithms that break one rule each. They rank the whole store newest first, like `latest`.
