@@ -26,7 +26,7 @@ from feedgen.indexer import Recount, delete_posts
 from feedgen.interactions import prune_interactions
 from feedgen.plugins import Feed
 from feedgen.receipts import prune_receipts
-from feedgen.store import Like, Post, Repost
+from feedgen.store import Like, Post, Repost, write_transaction
 
 log = logging.getLogger(__name__)
 PRUNE_CHUNK = 5000
@@ -38,7 +38,7 @@ def prune(db: peewee.Database, retention_hours: float, now: float | None = None)
     cutoff = int(((time.time() if now is None else now) - retention_hours * 3600) * 1000)
     removed = {'posts': 0, 'likes': 0, 'reposts': 0}
     while True:
-        with db.atomic():
+        with write_transaction(db):
             ids = [i for (i,) in Post.select(Post.id).where(Post.indexed_at < cutoff).limit(PRUNE_CHUNK).tuples()]
             if not ids:
                 break
@@ -47,7 +47,7 @@ def prune(db: peewee.Database, retention_hours: float, now: float | None = None)
             recount.apply()
     for name, model in (('likes', Like), ('reposts', Repost)):
         while True:
-            with db.atomic():
+            with write_transaction(db):
                 old = model.select(model.uri).where(model.indexed_at < cutoff).limit(PRUNE_CHUNK)
                 count = model.delete().where(model.uri.in_(old)).execute()
             removed[name] += count

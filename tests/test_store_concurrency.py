@@ -9,14 +9,18 @@ processes' receipts and counters) wait their turn instead of failing.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import peewee
 import pytest
 
+from feedgen.jobs import prune
 from feedgen.relay import CaptureRelay
+from feedgen.store import Like, Post, write_transaction
 from tests import stores
 from tests.processes import FeedgenProcess, free_port
 
@@ -74,3 +78,32 @@ def test_64_readers_while_ingest_writes_at_full_speed(tmp_path: Path) -> None:
         log = process.log()
         assert 'database is locked' not in log, log[-3000:]
         assert 'Traceback' not in log, log[-3000:]
+
+
+def test_pruning_while_ingest_commits_waits_for_the_lock_instead_of_failing(db: peewee.Database) -> None:
+    """Pruning reads, then deletes. In a deferred transaction, a commit by the ingest writer between the two makes
+    the delete fail at once with `database is locked` (SQLite cannot move a read snapshot forward); it failed in a
+    quarter of these rounds before pruning took the write lock up front."""
+    stop = threading.Event()
+
+    def ingest_commits() -> None:
+        number = 0
+        while not stop.is_set():
+            with write_transaction(db):
+                Like.insert(uri=f'at://did:plc:w/app.bsky.feed.like/{number}', author='did:plc:w', subject='x',
+                            indexed_at=int(time.time() * 1000)).execute()  # fmt: skip
+            number += 1
+
+    writer = threading.Thread(target=ingest_commits)
+    writer.start()
+    try:
+        for round_ in range(40):
+            old = [{'uri': f'at://did:plc:o/app.bsky.feed.post/{round_}-{n}', 'cid': 'c', 'author': 'did:plc:o',
+                    'created_at': 0, 'sort_at': 0, 'indexed_at': 0} for n in range(20)]  # fmt: skip
+            with write_transaction(db):
+                Post.insert_many(old).execute()
+            assert prune(db, retention_hours=1.0)['posts'] == 20
+    finally:
+        stop.set()
+        writer.join()
+    assert Post.select().count() == 0
