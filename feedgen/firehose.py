@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
-from websockets.sync.client import connect
 
 from feedgen.events import ErrorFrame, Info
 from feedgen.ingest import Pipeline
+from feedgen.stream import connect
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a commit is capped well below this by relays

@@ -63,17 +63,18 @@ class Recount:
     replies: set[str] = field(default_factory=set)
 
     def apply(self) -> None:
-        for model, column, uris in (
-            (Like, Post.like_count, self.likes),
-            (Repost, Post.repost_count, self.reposts),
+        """Recounts each noted post's counter from the rows, one raw `UPDATE` per counter and chunk of posts."""
+        db = Post._meta.database
+        post = Post._meta.table_name
+        for column, table, key, uris in (
+            ('like_count', Like._meta.table_name, 'subject', self.likes),
+            ('repost_count', Repost._meta.table_name, 'subject', self.reposts),
+            ('reply_count', post, 'reply_parent', self.replies),
         ):
-            count = model.select(peewee.fn.COUNT(model.uri)).where(model.subject == Post.uri)
+            count = f'SELECT COUNT(*) FROM "{table}" AS counted WHERE counted."{key}" = "{post}".uri'
             for chunk in _chunks(sorted(uris)):
-                Post.update({column: count}).where(Post.uri.in_(chunk)).execute()
-        replies = Post.alias()
-        count = replies.select(peewee.fn.COUNT(replies.id)).where(replies.reply_parent == Post.uri)
-        for chunk in _chunks(sorted(self.replies)):
-            Post.update({Post.reply_count: count}).where(Post.uri.in_(chunk)).execute()
+                marks = ', '.join([db.param] * len(chunk))
+                db.execute_sql(f'UPDATE "{post}" SET "{column}" = ({count}) WHERE uri IN ({marks})', list(chunk))
 
 
 POST_COLUMNS = (

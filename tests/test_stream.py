@@ -1,0 +1,86 @@
+"""feedgen.stream: the blocking websocket client the firehose reads with, against real websockets servers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
+from websockets.sync.server import ServerConnection, serve
+
+from feedgen.capture import read_capture
+from feedgen.relay import CaptureRelay
+from feedgen.stream import connect
+from tests.conftest import CAPTURE_5
+
+
+@contextmanager
+def server(handler: Callable[[ServerConnection], None]) -> Iterator[str]:
+    with serve(handler, '127.0.0.1', 0) as websocket_server:
+        thread = threading.Thread(target=websocket_server.serve_forever, daemon=True)
+        thread.start()
+        yield f'ws://127.0.0.1:{websocket_server.socket.getsockname()[1]}/'
+        websocket_server.shutdown()
+        thread.join()
+
+
+def test_every_frame_of_a_capture_arrives_byte_for_byte_then_the_close_is_normal() -> None:
+    frames = list(read_capture(CAPTURE_5))
+    with CaptureRelay(frames) as relay, connect(relay.subscribe_url, 2**20, 5, 2) as stream:
+        received = [stream.recv(timeout=5) for _ in frames]
+        with pytest.raises(ConnectionClosedOK):
+            stream.recv(timeout=5)
+    assert received == frames
+
+
+def test_text_fragmented_and_binary_messages_are_whole() -> None:
+    def handler(connection: ServerConnection) -> None:
+        connection.send('héllo')
+        connection.send([b'ab', b'cd', b'ef'])
+        connection.send(b'\x00\x01')
+        connection.close()
+
+    with server(handler) as url, connect(url, 2**20, 5, 2) as stream:
+        assert [stream.recv(5), stream.recv(5), stream.recv(5)] == ['héllo', b'abcdef', b'\x00\x01']
+
+
+def test_an_idle_connection_times_out_and_still_delivers_later_messages() -> None:
+    release = threading.Event()
+
+    def handler(connection: ServerConnection) -> None:
+        release.wait(10)
+        connection.send(b'late')
+        connection.recv()
+
+    with server(handler) as url, connect(url, 2**20, 5, 2) as stream:
+        with pytest.raises(TimeoutError):
+            stream.recv(timeout=0.2)
+        release.set()
+        assert stream.recv(timeout=5) == b'late'
+
+
+def test_a_message_over_the_size_limit_closes_the_connection_with_an_error() -> None:
+    with (
+        server(lambda connection: connection.send(b'x' * 2048)) as url,
+        connect(url, 1024, 5, 2) as stream,
+        pytest.raises(ConnectionClosedError),
+    ):
+        stream.recv(timeout=5)
+
+
+def test_a_refused_upgrade_is_an_invalid_handshake() -> None:
+    with CaptureRelay([]) as relay, pytest.raises(InvalidStatus), connect(relay.url + '/not/the/endpoint', 2**20, 5, 2):
+        pass
+
+
+def test_a_cut_connection_is_closed_with_an_error() -> None:
+    def handler(connection: ServerConnection) -> None:
+        connection.send(b'one')
+        connection.socket.close()
+
+    with server(handler) as url, connect(url, 2**20, 5, 2) as stream:
+        assert stream.recv(timeout=5) == b'one'
+        with pytest.raises(ConnectionClosedError):
+            stream.recv(timeout=5)
