@@ -247,6 +247,11 @@ class Indexer:
         self.db = db
         self.firehose = firehose
         self.clock = clock
+        if isinstance(db, peewee.SqliteDatabase):
+            # The writer's pages are written, not read back: no memory map, and a 32 MB page cache keeps the ingest
+            # process under 200 MB resident at no measured cost in speed (bench/ingest).
+            db.execute_sql('PRAGMA mmap_size = 0')
+            db.execute_sql('PRAGMA cache_size = -32000')
         self.cursor = get_cursor(firehose)
         self.inactive = {did for (did,) in Actor.select(Actor.did).where(Actor.status.in_(HIDING_STATUSES)).tuples()}
         self.skipped: Counter[str] = Counter()

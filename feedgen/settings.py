@@ -137,8 +137,9 @@ class Settings:
     """PLC directory used to resolve did:plc identities when verifying service auth."""
     retention_hours: float = 72.0
     """Posts, likes and reposts older than this (by indexing time) are pruned."""
-    batch_size: int = 2000
-    """Firehose events written per database transaction (at most)."""
+    batch_size: int = 10000
+    """Firehose events written per database transaction (at most). Live, `batch_seconds` ends a batch long before;
+    catching up, big batches share the pages they dirty (bench/ingest: 2,000 -> 10,000 is 1.4x the frames/s)."""
     batch_seconds: float = 0.25
     """A partial batch is written after this many seconds, so feeds stay fresh."""
     stall_seconds: float = 60.0
