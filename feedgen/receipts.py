@@ -4,18 +4,23 @@ Owns stamping every skeleton response with a `reqId` and the `algorithm` `{name,
 it, the receipt of that request (feed, params, viewer, languages, the algorithm's `Page.trace`, the items
 with their contexts), the per-feed request counters, and pruning receipts older than a day.
 
-Writes are off the request path: they run after the response has been sent (`call_on_close`), as one
-transaction per request: one INSERT of the receipt's JSON, zlib-compressed (when `FEEDGEN_RECEIPTS`
-samples it), and one counter upsert. Counters live in the store, so they add up every serving process
+Writes are off the request path: after the response has been sent (`call_on_close`) the request joins its
+process's `RequestLog`, which a background thread writes every 0.2 s in one transaction: the receipts' JSON,
+zlib-compressed (when `FEEDGEN_RECEIPTS` samples it), and one counter upsert per feed. Reading a receipt or the
+counters first writes what this process still holds; another process's requests show within 0.2 s, and a
+process writes what it holds when it exits. Counters live in the store, so they add up every serving process
 and survive restarts. It never ranks anything and never touches the indexed records.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import random
 import secrets
+import threading
 import time
 import zlib
 from datetime import UTC, datetime
@@ -87,27 +92,95 @@ def skeleton_response(
     return response
 
 
+class RequestLog:
+    """The requests this process served and has not written yet; a background thread writes them in batches.
+
+    One transaction every `flush_seconds` (all receipts, one counter upsert per feed) instead of one per request:
+    a write per request serializes every serving process on SQLite's write lock, and on ingest's batches.
+    """
+
+    def __init__(self, db: peewee.Database, flush_seconds: float = 0.2) -> None:
+        self.db = db
+        self.flush_seconds = flush_seconds
+        self._pending: list[tuple[str, str, partial[dict[str, Any]] | None, int]] = []
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, rkey: str, req_id: str, receipt: partial[dict[str, Any]] | None) -> None:
+        with self._lock:
+            self._pending.append((rkey, req_id, receipt, int(time.time() * 1000)))
+            if self._thread is None or self._pid != os.getpid():  # started lazily: gunicorn forks workers
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name='feedgen-request-log', daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.flush_seconds)
+            self.flush()
+
+    def flush(self) -> None:
+        """Writes every pending request now. A failure is logged, never raised: the responses are long sent."""
+        with self._writing:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            try:
+                self._write(pending)
+            except peewee.PeeweeException:
+                log.exception('could not record %d requests', len(pending))
+
+    def _write(self, pending: list[tuple[str, str, partial[dict[str, Any]] | None, int]]) -> None:
+        receipts = [
+            {'req_id': req_id, 'feed': rkey, 'created_at': now, 'payload': _compress(receipt())}
+            for rkey, req_id, receipt, now in pending
+            if receipt is not None
+        ]
+        counts: dict[str, tuple[int, int]] = {}
+        for rkey, _, _, now in pending:
+            requests, since = counts.get(rkey, (0, now))
+            counts[rkey] = (requests + 1, min(since, now))
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            if receipts:
+                Receipt.insert_many(receipts).on_conflict_ignore().execute()
+            for rkey, (requests, since) in counts.items():
+                FeedStat.insert(rkey=rkey, requests=requests, since=since).on_conflict(
+                    conflict_target=[FeedStat.rkey], update={FeedStat.requests: FeedStat.requests + requests}
+                ).execute()
+
+
+_logs: dict[int, RequestLog] = {}
+
+
+def _compress(receipt: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(receipt, separators=(',', ':'), default=str).encode(), 1)
+
+
 def record_request(db: peewee.Database, rkey: str, req_id: str, receipt: partial[dict[str, Any]] | None) -> None:
-    """Counts one served request of feed `rkey` and stores its receipt, in one transaction.
+    """Counts one served request of feed `rkey` and keeps its receipt: written within `RequestLog.flush_seconds`.
 
     Runs after the response was sent, so a failure is logged, never answered.
     """
-    now = int(time.time() * 1000)
-    try:
-        db.connect(reuse_if_open=True)
-        with db.atomic():
-            if receipt is not None:
-                payload = json.dumps(receipt(), separators=(',', ':'), default=str).encode()
-                Receipt.insert(req_id=req_id, feed=rkey, created_at=now, payload=zlib.compress(payload, 1)).execute()
-            FeedStat.insert(rkey=rkey, requests=1, since=now).on_conflict(
-                conflict_target=[FeedStat.rkey], update={FeedStat.requests: FeedStat.requests + 1}
-            ).execute()
-    except peewee.PeeweeException:
-        log.exception('could not record request %s of feed %s', req_id, rkey)
+    request_log = _logs.get(id(db))
+    if request_log is None:
+        request_log = _logs.setdefault(id(db), RequestLog(db))
+    request_log.add(rkey, req_id, receipt)
+
+
+def flush_requests() -> None:
+    """Writes the requests this process served and has not written yet (before reading receipts or counters)."""
+    for request_log in list(_logs.values()):
+        request_log.flush()
 
 
 def get_receipt(req_id: str, now: float | None = None) -> str | None:
     """The stored receipt of `req_id` as JSON text, or None when there is none younger than a day."""
+    flush_requests()
     cutoff = _cutoff(RECEIPT_TTL_HOURS, now)
     row = Receipt.select(Receipt.payload).where(Receipt.req_id == req_id, Receipt.created_at >= cutoff).tuples().first()
     return zlib.decompress(bytes(row[0])).decode() if row else None
@@ -115,6 +188,7 @@ def get_receipt(req_id: str, now: float | None = None) -> str | None:
 
 def request_counts() -> dict[str, dict[str, int]]:
     """Skeleton requests served per feed record key by every serving process: `{rkey: {requests, since}}`."""
+    flush_requests()
     return {rkey: {'requests': n, 'since': since} for rkey, n, since in FeedStat.select().tuples()}
 
 

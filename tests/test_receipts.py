@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from feedgen.builder import StoreBuilder
 from feedgen.jobs import start_scheduler
 from feedgen.plugins import discover_algorithms, load_feeds
-from feedgen.receipts import get_receipt, prune_receipts, request_counts
+from feedgen.receipts import flush_requests, get_receipt, prune_receipts, request_counts
 from feedgen.server import create_app
 from feedgen.settings import Settings, SettingsError
 from feedgen.store import FeedStat, Receipt
@@ -110,6 +110,7 @@ def test_an_unknown_or_malformed_req_id_is_an_xrpc_error(client: FlaskClient, re
 
 def test_receipts_are_kept_for_a_day_then_pruned(client: FlaskClient, db: peewee.Database, posts: list[str]) -> None:
     old, new = skeleton(client, 'latest')['reqId'], skeleton(client, 'latest')['reqId']
+    flush_requests()  # the receipts are written in the background, within 0.2 s
     day_ago_ms = int((time.time() - 25 * 3600) * 1000)
     Receipt.update(created_at=day_ago_ms).where(Receipt.req_id == old).execute()
     assert get_receipt(old) is None, 'a receipt older than a day is not served even before pruning'
