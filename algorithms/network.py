@@ -49,7 +49,7 @@ class Network(PersonalAlgorithm):
     )
     Params = NetworkParams
 
-    def rank(self, viewer: str, as_of: int) -> Ranking:
+    def rank(self, viewer: str, as_of: int, indexed_until: int) -> Ranking:
         params: NetworkParams = self.params
         follows = Follow.select(Follow.subject).where(Follow.author == viewer)
         since = as_of - int(params.window_hours * HOUR_MS)
@@ -60,7 +60,7 @@ class Network(PersonalAlgorithm):
             query = (
                 model.select(model.author, model.indexed_at, Post.id, Post.author, Post.hidden)
                 .join(Post, peewee.JOIN.LEFT_OUTER, on=Post.uri == model.subject)
-                .where(model.author.in_(follows), model.indexed_at > since, model.indexed_at <= as_of)
+                .where(model.author.in_(follows), model.indexed_at > since, model.indexed_at <= indexed_until)
             )
             for voter, voted_at, post_id, author, hidden in rows(query):
                 if post_id is None or hidden:

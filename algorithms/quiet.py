@@ -48,14 +48,15 @@ class Quiet(PersonalAlgorithm):
     )
     Params = QuietParams
 
-    def rank(self, viewer: str, as_of: int) -> Ranking:
+    def rank(self, viewer: str, as_of: int, indexed_until: int) -> Ranking:
         params: QuietParams = self.params
         follows = Follow.select(Follow.subject).where(Follow.author == viewer)
         since = as_of - int(params.window_hours * HOUR_MS)
         query = (
             visible_posts()
             .select(Post.id, Post.author, Post.sort_at, Post.reply_parent.is_null(False))
-            .where(Post.author.in_(follows), Post.sort_at > since, Post.sort_at <= as_of, Post.indexed_at <= as_of)
+            .where(Post.author.in_(follows), Post.sort_at > since, Post.sort_at <= as_of)
+            .where(Post.indexed_at <= indexed_until)
         )
         posts = rows(query)
         rates = Counter(author for _, author, _, _ in posts)

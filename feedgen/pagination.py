@@ -5,14 +5,15 @@ snapshot or moment) and three ways to page:
 - `keyset_page` walks one index on `(key, id)` from the cursor down: an index range scan, never a sort
   of the table. Because `id` is unique, items sharing a `key` are neither repeated nor skipped.
 - `streams_page` walks several such ranges at once (one per hashtag, say) and merges them.
-- `ranked_page` pages an in-memory ranking `(score, id)` computed as of a moment kept in the cursor.
+- `ranked_page` pages an in-memory ranking `(score, id)`; the cursor keeps what the ranking was computed
+  with (the moment, say), so every page of a session ranks alike.
 """
 
 from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -114,28 +115,29 @@ def streams_page(
     return Page(items=items, cursor=cursor, trace={'candidates': len(read)})
 
 
-def as_of_cursor(request: FeedRequest) -> tuple[int, tuple[int, int] | None]:
-    """The moment to rank as of and the `(score, id)` to page below, from a `ranked_page` cursor.
+def session_cursor(request: FeedRequest, size: int) -> tuple[tuple[int, ...] | None, tuple[int, int] | None]:
+    """The session values and the `(score, id)` to page below, from a `ranked_page` cursor; None on a first page.
 
-    The first page ranks as of `request.time_ms()`; later pages as of the moment their cursor carries.
+    Raises:
+        InvalidCursor: the cursor is not `size` session values and a `(score, id)`.
     """
     if request.cursor is None:
-        return request.time_ms(), None
-    as_of, score, item_id = decode_cursor(request.cursor, 3)
-    return as_of, (score, item_id)
+        return None, None
+    values = decode_cursor(request.cursor, size + 2)
+    return values[:size], (values[-2], values[-1])
 
 
 def ranked_page(
-    ranking: Sequence[tuple[int, int, T]], request: FeedRequest, as_of: int, after: tuple[int, int] | None
+    ranking: Iterable[tuple[int, int, T]], limit: int, after: tuple[int, int] | None, session: tuple[int, ...]
 ) -> tuple[list[tuple[int, int, T]], str | None]:
-    """The entries of the page of an in-memory ranking of `(score, id, value)` below `after`, and its cursor.
+    """The page of an in-memory ranking of `(score, id, value)` below `after`, by `(score, id)` descending.
 
-    Entries are ordered by `(score, id)` descending. `as_of` (the moment the ranking was computed as of)
-    leads the cursor, so the next page ranks as of the same moment and the order stays fixed while the
-    reader pages.
+    Returns the page's entries and its cursor: the `session` values the ranking was computed with (such as
+    the moment it ranks as of), then the last entry's `(score, id)`. The next page computes the ranking
+    with the same session values, so the order stays fixed while the reader pages.
     """
     below = (entry for entry in ranking if after is None or (entry[0], entry[1]) < after)
-    top = heapq.nlargest(request.limit + 1, below, key=lambda entry: (entry[0], entry[1]))
-    page = top[: request.limit]
-    cursor = encode_cursor(as_of, page[-1][0], page[-1][1]) if len(top) > request.limit else None
+    top = heapq.nlargest(limit + 1, below, key=lambda entry: (entry[0], entry[1]))
+    page = top[:limit]
+    cursor = encode_cursor(*session, page[-1][0], page[-1][1]) if len(top) > limit else None
     return page, cursor

@@ -2,10 +2,13 @@
 
 Owns `PersonalAlgorithm`, the base of personalized algorithms whose candidates depend on whom the reader
 follows, so no job can rank them ahead for everyone. A subclass lists the reader's candidates with their
-scores as of a moment (`candidates`); the base weighs them by the reader's feedback (`feedgen.feedback`),
-pages them by `(score, post_id)` with the moment kept in the cursor (`feedgen.pagination.ranked_page`),
-explains them and traces how the page was made. Every page ranks as of the moment its session started,
-counting only records indexed by then, so new likes and posts do not reorder a session already under way.
+scores (`rank`); the base weighs them by the reader's feedback (`feedgen.feedback`), pages them by
+`(score, post_id)` (`feedgen.pagination.ranked_page`), explains them and traces how the page was made.
+
+A session (a first page and the pages its cursors lead to) ranks as of the moment it started, and counts
+only the records indexed by then: the cursor carries both, so likes and posts that arrive while the reader
+pages do not reorder it. The two are kept apart because a replayed capture is indexed long after it was
+recorded: a preview ranks as of the capture's time, over everything indexed.
 Reads the store; never writes.
 """
 
@@ -18,9 +21,9 @@ import peewee
 
 from feedgen.algorithm import Algorithm, FeedRequest, Item, Page
 from feedgen.feedback import author_weights, feedback_note, feedback_summary, weigh
-from feedgen.pagination import as_of_cursor, ranked_page
+from feedgen.pagination import ranked_page, session_cursor
 from feedgen.scores import HOUR_MS, SCORE_SCALE
-from feedgen.store import Post
+from feedgen.store import Like, Post, Repost
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,12 @@ def decay(age_ms: int, half_life_hours: float) -> float:
     return 0.5 ** (max(0, age_ms) / HOUR_MS / half_life_hours)
 
 
+def indexed_now() -> int:
+    """When the newest post, like or repost in the store was indexed (ms): what a session counts up to."""
+    latest = [model.select(peewee.fn.MAX(model.indexed_at)).scalar() for model in (Post, Like, Repost)]
+    return max((moment for moment in latest if moment is not None), default=0)
+
+
 def rows(query: peewee.Query) -> list[tuple]:
     """The rows of `query` as plain tuples, straight from the database cursor (no per-row model work)."""
     return query.model._meta.database.execute(query).fetchall()
@@ -58,8 +67,8 @@ class PersonalAlgorithm(Algorithm):
     personalized = True
     accepts_interactions = True
 
-    def rank(self, viewer: str, as_of: int) -> Ranking:
-        """The candidates for `viewer` as of `as_of` (ms), counting only what was indexed by then."""
+    def rank(self, viewer: str, as_of: int, indexed_until: int) -> Ranking:
+        """The candidates for `viewer` as of `as_of` (ms), counting only the records indexed by `indexed_until`."""
         raise NotImplementedError
 
     def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
@@ -67,15 +76,16 @@ class PersonalAlgorithm(Algorithm):
         raise NotImplementedError
 
     def page(self, request: FeedRequest) -> Page:
-        as_of, after = as_of_cursor(request)
+        session, after = session_cursor(request, 2)
+        as_of, indexed_until = session or (request.time_ms(), indexed_now())
         if request.viewer is None:
             return Page(items=[], trace={'as_of': as_of, 'note': 'personalized: needs a signed-in reader'})
-        ranking = self.rank(request.viewer, as_of)
+        ranking = self.rank(request.viewer, as_of, indexed_until)
         weights = author_weights(request.viewer, as_of)
         entries = [
             (weigh(round(c.score * SCORE_SCALE), weights.get(c.author, 1.0)), c.post_id, c) for c in ranking.candidates
         ]
-        chosen, cursor = ranked_page(entries, request, as_of, after)
+        chosen, cursor = ranked_page(entries, request.limit, after, (as_of, indexed_until))
         uris = dict(rows(Post.select(Post.id, Post.uri).where(Post.id.in_([entry[1] for entry in chosen]))))
         items, scores = [], {}
         for rank, post_id, candidate in chosen:
@@ -85,6 +95,7 @@ class PersonalAlgorithm(Algorithm):
             scores[uris[post_id]] = parts | {'viewer_weight': weight, 'rank_score': rank}
         trace = ranking.trace | {
             'as_of': as_of,
+            'indexed_until': indexed_until,
             'candidates': len(ranking.candidates),
             'feedback': feedback_summary(weights),
             'scores': scores,
@@ -95,8 +106,9 @@ class PersonalAlgorithm(Algorithm):
         post_id = Post.select(Post.id).where(Post.uri == post).scalar()
         if request.viewer is None or post_id is None:
             return None
-        as_of = as_of_cursor(request)[0]
-        found = [c for c in self.rank(request.viewer, as_of).candidates if c.post_id == post_id]
+        session = session_cursor(request, 2)[0]
+        as_of, indexed_until = session or (request.time_ms(), indexed_now())
+        found = [c for c in self.rank(request.viewer, as_of, indexed_until).candidates if c.post_id == post_id]
         if not found:
             return None
         weight = author_weights(request.viewer, as_of).get(found[0].author, 1.0)

@@ -7,6 +7,7 @@ indexes the same capture with the indexer's clock pinned, so times stay what the
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,7 @@ def read_truth(capture: Path) -> Truth:
     return truth
 
 
-def replay_at(db: peewee.Database, capture: Path, now_ms: int) -> None:
-    """Indexes `capture` as if every frame arrived at `now_ms`."""
-    replay(capture, Pipeline(Indexer(db, f'capture:{capture.name}', clock=lambda: now_ms / 1000)))
+def replay_at(db: peewee.Database, capture: Path, now_ms: int | None) -> None:
+    """Indexes `capture` as if every frame arrived at `now_ms`; None: now (as `feedgen preview` does)."""
+    clock = time.time if now_ms is None else lambda: now_ms / 1000
+    replay(capture, Pipeline(Indexer(db, f'capture:{capture.name}', clock=clock)))

@@ -111,10 +111,11 @@ def test_network_passes_the_contract(store: StoreBuilder) -> None:
     check_contract(Network(), store, viewer=READER)
 
 
-def test_network_on_the_capture_counts_the_votes_of_the_reader_s_follows(db: peewee.Database) -> None:
+@pytest.mark.parametrize('replayed_later', [False, True], ids=['indexed-live', 'replayed-later'])
+def test_network_on_the_capture_counts_the_follows_votes(db: peewee.Database, replayed_later: bool) -> None:
     truth = read_truth(CAPTURE_20)
     reader = max({follow.author for follow in truth.records['app.bsky.graph.follow'].values()}, key=truth.follows_of)
-    replay_at(db, CAPTURE_20, truth.end_ms + 1000)
+    replay_at(db, CAPTURE_20, None if replayed_later else truth.end_ms + 1000)
     voters: dict[str, set[str]] = defaultdict(set)
     visible = truth.visible()
     for collection in (LIKE, REPOST):

@@ -7,7 +7,7 @@ import pytest
 
 from feedgen.algorithm import FeedRequest, InvalidCursor
 from feedgen.builder import StoreBuilder
-from feedgen.pagination import Stream, as_of_cursor, decode_cursor, encode_cursor, ranked_page, streams_page
+from feedgen.pagination import Stream, decode_cursor, encode_cursor, ranked_page, session_cursor, streams_page
 from feedgen.store import Post, PostTerm
 
 
@@ -20,8 +20,10 @@ def test_a_malformed_cursor_is_refused(cursor: str) -> None:
 def test_cursors_round_trip() -> None:
     assert decode_cursor(encode_cursor(-5, 7)) == (-5, 7)
     assert decode_cursor(encode_cursor(1, 2, 3, 4), 4) == (1, 2, 3, 4)
-    assert as_of_cursor(FeedRequest(limit=1, at_ms=42)) == (42, None)
-    assert as_of_cursor(FeedRequest(limit=1, cursor='42:7:9', at_ms=99)) == (42, (7, 9))
+    assert session_cursor(FeedRequest(limit=1, at_ms=42), 1) == (None, None)
+    assert session_cursor(FeedRequest(limit=1, cursor='42:5:7:9'), 2) == ((42, 5), (7, 9))
+    with pytest.raises(InvalidCursor):
+        session_cursor(FeedRequest(limit=1, cursor='42:7:9'), 2)
 
 
 def test_merged_streams_page_without_repeats_or_skips(db: peewee.Database) -> None:
@@ -49,16 +51,15 @@ def test_merged_streams_page_without_repeats_or_skips(db: peewee.Database) -> No
         assert served == expected
 
 
-def test_a_ranking_pages_by_score_then_id_and_keeps_its_moment() -> None:
+def test_a_ranking_pages_by_score_then_id_and_keeps_its_session() -> None:
     ranking = [(score, item_id, f'post{item_id}') for item_id, score in enumerate([5, 9, 5, 1, 9, 7])]
-    request = FeedRequest(limit=2)
-    first, cursor = ranked_page(ranking, request, as_of=1234, after=None)
+    first, cursor = ranked_page(ranking, 2, None, (1234, 99))
     assert [entry[2] for entry in first] == ['post4', 'post1']
-    assert cursor == '1234:9:1'
+    assert cursor == '1234:99:9:1'
     served = []
     while cursor is not None:
-        as_of, after = as_of_cursor(FeedRequest(limit=2, cursor=cursor))
-        assert as_of == 1234
-        entries, cursor = ranked_page(ranking, request, as_of, after)
+        session, after = session_cursor(FeedRequest(limit=2, cursor=cursor), 2)
+        assert session == (1234, 99)
+        entries, cursor = ranked_page(ranking, 2, after, session)
         served.extend(entry[2] for entry in entries)
     assert served == ['post5', 'post2', 'post0', 'post3']

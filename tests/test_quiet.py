@@ -85,10 +85,11 @@ def test_quiet_passes_the_contract(store: StoreBuilder) -> None:
     check_contract(Quiet(), store, viewer=READER)
 
 
-def test_quiet_on_the_capture_ranks_the_reader_s_follows_by_the_formula(db: peewee.Database) -> None:
+@pytest.mark.parametrize('replayed_later', [False, True], ids=['indexed-live', 'replayed-later'])
+def test_quiet_on_the_capture_follows_the_formula(db: peewee.Database, replayed_later: bool) -> None:
     truth = read_truth(CAPTURE_20)
     reader = max({follow.author for follow in truth.records['app.bsky.graph.follow'].values()}, key=truth.follows_of)
-    replay_at(db, CAPTURE_20, truth.end_ms + 1000)
+    replay_at(db, CAPTURE_20, None if replayed_later else truth.end_ms + 1000)
     as_of = truth.end_ms + HOUR_MS
     followed = {uri: post for uri, post in truth.visible().items() if post.author in truth.follows_of(reader)}
     rates = Counter(post.author for post in followed.values())
