@@ -27,10 +27,12 @@ DEMO_CAPTURE = Path(__file__).parent / 'data' / 'demo.atfh'
 @pytest.fixture
 def feedgen_db(tmp_path: Path) -> Iterator[peewee.Database]:
     """A fresh, empty SQLite store in the test's temporary folder, open and bound to `feedgen.store`'s models."""
+    from feedgen.receipts import flush_requests
     from feedgen.store import open_database
 
     db = open_database(tmp_path / 'feedgen-test.db')
     yield db
+    flush_requests()  # requests an app served in the test are counted in this store, not the next test's
     db.close()
 
 

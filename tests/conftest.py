@@ -15,6 +15,7 @@ from playhouse.db_url import connect as connect_url
 
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline
+from feedgen.receipts import flush_requests
 from feedgen.server import create_app
 from feedgen.settings import Settings
 from feedgen.store import open_database
@@ -71,6 +72,7 @@ def settings(tmp_path: Path, backend: str) -> Settings:
 def db(settings: Settings) -> Iterator[peewee.Database]:
     database = open_database(settings.database)
     yield database
+    flush_requests()  # what this test served is written to its own store, not to the next test's
     database.close()
 
 
