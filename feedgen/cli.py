@@ -136,7 +136,10 @@ class _Gunicorn(BaseApplication):
         return self.factory()
 
 
-def serve_forever(settings: Settings, host: str, port: int, workers: int) -> None:
+def serve_forever(
+    settings: Settings, host: str, port: int, workers: int, app_factory: Callable[[], Flask] | None = None
+) -> None:
+    """Serves `create_app(settings)` (or `app_factory()`, built in each worker) with gunicorn until stopped."""
     # Load once in the master so a bad feeds config or plugin fails here with one line, not in every worker.
     load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     open_database(settings.database).close()
@@ -152,7 +155,7 @@ def serve_forever(settings: Settings, host: str, port: int, workers: int) -> Non
         **gunicorn_log_options(settings.log_format),
     }
     with multiprocess_directory():  # request metrics of every worker, added up at each scrape
-        _Gunicorn(lambda: create_app(settings), options).run()
+        _Gunicorn(app_factory or (lambda: create_app(settings)), options).run()
 
 
 @main.command()

@@ -1,8 +1,10 @@
 """Serve benchmark: getFeedSkeleton throughput and latency at a million posts, against a minimal ceiling.
 
 Owns the serve measurement: it fills (or reuses) the cached store of `bench.serve.fill`, starts
-`feedgen serve` on a loopback port with a feeds config covering every benchmarked algorithm that is
-installed (`latest`, `topic` by hashtag and by language, `hot`, `following`), collects first-page and deep
+feedgen's server (`bench.serve.app`: `feedgen serve` with the viewer's signing key local) on a loopback port
+with a feeds config covering every installed algorithm (`latest`, `topic` by hashtag and by language, `hot`,
+`following` for a viewer following 500 accounts, then the others with default parameters), runs their
+scheduled jobs once, collects first-page and deep
 (10,000+ items down) cursors by walking each feed, and runs wrk at 1, 16 and 64 connections per feed and
 page depth, sampling the server's CPU and memory. In the same run it measures the ceiling app
 (`bench.serve.ceiling`) under gunicorn with the same worker settings. Prints markdown tables.
@@ -15,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,11 +31,16 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bench.measure import TreeSampler, load_averages, markdown_table
-from bench.serve.fill import StoreInfo, cached_store
+from bench.serve.app import viewer_token
+from bench.serve.fill import TAG, StoreInfo, cached_store
 from bench.serve.loadgen import Load, require_wrk, run_wrk
-from feedgen.plugins import discover_algorithms
+from feedgen.jobs import feed_jobs
+from feedgen.plugins import discover_algorithms, load_feeds
+from feedgen.store import open_database
+from tests.jwts import SigningKey
 
 OUT = Path(__file__).resolve().parents[1] / 'out'
+ROOT = Path(__file__).resolve().parents[2]
 PUBLISHER = 'did:web:localhost'
 DEEP_ITEMS = 10_000
 """Deep cursors start this many items down the feed."""
@@ -71,24 +77,42 @@ class Row:
 HEADERS = ['feed', 'page', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors', 'server CPU %', 'server RSS MB']
 
 
-def feeds_config(info: StoreInfo, algorithms: Sequence[str]) -> str:
-    """The feeds TOML of the benchmark: the filtered and ranked feeds whose algorithms are installed."""
-    feeds = [
-        ('latest', 'latest', {}),
-        ('topic-tag', 'topic', {'tags': [info.tag]}),
-        ('topic-lang', 'topic', {'tags': [], 'langs': ['ja']}),
-        ('hot', 'hot', {}),
-        ('following', 'following', {}),
-    ]
+BENCH_FEEDS = (
+    ('latest', 'latest', {}),
+    ('topic-tag', 'topic', {'tags': [TAG]}),
+    ('topic-lang', 'topic', {'tags': [], 'langs': ['ja']}),
+    ('hot', 'hot', {}),
+    ('following', 'following', {}),
+)
+"""The feeds every run measures, when their algorithm is installed; with `--all-algorithms`, every other installed
+algorithm follows with its default parameters."""
+
+
+def bench_feeds(algorithms: Sequence[str], everything: bool) -> list[tuple[str, str, dict]]:
+    named = [feed for feed in BENCH_FEEDS if feed[1] in algorithms]
+    covered = {algorithm for _, algorithm, _ in named}
+    return named + [(name, name, {}) for name in sorted(algorithms) if everything and name not in covered]
+
+
+def feeds_config(feeds: Sequence[tuple[str, str, dict]]) -> str:
+    """The feeds TOML of the benchmark."""
     lines = []
     for rkey, algorithm, params in feeds:
-        if algorithm not in algorithms:
-            continue
         lines += ['[[feed]]', f'rkey = {json.dumps(rkey)}', f'algorithm = {json.dumps(algorithm)}']
         if params:
             lines.append('params = { ' + ', '.join(f'{k} = {json.dumps(v)}' for k, v in params.items()) + ' }')
         lines.append('')
     return '\n'.join(lines)
+
+
+def run_jobs(store: Path, config: Path) -> None:
+    """Runs the served feeds' scheduled jobs once (scores for `hot`...), as the ingest process would have."""
+    db = open_database(store)
+    try:
+        for job in feed_jobs(load_feeds(discover_algorithms(), config).values()):
+            job.run(db)
+    finally:
+        db.close()
 
 
 def free_port() -> int:
@@ -162,36 +186,34 @@ def measure(server: subprocess.Popen, port: int, target: Target, connections: in
     return Row(target.feed, target.page, connections, load, usage.cpu_percent, usage.peak_rss_mb)
 
 
-def viewer_authorization(info: StoreInfo) -> str | None:
-    """The Authorization header that makes the benchmark's viewer the reader of personalized feeds, if any."""
-    return None
-
-
-def serve_rows(info: StoreInfo, store: Path, seconds: float, connections: Sequence[int], workers: int) -> list[Row]:
+def serve_rows(
+    info: StoreInfo, store: Path, seconds: float, connections: Sequence[int], workers: int, everything: bool
+) -> list[Row]:
+    """Starts `bench.serve.app` (feedgen's server, viewers' keys local) and measures every benchmarked feed."""
     algorithms = discover_algorithms()
+    feeds = bench_feeds(list(algorithms), everything)
     config = OUT / 'serve-feeds.toml'
-    config.write_text(feeds_config(info, algorithms))
+    config.write_text(feeds_config(feeds))
+    run_jobs(store, config)
+    key = SigningKey()
     port = free_port()
-    feedgen = shutil.which('feedgen', path=str(Path(sys.executable).parent)) or 'feedgen'
     env = {
         'FEEDGEN_DATABASE': str(store),
         'FEEDGEN_FEEDS_CONFIG': str(config),
         'FEEDGEN_HOSTNAME': 'localhost',
         'FEEDGEN_SERVICE_DID': PUBLISHER,
+        'FEEDGEN_BENCH_VIEWER_KEYS': f'{info.viewer}={key.did_key}',
+        'PYTHONPATH': str(ROOT),
     }
-    command = [feedgen, 'serve', '--host', '127.0.0.1', '--port', str(port), '--workers', str(workers)]
+    command = [sys.executable, '-m', 'bench.serve.app', '--port', str(port), '--workers', str(workers)]
+    authorization = viewer_token(key, info.viewer, PUBLISHER)
     rows = []
     with running(command, env, port, '/xrpc/app.bsky.feed.describeFeedGenerator') as server:
         targets = []
-        for rkey in ('latest', 'topic-tag', 'topic-lang', 'hot', 'following'):
-            if f'rkey = "{rkey}"' in config.read_text():
-                personalized = rkey == 'following'
-                authorization = viewer_authorization(info) if personalized else None
-                if personalized and authorization is None:
-                    continue
-                targets += targets_for(port, rkey, authorization)
-        warmup = Target('all', 'warm-up', [request for target in targets for request in target.requests])
-        run_wrk(port, warmup.requests, 16, 2)
+        for rkey, algorithm, _ in feeds:
+            targets += targets_for(port, rkey, authorization if algorithms[algorithm].personalized else None)
+        for target in targets:
+            run_wrk(port, target.requests, 4, 1)  # warm-up
         for count in connections:
             rows += [measure(server, port, target, count, seconds) for target in targets]
     return rows
@@ -206,8 +228,7 @@ def ceiling_rows(store: Path, seconds: float, connections: Sequence[int], worker
         f'bench.serve.ceiling:create_app({str(store)!r})',
     ]  # fmt: skip
     rows = []
-    root = str(Path(__file__).resolve().parents[2])
-    with running(command, {'PYTHONPATH': root}, port, '/page?limit=1') as server:
+    with running(command, {'PYTHONPATH': str(ROOT)}, port, '/page?limit=1') as server:
         cursor = None
         cursors = []
         for _ in range(DEEP_ITEMS // 100 + DEEP_CURSORS):
@@ -229,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seconds', type=float, default=5.0, help='Length of each wrk run.')
     parser.add_argument('--connections', default='1,16,64')
     parser.add_argument('--workers', type=int, default=2, help='gunicorn workers, for feedgen and the ceiling.')
+    parser.add_argument('--all-algorithms', action='store_true', help='Also every other installed algorithm.')
     args = parser.parse_args(argv)
     require_wrk()
     OUT.mkdir(exist_ok=True)
@@ -242,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         f'{info.viewer_follows}. {args.seconds:g} s of wrk per row, {args.workers} gunicorn workers.\n'
     )
     print(f'Load averages before: {load_averages()}\n')
-    rows = serve_rows(info, store, args.seconds, connections, args.workers)
+    rows = serve_rows(info, store, args.seconds, connections, args.workers, args.all_algorithms)
     rows += ceiling_rows(store, args.seconds, connections, args.workers)
     rows.sort(key=lambda row: (row.target == 'ceiling', row.connections))
     print(markdown_table(HEADERS, [row.cells() for row in rows]))
