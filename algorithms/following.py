@@ -9,8 +9,11 @@ from typing import Any
 import peewee
 
 from feedgen.algorithm import Algorithm, FeedRequest, Page
-from feedgen.pagination import keyset_page
+from feedgen.pagination import filtered_keyset_page, keyset_page
 from feedgen.store import Actor, Follow, Post, visible_posts
+
+SCAN_ROWS = 2000
+"""How many of the newest posts below the cursor a page walks for followed authors before seeking them one by one."""
 
 
 def followed_posts(viewer: str | None) -> peewee.ModelSelect:
@@ -34,8 +37,17 @@ class Following(Algorithm):
     personalized = True
 
     def page(self, request: FeedRequest) -> Page:
-        query = followed_posts(request.viewer)
-        page = keyset_page(query, request, Post.sort_at, Post.id, Post.uri, context=attrgetter('author'))
+        # Most readers follow accounts that post often: walking the newest posts and keeping the followed ones fills
+        # a page in a few hundred rows. Only when SCAN_ROWS rows do not, seek the followed accounts one by one.
+        follows = {did for (did,) in Follow.select(Follow.subject).where(Follow.author == request.viewer).tuples()}
+        recent = visible_posts().select(Post.uri, Post.sort_at, Post.id, Post.author)
+        page = filtered_keyset_page(
+            recent, request, Post.sort_at, Post.id, Post.uri, lambda row: row.author in follows, SCAN_ROWS,
+            context=attrgetter('author'),
+        )  # fmt: skip
+        if page is None:
+            query = followed_posts(request.viewer)
+            page = keyset_page(query, request, Post.sort_at, Post.id, Post.uri, context=attrgetter('author'))
         # The context holds each post's author so far; name the authors by handle, in one query for the page.
         authors = {item.context for item in page.items}
         handles = dict(Actor.select(Actor.did, Actor.handle).where(Actor.did.in_(authors)).tuples()) if authors else {}

@@ -63,20 +63,64 @@ def keyset_page(
         uri: the column holding the post URI.
         context: makes an item's `feedContext` from its row.
     """
+    rows = _below_cursor(query, request, key, item_id).limit(request.limit + 1).dicts()
+    # Plain rows, not model instances: building a model per row cost more than the index walk itself.
+    return _page([SimpleNamespace(**row) for row in rows], request, key, item_id, uri, context)
+
+
+def filtered_keyset_page(
+    query: peewee.ModelSelect,
+    request: FeedRequest,
+    key: peewee.Field,
+    item_id: peewee.Field,
+    uri: peewee.Field,
+    keep: Callable[[Any], bool],
+    scan_rows: int,
+    context: Callable[[Any], str | None] = lambda row: None,
+) -> Page | None:
+    """Like `keyset_page`, keeping only the rows `keep` accepts, from at most `scan_rows` rows of `query`.
+
+    One index range scan that stops as soon as the page is full: cheap when kept rows are common. Returns None
+    when the first `scan_rows` rows below the cursor do not hold a full page (the caller then asks another way).
+    """
+    kept, scanned = [], 0
+    for row in _below_cursor(query, request, key, item_id).limit(scan_rows).dicts().iterator():
+        scanned += 1
+        row = SimpleNamespace(**row)
+        if keep(row):
+            kept.append(row)
+            if len(kept) > request.limit:
+                return _page(kept, request, key, item_id, uri, context, scanned)
+    if scanned == scan_rows:
+        return None
+    return _page(kept, request, key, item_id, uri, context, scanned)
+
+
+def _below_cursor(
+    query: peewee.ModelSelect, request: FeedRequest, key: peewee.Field, item_id: peewee.Field
+) -> peewee.ModelSelect:
     if request.cursor is not None:
         after = decode_cursor(request.cursor)
         query = query.where(peewee.Tuple(key, item_id) < peewee.Tuple(*after))
-    # Plain rows, not model instances: building a model per row cost more than the index walk itself.
-    read = [
-        SimpleNamespace(**row) for row in query.order_by(key.desc(), item_id.desc()).limit(request.limit + 1).dicts()
-    ]
+    return query.order_by(key.desc(), item_id.desc())
+
+
+def _page(
+    read: list[Any],
+    request: FeedRequest,
+    key: peewee.Field,
+    item_id: peewee.Field,
+    uri: peewee.Field,
+    context: Callable[[Any], str | None],
+    candidates: int | None = None,
+) -> Page:
     rows = read[: request.limit]
     items = [Item(post=getattr(row, uri.name), context=context(row)) for row in rows]
     cursor = None
     if len(read) > request.limit and rows:
         last = rows[-1]
         cursor = encode_cursor(getattr(last, key.name), getattr(last, item_id.name))
-    return Page(items=items, cursor=cursor, trace={'candidates': len(read)})
+    return Page(items=items, cursor=cursor, trace={'candidates': len(read) if candidates is None else candidates})
 
 
 @dataclass(frozen=True)

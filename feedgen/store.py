@@ -235,6 +235,7 @@ class Interaction(BaseModel):
     class Meta:
         primary_key = peewee.CompositeKey('viewer', 'event', 'post')
         without_rowid = True
+        indexes = ((('viewer', 'at'), False),)  # a reader's latest feedback, newest first, without a sort
 
 
 MODELS: tuple[type[BaseModel], ...] = (
