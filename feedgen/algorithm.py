@@ -15,6 +15,7 @@ import sys
 import time
 import types
 import typing
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -150,13 +151,20 @@ class Algorithm:
 
     @classmethod
     def version(cls) -> str:
-        """A short content hash of the algorithm's module source: which code ranked a page."""
-        module = sys.modules[cls.__module__]
-        try:
-            text = inspect.getsource(module)
-        except (OSError, TypeError):
-            text = cls.__qualname__
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        """A short content hash of the algorithm's module source: which code ranked a page (hashed once a class)."""
+        version = _versions.get(cls)
+        if version is None:
+            module = sys.modules[cls.__module__]
+            try:
+                text = inspect.getsource(module)
+            except (OSError, TypeError):
+                text = cls.__qualname__
+            version = _versions.setdefault(cls, hashlib.sha256(text.encode()).hexdigest()[:12])
+        return version
+
+
+_versions: weakref.WeakKeyDictionary[type[Algorithm], str] = weakref.WeakKeyDictionary()
+"""`Algorithm.version` of each class, computed on first use: every skeleton response carries it."""
 
 
 def build_params(params_type: type, values: dict[str, Any], owner: str) -> Any:

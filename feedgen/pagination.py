@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -63,9 +63,8 @@ def keyset_page(
         uri: the column holding the post URI.
         context: makes an item's `feedContext` from its row.
     """
-    rows = _below_cursor(query, request, key, item_id).limit(request.limit + 1).dicts()
-    # Plain rows, not model instances: building a model per row cost more than the index walk itself.
-    return _page([SimpleNamespace(**row) for row in rows], request, key, item_id, uri, context)
+    rows = list(_plain_rows(_below_cursor(query, request, key, item_id).limit(request.limit + 1)))
+    return _page(rows, request, key, item_id, uri, context)
 
 
 def filtered_keyset_page(
@@ -84,9 +83,8 @@ def filtered_keyset_page(
     when the first `scan_rows` rows below the cursor do not hold a full page (the caller then asks another way).
     """
     kept, scanned = [], 0
-    for row in _below_cursor(query, request, key, item_id).limit(scan_rows).dicts().iterator():
+    for row in _plain_rows(_below_cursor(query, request, key, item_id).limit(scan_rows)):
         scanned += 1
-        row = SimpleNamespace(**row)
         if keep(row):
             kept.append(row)
             if len(kept) > request.limit:
@@ -94,6 +92,17 @@ def filtered_keyset_page(
     if scanned == scan_rows:
         return None
     return _page(kept, request, key, item_id, uri, context, scanned)
+
+
+def _plain_rows(query: peewee.ModelSelect) -> Iterator[SimpleNamespace]:
+    """The rows of `query` as plain objects with one attribute per selected column, straight off the cursor.
+
+    Building a model instance (or running peewee's converters) per row cost more than the index walk itself.
+    """
+    cursor = query.model._meta.database.execute(query)
+    names = [column[0] for column in cursor.description]
+    for row in cursor:
+        yield SimpleNamespace(**dict(zip(names, row, strict=True)))
 
 
 def _below_cursor(

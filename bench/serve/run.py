@@ -187,7 +187,13 @@ def measure(server: subprocess.Popen, port: int, target: Target, connections: in
 
 
 def serve_rows(
-    info: StoreInfo, store: Path, seconds: float, connections: Sequence[int], workers: int, everything: bool
+    info: StoreInfo,
+    store: Path,
+    seconds: float,
+    connections: Sequence[int],
+    workers: int,
+    everything: bool,
+    receipts: str | None = None,
 ) -> list[Row]:
     """Starts `bench.serve.app` (feedgen's server, viewers' keys local) and measures every benchmarked feed."""
     algorithms = discover_algorithms()
@@ -204,7 +210,7 @@ def serve_rows(
         'FEEDGEN_SERVICE_DID': PUBLISHER,
         'FEEDGEN_BENCH_VIEWER_KEYS': f'{info.viewer}={key.did_key}',
         'PYTHONPATH': str(ROOT),
-    }
+    } | ({'FEEDGEN_RECEIPTS': receipts} if receipts else {})
     command = [sys.executable, '-m', 'bench.serve.app', '--port', str(port), '--workers', str(workers)]
     authorization = viewer_token(key, info.viewer, PUBLISHER)
     rows = []
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--connections', default='1,16,64')
     parser.add_argument('--workers', type=int, default=2, help='gunicorn workers, for feedgen and the ceiling.')
     parser.add_argument('--all-algorithms', action='store_true', help='Also every other installed algorithm.')
+    parser.add_argument('--receipts', default=None, help='FEEDGEN_RECEIPTS for the server (default: its default).')
     args = parser.parse_args(argv)
     require_wrk()
     OUT.mkdir(exist_ok=True)
@@ -261,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f'Store: {info.posts:,} posts, {info.likes:,} likes, {info.reposts:,} reposts, {info.follows:,} follows, '
         f'{info.accounts:,} accounts; `#{info.tag}` on {info.tagged_posts:,} posts; the viewer follows '
-        f'{info.viewer_follows}. {args.seconds:g} s of wrk per row, {args.workers} gunicorn workers.\n'
+        f'{info.viewer_follows}. {args.seconds:g} s of wrk per row, {args.workers} gunicorn workers, '
+        f'FEEDGEN_RECEIPTS={args.receipts or "default (all)"}.\n'
     )
     print(f'Load averages before: {load_averages()}\n')
-    rows = serve_rows(info, store, args.seconds, connections, args.workers, args.all_algorithms)
+    rows = serve_rows(info, store, args.seconds, connections, args.workers, args.all_algorithms, args.receipts)
     rows += ceiling_rows(store, args.seconds, connections, args.workers)
     rows.sort(key=lambda row: (row.target == 'ceiling', row.connections))
     print(markdown_table(HEADERS, [row.cells() for row in rows]))
