@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test run, on a fresh machine: installs and starts what the tests need, runs pytest, stops it all.
+#   - the local AT Protocol network (../shared/atnet: PLC, PDS, AppView) for the end-to-end tests;
+#   - a throwaway PostgreSQL on loopback (the store, indexer and server suites also run on it);
+#   - Debian's chromium (the /algorithms page is rendered in a real headless browser).
+# .ci/run calls exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ATNET_HOME="${ATNET_HOME:-$HOME/.cache/atnet}"
+ATNET=../shared/atnet
+
+python -m pip install -q -e '.[test]'
+command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+bash "$ATNET/install.sh" "$ATNET_HOME" --appview --python
+bash "$ATNET/start.sh" "$ATNET_HOME" --appview
+trap 'bash "$ATNET/stop.sh" "$ATNET_HOME" || true; bash .ci/postgres.sh stop || true' EXIT
+export FEEDGEN_ATNET="$ATNET_HOME/state/network.json"
+FEEDGEN_TEST_DATABASE_URL="$(bash .ci/postgres.sh start)"
+export FEEDGEN_TEST_DATABASE_URL
+
+python -m pytest -q "$@"
