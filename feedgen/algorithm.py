@@ -18,6 +18,8 @@ import typing
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import packages_distributions
+from importlib.metadata import version as distribution_version
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -146,8 +148,20 @@ class Algorithm:
 
     @classmethod
     def source(cls) -> str:
-        """Where the algorithm's source lives: `source_url`, or the path of its module file."""
-        return cls.source_url or (inspect.getsourcefile(cls) or cls.__module__)
+        """Where the algorithm's source lives, readable by anyone the feed is published to.
+
+        `source_url` when the author set one; for an installed algorithm (built-in or from a package), its
+        distribution, version and module path (`open-feedgen 0.1.0: algorithms/hot.py`), never a path on the
+        serving machine; for a file in a plugins folder, that file's path.
+        """
+        if cls.source_url:
+            return cls.source_url
+        top = cls.__module__.split('.', 1)[0]
+        distributions = packages_distributions().get(top)
+        if distributions:
+            name = distributions[0]
+            return f'{name} {distribution_version(name)}: {cls.__module__.replace(".", "/")}.py'
+        return inspect.getsourcefile(cls) or cls.__module__
 
     @classmethod
     def version(cls) -> str:

@@ -66,7 +66,7 @@ def test_it_is_not_found_unless_installed() -> None:
 def test_it_is_discovered_and_listed(installed: Path, tmp_path: Path) -> None:
     algorithm = discover_algorithms()[NAME]
     assert algorithm.__module__ == MODULE
-    assert Path(algorithm.source()).parent == installed
+    assert algorithm.source() == f'feedgen-liked-elsewhere 0.1.0: {MODULE}.py'
     env = {'FEEDGEN_DATABASE': str(tmp_path / 'x.db'), 'FEEDGEN_FEEDS_CONFIG': '', 'FEEDGEN_PLUGINS_DIR': ''}
     result = CliRunner().invoke(main, ['algorithms', '--json'], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -107,7 +107,7 @@ def test_its_published_record_names_its_version(installed: Path, settings: Setti
     assert record['did'] == settings.service_did
     assert record['displayName'] == 'Liked elsewhere'
     assert f'(version {feed.algorithm.version()})' in record['description']
-    assert str(installed) in record['description']
+    assert f'Source: feedgen-liked-elsewhere 0.1.0: {MODULE}.py' in record['description']
 
 
 def test_its_own_scaffolded_tests_pass(package: tuple[Path, Path]) -> None:
