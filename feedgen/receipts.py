@@ -4,9 +4,9 @@ Owns stamping every skeleton response with a `reqId` and the `algorithm` `{name,
 it, the receipt of that request (feed, params, viewer, languages, the algorithm's `Page.trace`, the items
 with their contexts), the per-feed request counters, and pruning receipts older than a day.
 
-Writes are off the request path: after the response has been sent (`call_on_close`) the request joins its
-process's `RequestLog`, which a background thread writes every 0.2 s in one transaction: the receipts' JSON,
-zlib-compressed (when `FEEDGEN_RECEIPTS` samples it), and one counter upsert per feed. Reading a receipt or the
+Writes are off the request path: after the response has been sent (`call_on_close`) the request's receipt is
+built as zlib-compressed JSON (when `FEEDGEN_RECEIPTS` samples it) and joins its process's `RequestLog`, which a
+background thread writes every 0.2 s in one transaction, with one counter upsert per feed. Reading a receipt or the
 counters first writes what this process still holds; another process's requests show within 0.2 s, and a
 process writes what it holds when it exits. Counters live in the store, so they add up every serving process
 and survive restarts. It never ranks anything and never touches the indexed records.
@@ -102,15 +102,19 @@ class RequestLog:
     def __init__(self, db: peewee.Database, flush_seconds: float = 0.2) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
-        self._pending: list[tuple[str, str, partial[dict[str, Any]] | None, int]] = []
+        self._pending: list[tuple[str, str, bytes | None, int]] = []
         self._lock = threading.Lock()
         self._writing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
     def add(self, rkey: str, req_id: str, receipt: partial[dict[str, Any]] | None) -> None:
+        # The receipt is built and compressed here, in the thread that served the request (its response is sent):
+        # built by the background thread, the CPU work would hold the GIL for tens of ms at a time and make every
+        # request thread wait for it at each row it reads.
+        payload = None if receipt is None else _compress(receipt())
         with self._lock:
-            self._pending.append((rkey, req_id, receipt, int(time.time() * 1000)))
+            self._pending.append((rkey, req_id, payload, int(time.time() * 1000)))
             if self._thread is None or self._pid != os.getpid():  # started lazily: gunicorn forks workers
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name='feedgen-request-log', daemon=True)
@@ -134,11 +138,11 @@ class RequestLog:
             except peewee.PeeweeException:
                 log.exception('could not record %d requests', len(pending))
 
-    def _write(self, pending: list[tuple[str, str, partial[dict[str, Any]] | None, int]]) -> None:
+    def _write(self, pending: list[tuple[str, str, bytes | None, int]]) -> None:
         receipts = [
-            {'req_id': req_id, 'feed': rkey, 'created_at': now, 'payload': _compress(receipt())}
-            for rkey, req_id, receipt, now in pending
-            if receipt is not None
+            {'req_id': req_id, 'feed': rkey, 'created_at': now, 'payload': payload}
+            for rkey, req_id, payload, now in pending
+            if payload is not None
         ]
         counts: dict[str, tuple[int, int]] = {}
         for rkey, _, _, now in pending:
