@@ -39,7 +39,8 @@ class Following(Algorithm):
     def page(self, request: FeedRequest) -> Page:
         # Most readers follow accounts that post often: walking the newest posts and keeping the followed ones fills
         # a page in a few hundred rows. Only when SCAN_ROWS rows do not, seek the followed accounts one by one.
-        follows = {did for (did,) in Follow.select(Follow.subject).where(Follow.author == request.viewer).tuples()}
+        followed = Follow.select(Follow.subject).where(Follow.author == request.viewer)
+        follows = {did for (did,) in Follow._meta.database.execute(followed)}  # straight off the cursor: 500 rows
         recent = visible_posts().select(Post.uri, Post.sort_at, Post.id, Post.author)
         page = filtered_keyset_page(
             recent, request, Post.sort_at, Post.id, Post.uri, lambda row: row.author in follows, SCAN_ROWS,
