@@ -23,6 +23,7 @@ import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from feedgen.authoring import new_algorithm, preview
 from feedgen.capture import CaptureError, read_capture
 from feedgen.firehose import Backoff, Firehose
 from feedgen.indexer import Indexer
@@ -318,3 +319,5 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 main.add_command(publish_command)
 main.add_command(unpublish_command)
+main.add_command(new_algorithm)
+main.add_command(preview)
