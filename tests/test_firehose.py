@@ -190,9 +190,9 @@ def test_a_relay_refusing_every_connection_is_retried_ever_more_slowly(store: Pa
         started = time.monotonic()
         Ingest(relay.subscribe_url, store).until(lambda _: False, timeout=3.0)
         elapsed = time.monotonic() - started
-    # Backoff 0.05 s doubling to a 0.4 s cap, with full jitter: about 13 tries in 3 s; a tight loop would make
-    # thousands.
-    assert 3 <= relay.connections <= 40, (relay.connections, elapsed)
+    # Backoff 0.05 s doubling to a 0.4 s cap, with full jitter: about 13 tries in 3 s on an idle machine (only 2 were
+    # seen on a loaded CI machine); a tight loop would make thousands.
+    assert 2 <= relay.connections <= 40, (relay.connections, elapsed)
 
 
 def test_an_unreachable_relay_is_retried_with_backoff(store: Path) -> None:
