@@ -22,8 +22,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from feedgen.auth import ServiceAuth
 from feedgen.feedback import DAY_MS, FEEDBACK_DAYS, LESS, MORE, SEEN
-from feedgen.server import XrpcError
 from feedgen.store import Interaction, write_transaction
+from feedgen.xrpc import XrpcError
 
 SEND_INTERACTIONS_LXM = 'app.bsky.feed.sendInteractions'
 MAX_INTERACTIONS = 1000

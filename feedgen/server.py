@@ -19,31 +19,19 @@ from feedgen import limits, metrics
 from feedgen.algorithm import FeedRequest, InvalidCursor
 from feedgen.auth import AuthError, ServiceAuth, did_resolver
 from feedgen.catalog import algorithm_stamp
+from feedgen.interactions import interactions
 from feedgen.languages import accepted_languages, reader_feed
 from feedgen.plugins import Feed, discover_algorithms, load_feeds
 from feedgen.receipts import skeleton_response
 from feedgen.settings import Settings
 from feedgen.store import IngestState, open_database
+from feedgen.transparency import transparency
+from feedgen.xrpc import XrpcError, feed_viewer, find_feed, xrpc_error_response
 
-GENERATOR_COLLECTION = 'app.bsky.feed.generator'
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 CURSOR_SEPARATOR = ':'
 log = logging.getLogger(__name__)
-
-
-class XrpcError(Exception):
-    """An error answered as an XRPC JSON body `{"error": ..., "message": ...}`."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-
-
-def xrpc_error_response(status: int, error: str, message: str) -> tuple[Response, int]:
-    return jsonify({'error': error, 'message': message}), status
 
 
 def parse_limit(raw: str | None) -> int:
@@ -56,21 +44,6 @@ def parse_limit(raw: str | None) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise XrpcError(400, 'InvalidRequest', f'limit must be from 1 to {MAX_LIMIT}, got {limit}')
     return limit
-
-
-def find_feed(feeds: dict[str, Feed], publisher_did: str, uri: str | None) -> Feed:
-    """The served feed whose URI is `uri`.
-
-    Raises:
-        XrpcError: `feed` is missing (InvalidRequest) or not a feed of this publisher (UnknownFeed).
-    """
-    if not uri:
-        raise XrpcError(400, 'InvalidRequest', 'the feed parameter is required')
-    prefix = f'at://{publisher_did}/{GENERATOR_COLLECTION}/'
-    feed = feeds.get(uri[len(prefix) :]) if uri.startswith(prefix) else None
-    if feed is None:
-        raise XrpcError(400, 'UnknownFeed', f'this service does not serve the feed {uri[:300]}')
-    return feed
 
 
 def unwrap_cursor(feed: Feed, cursor: str | None) -> str | None:
@@ -160,9 +133,7 @@ def create_app(
     @app.get('/xrpc/app.bsky.feed.getFeedSkeleton')
     def get_feed_skeleton() -> Any:
         feed = find_feed(feeds, settings.publisher_did, request.args.get('feed'))
-        viewer = auth.viewer(request.headers.get('Authorization'))
-        if viewer is None and feed.algorithm.personalized:
-            raise XrpcError(401, 'AuthRequired', f'the feed {feed.rkey} is personalized: it needs a signed-in viewer')
+        viewer = feed_viewer(feed, auth, request.headers.get('Authorization'))
         feed_request = FeedRequest(
             viewer=viewer,
             limit=parse_limit(request.args.get('limit')),
@@ -189,10 +160,6 @@ def create_app(
         states = [{'firehose': s.firehose, 'cursor': s.cursor, 'time': s.time} for s in IngestState.select()]
         return jsonify({'status': 'ok', 'service': settings.service_did, 'ingest': states})
 
-    from feedgen.transparency import transparency  # here, not at the top: it imports this module
-
     app.register_blueprint(transparency)
-    from feedgen.interactions import interactions  # here, not at the top: it imports this module
-
     app.register_blueprint(interactions)
     return app

@@ -19,8 +19,8 @@ from feedgen.algorithm import FeedRequest
 from feedgen.catalog import algorithm_stamp, feed_info
 from feedgen.languages import accepted_languages, add_content_language, reader_feed
 from feedgen.receipts import RECEIPT_TTL_HOURS, get_receipt, request_counts
-from feedgen.server import XrpcError, find_feed
 from feedgen.store import Post
+from feedgen.xrpc import XrpcError, feed_viewer, find_feed
 
 POSTS_COUNT_SECONDS = 30.0
 """How long a count of indexed posts is reused: counting a large table is not free."""
@@ -86,9 +86,7 @@ def explain() -> Response:
     post = request.args.get('post') or ''
     if not _POST_URI.match(post):
         raise XrpcError(400, 'InvalidRequest', 'post must be the at:// URI of an app.bsky.feed.post record')
-    viewer = _context()['auth'].viewer(request.headers.get('Authorization'))
-    if viewer is None and feed.algorithm.personalized:
-        raise XrpcError(401, 'AuthRequired', f'the feed {feed.rkey} is personalized: explaining it needs a viewer')
+    viewer = feed_viewer(feed, _context()['auth'], request.headers.get('Authorization'))
     feed_request = FeedRequest(limit=1, viewer=viewer, langs=accepted_languages(request.headers.get('Accept-Language')))
     feed = reader_feed(feed, feed_request)
     try:
