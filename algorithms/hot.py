@@ -18,7 +18,6 @@ author's scores by 0.25 in their pages, "show more" by 2 (`feedgen.feedback`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from feedgen.feedback import feedback_note
@@ -27,12 +26,6 @@ from feedgen.scores import HOUR_MS, Counts, SnapshotAlgorithm, SnapshotParams
 REPOST_WEIGHT = 2
 AGE_OFFSET_HOURS = 2.0
 GRAVITY = 1.5
-
-
-@dataclass(frozen=True)
-class HotParams(SnapshotParams):
-    window_hours: float = 48.0
-    """Only posts made in the last this many hours are ranked."""
 
 
 class Hot(SnapshotAlgorithm):
@@ -44,7 +37,7 @@ class Hot(SnapshotAlgorithm):
         'minute for posts of the last 48 hours (window_hours) with any engagement. Authors you asked to see '
         'less of count 0.25 times their score for you, more: 2 times.'
     )
-    Params = HotParams
+    Params = SnapshotParams
 
     def score_parts(self, counts: Counts, now_ms: int) -> dict[str, Any]:
         engagement = counts.likes + REPOST_WEIGHT * counts.reposts + counts.replies
