@@ -1,12 +1,13 @@
 """Stream: a blocking websocket client that reads in the caller's thread, for the firehose's one long download.
 
 Owns the socket of one websocket connection: connecting (TCP, TLS for `wss://`), the opening handshake, and
-reading whole messages with a timeout. The protocol itself (handshake, framing, masking, closing, answering
-pings, the size limit) is the `websockets` library's Sans-I/O `ClientProtocol`; this module only moves bytes
-between it and the socket. Unlike `websockets.sync.client`, which reads on a background thread and hands every
-message over through a lock and a condition, it does no hand-off per message: at tens of thousands of small
-messages a second that hand-off, and the GIL contention with the thread decoding them, cost about a quarter of
-ingest's CPU (bench/ingest). It raises the exceptions `websockets.sync.client` raises (`ConnectionClosedOK`,
+reading whole messages with a timeout. The opening handshake is the `websockets` library's Sans-I/O
+`ClientProtocol`; everything after it (frames, pings, closing, the size limit) is `feedgen.framing`, which reads
+a relay's frames for a fraction of what `websockets`' generic parser costs; this module only moves bytes between
+them and the socket. Unlike `websockets.sync.client`, which reads on a background thread and hands every message
+over through a lock and a condition, it does no hand-off per message: at tens of thousands of small messages a
+second that hand-off, and the GIL contention with the thread decoding them, cost about a quarter of ingest's CPU
+(bench/ingest). It raises the exceptions `websockets.sync.client` raises (`ConnectionClosedOK`,
 `ConnectionClosedError`, `InvalidHandshake`, `TimeoutError`, `OSError`) so callers treat both alike. It never
 decodes messages and sends no keepalive pings (the firehose notices a dead connection by its silence).
 """
@@ -16,16 +17,17 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
+
+from feedgen.framing import Receiver
 
 USER_AGENT = 'feedgen'
 _READ_BYTES = 262_144
@@ -34,12 +36,9 @@ _READ_BYTES = 262_144
 class Connection:
     """One open websocket connection; `recv` returns whole messages (`bytes`, or `str` for text messages)."""
 
-    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
+    def __init__(self, sock: socket.socket, receiver: Receiver) -> None:
         self.sock = sock
-        self.protocol = protocol
-        self._messages: deque[bytes | str] = deque()
-        self._fragments: list[bytes] = []
-        self._text = False
+        self.receiver = receiver
 
     def recv(self, timeout: float | None = None) -> bytes | str:
         """The next message, waiting at most `timeout` seconds.
@@ -48,21 +47,24 @@ class Connection:
             TimeoutError: no whole message arrived in time.
             ConnectionClosed: the connection is closed (`ConnectionClosedOK` after a normal close).
         """
+        messages = self.receiver.messages
+        if messages:
+            return messages.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._messages:
-            if self.protocol.state is State.CLOSED:
-                raise self.protocol.close_exc
-            if self.protocol.state is State.CLOSING:
+        while not messages:
+            if self.receiver.state is State.CLOSED:
+                raise self.receiver.close_exc
+            if self.receiver.state is State.CLOSING:
                 self._finish_closing(deadline)
                 continue
             self._read(None if deadline is None else deadline - time.monotonic())
-        return self._messages.popleft()
+        return messages.popleft()
 
     def close(self, timeout: float) -> None:
         """Closes normally (code 1000), waiting up to `timeout` seconds for the relay's close, then the socket."""
         try:
-            if self.protocol.state is State.OPEN:
-                self.protocol.send_close(CloseCode.NORMAL_CLOSURE)
+            if self.receiver.state is State.OPEN:
+                self.receiver.send_close()
                 self._send()
             self._finish_closing(time.monotonic() + timeout)
         except OSError:
@@ -79,46 +81,25 @@ class Connection:
         except TimeoutError:
             raise
         except OSError as error:  # reset or cut: the connection is over, as websockets reports it
-            if self.protocol.state is not State.CLOSED:
-                self.protocol.receive_eof()
-            raise self.protocol.close_exc from error
+            self.receiver.receive_eof()
+            raise self.receiver.close_exc from error
         if data:
-            self.protocol.receive_data(data)
+            self.receiver.receive_data(data)
         else:
-            self.protocol.receive_eof()
-        for event in self.protocol.events_received():
-            if isinstance(event, Frame):
-                self._take(event)
+            self.receiver.receive_eof()
         self._send()
 
-    def _take(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.TEXT or frame.opcode is Opcode.BINARY:
-            self._text = frame.opcode is Opcode.TEXT
-            self._fragments = [frame.data]
-        elif frame.opcode is Opcode.CONT:
-            self._fragments.append(frame.data)
-        else:
-            return
-        if frame.fin:
-            data = b''.join(self._fragments) if len(self._fragments) > 1 else bytes(self._fragments[0])
-            self._messages.append(data.decode() if self._text else data)
-            self._fragments = []
-
     def _send(self) -> None:
-        for data in self.protocol.data_to_send():
-            if data:
-                self.sock.sendall(data)
-            elif self.protocol.close_expected():
-                self.sock.shutdown(socket.SHUT_WR)
+        for data in self.receiver.data_to_send():
+            self.sock.sendall(data)
 
     def _finish_closing(self, deadline: float | None) -> None:
         """Reads until the relay closes the TCP connection (or the deadline), so `close_exc` is known."""
-        while self.protocol.state is not State.CLOSED:
+        while self.receiver.state is not State.CLOSED:
             try:
                 self._read(None if deadline is None else deadline - time.monotonic())
             except (TimeoutError, OSError, ConnectionClosed):
-                if self.protocol.state is not State.CLOSED:
-                    self.protocol.receive_eof()
+                self.receiver.receive_eof()
 
 
 @contextmanager
@@ -142,9 +123,10 @@ def connect(url: str, max_size: int, open_timeout: float, close_timeout: float) 
         request = protocol.connect()
         request.headers['User-Agent'] = USER_AGENT
         protocol.send_request(request)
-        connection = Connection(sock, protocol)
-        connection._send()
-        _handshake(connection, deadline)
+        for data in protocol.data_to_send():
+            sock.sendall(data)
+        connection = Connection(sock, Receiver(max_size))
+        connection.receiver.receive_data(_handshake(sock, protocol, deadline))
     except BaseException:
         sock.close()
         raise
@@ -154,22 +136,39 @@ def connect(url: str, max_size: int, open_timeout: float, close_timeout: float) 
         connection.close(close_timeout)
 
 
-def _handshake(connection: Connection, deadline: float) -> None:
-    protocol = connection.protocol
-    while True:
-        connection.sock.settimeout(max(0.0, deadline - time.monotonic()) or 1e-3)
-        data = connection.sock.recv(_READ_BYTES)
+def _handshake(sock: socket.socket, protocol: ClientProtocol, deadline: float) -> bytes:
+    """Reads the server's answer to the upgrade request into `protocol`; returns the bytes received after it.
+
+    Only the response's head goes to `protocol` at first, so the frames that follow an accepted upgrade in the same
+    read are left to `feedgen.framing`; a refusal's body goes to `protocol` too, so it can raise the refusal.
+    """
+    received = b''
+    while (head_end := received.find(b'\r\n\r\n')) < 0:
+        data = _recv(sock, deadline)
+        if not data:
+            _refused(sock, protocol, deadline, received)
+        received += data
+    protocol.receive_data(received[: head_end + 4])
+    accepted = any(isinstance(event, Response) for event in protocol.events_received())
+    if accepted and protocol.handshake_exc is None:
+        return received[head_end + 4 :]
+    _refused(sock, protocol, deadline, received[head_end + 4 :])
+
+
+def _refused(sock: socket.socket, protocol: ClientProtocol, deadline: float, data: bytes) -> NoReturn:
+    """Feeds `data` and the rest of a refused (or cut) upgrade to `protocol` until it raises why."""
+    while protocol.handshake_exc is None:
         if data:
             protocol.receive_data(data)
         else:
             protocol.receive_eof()
-        events = protocol.events_received()
-        if protocol.handshake_exc is not None:
-            raise protocol.handshake_exc
-        if any(isinstance(event, Response) for event in events):
-            for event in events:
-                if isinstance(event, Frame):
-                    connection._take(event)
-            return
-        if not data:
-            raise ConnectionError('connection closed during the websocket handshake')
+            if protocol.handshake_exc is None:
+                raise ConnectionError('connection closed during the websocket handshake')
+        if protocol.handshake_exc is None:
+            data = _recv(sock, deadline)
+    raise protocol.handshake_exc
+
+
+def _recv(sock: socket.socket, deadline: float) -> bytes:
+    sock.settimeout(max(0.0, deadline - time.monotonic()) or 1e-3)
+    return sock.recv(_READ_BYTES)

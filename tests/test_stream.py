@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.sync.server import ServerConnection, serve
+from websockets.utils import accept_key
 
 from feedgen.capture import read_capture
 from feedgen.relay import CaptureRelay
@@ -84,3 +87,58 @@ def test_a_cut_connection_is_closed_with_an_error() -> None:
         assert stream.recv(timeout=5) == b'one'
         with pytest.raises(ConnectionClosedError):
             stream.recv(timeout=5)
+
+
+def test_pings_are_answered_and_a_going_away_close_is_normal() -> None:
+    answered = []
+
+    def handler(connection: ServerConnection) -> None:
+        answered.append(connection.ping(b'still there?').wait(5))
+        connection.send(b'after the pong')
+        connection.close(1001, 'restarting')
+
+    with server(handler) as url, connect(url, 2**20, 5, 2) as stream:
+        assert stream.recv(timeout=5) == b'after the pong'
+        with pytest.raises(ConnectionClosedOK) as closed:
+            stream.recv(timeout=5)
+    assert answered == [True]
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, 'restarting')
+
+
+def test_a_close_with_an_error_code_is_a_closed_error_carrying_it() -> None:
+    with (
+        server(lambda connection: connection.close(4000, 'consumer too slow')) as url,
+        connect(url, 2**20, 5, 2) as stream,
+        pytest.raises(ConnectionClosedError) as closed,
+    ):
+        stream.recv(timeout=5)
+    assert closed.value.rcvd.code == 4000
+
+
+def test_frames_sent_with_the_handshake_response_in_one_write_are_delivered() -> None:
+    """The upgrade response and the first frames can arrive in one read: the frames must not be lost."""
+    frames = [
+        Frame(Opcode.BINARY, b'first'),
+        Frame(Opcode.TEXT, b'second'),
+        Frame(Opcode.BINARY, b'x' * 70_000),
+    ]
+    listener = socket.create_server(('127.0.0.1', 0))
+
+    def answer() -> None:
+        client, _ = listener.accept()
+        with client:
+            request = b''
+            while b'\r\n\r\n' not in request:
+                request += client.recv(4096)
+            key = next(line.split(b':', 1)[1].strip() for line in request.split(b'\r\n')
+                       if line.lower().startswith(b'sec-websocket-key:'))  # fmt: skip
+            response = (b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+                        b'Sec-WebSocket-Accept: ' + accept_key(key.decode()).encode() + b'\r\n\r\n')  # fmt: skip
+            client.sendall(response + b''.join(frame.serialize(mask=False) for frame in frames))
+            client.recv(4096)  # the client's close
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    with listener, connect(f'ws://127.0.0.1:{listener.getsockname()[1]}/', 2**20, 5, 2) as stream:
+        assert [stream.recv(5), stream.recv(5), stream.recv(5)] == [b'first', 'second', b'x' * 70_000]
+    thread.join(5)
