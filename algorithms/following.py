@@ -8,12 +8,14 @@ from typing import Any
 
 import peewee
 
-from feedgen.algorithm import Algorithm, FeedRequest, Page
-from feedgen.pagination import filtered_keyset_page, keyset_page
+from feedgen.algorithm import MAX_LIMIT, Algorithm, FeedRequest, Item, Page
+from feedgen.pagination import Stream
+from feedgen.prepared import Prepared, marker
 from feedgen.store import Actor, Follow, Post, visible_posts
 
 SCAN_ROWS = 2000
 """How many of the newest posts below the cursor a page walks for followed authors before seeking them one by one."""
+_VIEWER = marker('viewer')
 
 
 def followed_posts(viewer: str | None) -> peewee.ModelSelect:
@@ -24,6 +26,24 @@ def followed_posts(viewer: str | None) -> peewee.ModelSelect:
     """
     follows = Follow.select(Follow.subject).where(Follow.author == viewer)
     return visible_posts().select(Post.uri, Post.sort_at, Post.id, Post.author).where(Post.author.in_(follows))
+
+
+RECENT = Stream(
+    visible_posts()
+    .select(Post.uri, Post.author)
+    .where(
+        peewee.fn.EXISTS(Follow.select(peewee.SQL('1')).where(Follow.author == _VIEWER, Follow.subject == Post.author))
+    ),
+    Post.sort_at,
+    Post.id,
+    markers=(_VIEWER,),
+)
+"""The newest posts, walked by time, each kept when the reader follows its author (one probe of the follows index)."""
+BY_AUTHOR = Stream(followed_posts(_VIEWER), Post.sort_at, Post.id, markers=(_VIEWER,))
+"""The same posts, sought author by author: for readers whose followed accounts seldom post."""
+_AUTHORS = [marker(f'author {n}') for n in range(MAX_LIMIT)]
+HANDLES = Prepared(Actor.select(Actor.did, Actor.handle).where(Actor.did.in_(_AUTHORS)), _AUTHORS)
+"""The handles of up to a page's authors; unused places hold '' (no account has that DID)."""
 
 
 class Following(Algorithm):
@@ -39,20 +59,14 @@ class Following(Algorithm):
     def page(self, request: FeedRequest) -> Page:
         # Most readers follow accounts that post often: walking the newest posts and keeping the followed ones fills
         # a page in a few hundred rows. Only when SCAN_ROWS rows do not, seek the followed accounts one by one.
-        followed = Follow.select(Follow.subject).where(Follow.author == request.viewer)
-        follows = {did for (did,) in Follow._meta.database.execute(followed)}  # straight off the cursor: 500 rows
-        recent = visible_posts().select(Post.uri, Post.sort_at, Post.id, Post.author)
-        page = filtered_keyset_page(
-            recent, request, Post.sort_at, Post.id, Post.uri, lambda row: row.author in follows, SCAN_ROWS,
-            context=attrgetter('author'),
-        )  # fmt: skip
+        viewer = (request.viewer,)
+        page = RECENT.bounded_page(request, Post.uri, SCAN_ROWS, context=attrgetter('author'), values=viewer)
         if page is None:
-            query = followed_posts(request.viewer)
-            page = keyset_page(query, request, Post.sort_at, Post.id, Post.uri, context=attrgetter('author'))
+            page = BY_AUTHOR.page(request, Post.uri, context=attrgetter('author'), values=viewer)
         # The context holds each post's author so far; name the authors by handle, in one query for the page.
-        authors = {item.context for item in page.items}
-        handles = dict(Actor.select(Actor.did, Actor.handle).where(Actor.did.in_(authors)).tuples()) if authors else {}
-        items = [replace(item, context=_reason(handles.get(item.context))) for item in page.items]
+        authors = list({item.context for item in page.items})
+        handles = dict(HANDLES.run(*authors, *[''] * (MAX_LIMIT - len(authors)))) if authors else {}
+        items = [Item(item.post, _reason(handles.get(item.context))) for item in page.items]
         return replace(page, items=items)
 
     def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:

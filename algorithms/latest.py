@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from feedgen.algorithm import Algorithm, FeedRequest, Page
-from feedgen.pagination import keyset_page
+from feedgen.pagination import Stream
 from feedgen.store import Post, visible_posts
 
 ORDER = 'newest first'
 FILTERS = ["the author's account is active"]
+POSTS = Stream(visible_posts().select(Post.uri), Post.sort_at, Post.id)
 
 
 class Latest(Algorithm):
@@ -22,8 +23,7 @@ class Latest(Algorithm):
     )
 
     def page(self, request: FeedRequest) -> Page:
-        query = visible_posts().select(Post.uri, Post.sort_at, Post.id)
-        page = keyset_page(query, request, Post.sort_at, Post.id, Post.uri, context=lambda _row: ORDER)
+        page = POSTS.page(request, Post.uri, context=lambda _row: ORDER)
         page.trace.update(filters=FILTERS, order=ORDER)
         return page
 

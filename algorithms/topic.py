@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from feedgen.algorithm import Algorithm, FeedRequest, InvalidParams, Job, Page
 from feedgen.filters import FilterParams, filtered_streams, match_filters
 from feedgen.matches import entries_stream, has_entry, index_matches
-from feedgen.pagination import streams_page
+from feedgen.pagination import Stream, streams_page
 from feedgen.store import Post, visible_posts
 
 KEYWORD_JOB_SECONDS = 10.0
@@ -58,14 +58,17 @@ class Topic(Algorithm):
     )
     Params = TopicParams
 
-    def page(self, request: FeedRequest) -> Page:
+    @cached_property
+    def streams(self) -> list[Stream]:
+        """The index ranges every page walks: built once, so their SQL is compiled once."""
         params: TopicParams = self.params
         if params.keywords:
-            streams = [entries_stream(self.state_key(), Post.uri)]
-        else:
-            streams = filtered_streams(params, Post.uri)
+            return [entries_stream(self.state_key(), Post.uri)]
+        return filtered_streams(params, Post.uri)
+
+    def page(self, request: FeedRequest) -> Page:
         context = self._context()
-        page = streams_page(streams, request, context=lambda _row: context)
+        page = streams_page(self.streams, request, context=lambda _row: context)
         page.trace.update(filters=self._filters(), order='newest first')
         return page
 

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     import peewee
 
 
+MAX_LIMIT = 100
+"""The most items a page request may ask for (the lexicon of getFeedSkeleton says so)."""
+
+
 class InvalidCursor(ValueError):
     """The cursor given to `Algorithm.page` is malformed or was not made by this algorithm."""
 
@@ -39,7 +43,7 @@ class FeedRequest:
     """One page request, as the server hands it to an algorithm."""
 
     limit: int
-    """How many items to return at most (1..100)."""
+    """How many items to return at most (1..`MAX_LIMIT`)."""
     cursor: str | None = None
     """The cursor of the previous page, exactly as this algorithm returned it, or None for the first page."""
     viewer: str | None = None

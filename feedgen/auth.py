@@ -31,6 +31,9 @@ CLOCK_SKEW_SECONDS = 30
 """How far in the future a token's `iat` may be (the issuer's clock runs ahead); `exp` is checked strictly."""
 MAX_CACHED_DIDS = 100_000
 """Issuers (readers) whose DID documents a server process keeps; a few KB each."""
+MAX_CACHED_TOKENS = 10_000
+"""Verified tokens a server process remembers until they expire (a PDS mints them for about a minute, and a reader's
+app sends the same one for every page it asks for in that time); under 1 KB each."""
 _NOT_SERVICE_TOKENS = frozenset({'at+jwt', 'refresh+jwt', 'dpop+jwt'})
 _LOOPBACK_HOSTS = frozenset({'localhost', '127.0.0.1'})
 
@@ -105,6 +108,8 @@ class ServiceAuth:
         self.service_did = service_did
         self.keys = keys
         self.lxm = lxm
+        self._verified: dict[str, tuple[str, int]] = {}
+        """Tokens that passed every check, exactly as sent (signature included), with their issuer and `exp`."""
 
     def viewer(self, authorization: str | None) -> str | None:
         """The DID the token in an `Authorization` header speaks for, or None when the header is absent.
@@ -123,9 +128,29 @@ class ServiceAuth:
     def verify(self, token: str) -> str:
         """Checks `token` and returns its issuer's DID.
 
+        A token that passed every check is remembered until its `exp`: the same token again (byte for byte, so
+        with the same signature) is accepted without checking its signature again, which costs 0.4 ms.
+
         Raises:
             AuthError: as for `viewer`.
         """
+        known = self._verified.get(token)
+        if known is not None:
+            issuer, expires = known
+            if expires > time.time():
+                return issuer
+            self._verified.pop(token, None)
+        issuer, expires = self._check(token)
+        if len(self._verified) >= MAX_CACHED_TOKENS:
+            now = time.time()
+            self._verified = {key: value for key, value in self._verified.items() if value[1] > now}
+            while len(self._verified) >= MAX_CACHED_TOKENS:
+                self._verified.pop(next(iter(self._verified)), None)
+        self._verified[token] = (issuer, expires)
+        return issuer
+
+    def _check(self, token: str) -> tuple[str, int]:
+        """Every check of `verify`, for a token not seen before; returns its issuer and `exp`."""
         try:
             _, _, header, _ = parse_jwt(token)
             payload = get_jwt_payload(token)
@@ -152,4 +177,4 @@ class ServiceAuth:
         except AtProtocolError as error:
             reason = str(error) or type(error).__name__
             raise AuthError('BadJwtIssuer', f'cannot find the signing key of {payload.iss}: {reason}') from None
-        return payload.iss
+        return payload.iss, payload.exp

@@ -2,8 +2,9 @@
 
 Owns the cursor format of keyset pages (integers joined by colons: `<key>:<id>`, or with a leading
 snapshot or moment) and three ways to page:
-- `keyset_page` walks one index on `(key, id)` from the cursor down: an index range scan, never a sort
-  of the table. Because `id` is unique, items sharing a `key` are neither repeated nor skipped.
+- a `Stream` (and `keyset_page`, its one-off form) walks one index on `(key, id)` from the cursor down: an index
+  range scan, never a sort of the table. Because `id` is unique, items sharing a `key` are neither repeated nor
+  skipped. A stream compiles its SQL once and reads rows as named tuples straight off the database cursor.
 - `streams_page` walks several such ranges at once (one per hashtag, say) and merges them.
 - `ranked_page` pages an in-memory ranking `(score, id)`; the cursor keeps what the ranking was computed
   with (the moment, say), so every page of a session ranks alike.
@@ -15,12 +16,13 @@ import heapq
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
+from functools import cached_property
 from typing import Any, TypeVar
 
 import peewee
 
 from feedgen.algorithm import FeedRequest, InvalidCursor, Item, Page
+from feedgen.prepared import Prepared, Row
 
 T = TypeVar('T')
 _CURSOR_PART = re.compile(r'-?[0-9]{1,19}')
@@ -46,6 +48,113 @@ def decode_cursor(cursor: str, count: int = 2) -> tuple[int, ...]:
     return keys
 
 
+_TOP = (2**63 - 1, 2**63 - 1)
+"""Above every `(key, id)`: where a first page walks from."""
+_AFTER = (-(2**62) - 7, -(2**62) - 11)
+_FLOOR = (-(2**62) - 13, -(2**62) - 17)
+_COUNT = 2**31 - 19
+_SCAN_OFFSET = 2**31 - 23
+"""Stand-ins in a walk's prepared SQL (`feedgen.prepared`) for the page's `(key, id)`, the floor's, the row count
+and how far down the floor is."""
+
+
+@dataclass(frozen=True, eq=False)
+class Stream:
+    """One index range to walk from the top: a select of candidate rows and the `(key, id)` of its index.
+
+    A stream prepares its SQL once (`feedgen.prepared`) and reads rows as named tuples of the selected columns
+    plus `rank_key` and `item_id`: keep a stream for as long as its query stays the same (a module constant, or
+    an attribute of the algorithm) to pay for compiling only once. Values that change per request (the reader)
+    go in as `markers` (`feedgen.prepared.marker`), given to each walk as `values`.
+    """
+
+    query: peewee.ModelSelect
+    key: peewee.Field
+    item_id: peewee.Field
+    markers: tuple[Any, ...] = ()
+
+    def rows(
+        self,
+        after: tuple[int, ...] | None,
+        count: int,
+        values: Sequence[Any] = (),
+        floor: tuple[int, ...] | None = None,
+    ) -> Iterator[Row]:
+        """The first `count` rows below `after` (a `(key, id)`, or None: from the top), by `(key, id)` descending.
+
+        One index range scan, read as the rows are iterated; with a `floor`, it stops at that `(key, id)` (included).
+        """
+        if floor is None:
+            return self._walk.run(*(after or _TOP), count, *values)
+        return self._floored_walk.run(*(after or _TOP), *floor, count, *values)
+
+    def page(
+        self,
+        request: FeedRequest,
+        uri: peewee.Field,
+        context: Callable[[Any], str | None] = lambda row: None,
+        values: Sequence[Any] = (),
+    ) -> Page:
+        """The page below `request.cursor`, newest (highest key) first.
+
+        Args:
+            uri: the selected column holding the post URI.
+            context: makes an item's `feedContext` from its row.
+            values: the values of the stream's markers.
+        """
+        rows = list(self.rows(_after(request), request.limit + 1, values))
+        return _page(rows, request, uri, context)
+
+    def bounded_page(
+        self,
+        request: FeedRequest,
+        uri: peewee.Field,
+        scan_rows: int,
+        context: Callable[[Any], str | None] = lambda row: None,
+        values: Sequence[Any] = (),
+    ) -> Page | None:
+        """Like `page`, but walking at most the next `scan_rows` entries of the key's index (the rows of its table,
+        before the query's filters): None when those do not hold a full page (ask another way then).
+
+        Cheap when the query's filters keep many rows, and bounded when they keep few.
+        """
+        after = _after(request) or _TOP
+        floor = next(self._floor.run(*after, scan_rows - 1), None)
+        rows = list(self.rows(after, request.limit + 1, values, floor))
+        if len(rows) <= request.limit and floor is not None:
+            return None
+        return _page(rows, request, uri, context)
+
+    @cached_property
+    def _walk(self) -> Prepared:
+        return self._prepare(floored=False)
+
+    @cached_property
+    def _floored_walk(self) -> Prepared:
+        return self._prepare(floored=True)
+
+    def _prepare(self, floored: bool) -> Prepared:
+        row = peewee.Tuple(self.key, self.item_id)
+        query = self.query.select_extend(self.key.alias('rank_key'), self.item_id.alias('item_id'))
+        query = query.where(row < peewee.Tuple(*_AFTER))
+        if floored:
+            query = query.where(row >= peewee.Tuple(*_FLOOR))
+        query = query.order_by(self.key.desc(), self.item_id.desc()).limit(_COUNT)
+        return Prepared(query, (*_AFTER, *(_FLOOR if floored else ()), _COUNT, *self.markers))
+
+    @cached_property
+    def _floor(self) -> Prepared:
+        """The `(key, id)` some entries below a `(key, id)` in the key's index."""
+        query = (
+            self.key.model.select(self.key, self.item_id)
+            .where(peewee.Tuple(self.key, self.item_id) < peewee.Tuple(*_AFTER))
+            .order_by(self.key.desc(), self.item_id.desc())
+            .limit(1)
+            .offset(_SCAN_OFFSET)
+        )
+        return Prepared(query, (*_AFTER, _SCAN_OFFSET))
+
+
 def keyset_page(
     query: peewee.ModelSelect,
     request: FeedRequest,
@@ -57,118 +166,61 @@ def keyset_page(
     """Returns the page of `query` below `request.cursor`, ordered by `(key, item_id)` descending.
 
     Args:
-        query: a select of the candidate rows; it must select `key`, `item_id` and `uri`.
+        query: a select of the candidate rows; it must select `uri`.
         key: the ranking column (a time or a score, as an integer).
         item_id: a unique integer column that breaks ties in `key`.
         uri: the column holding the post URI.
         context: makes an item's `feedContext` from its row.
+
+    To page the same query again and again, keep a `Stream` of it and call its `page`: its SQL is then compiled once.
     """
-    rows = list(_plain_rows(_below_cursor(query, request, key, item_id).limit(request.limit + 1)))
-    return _page(rows, request, key, item_id, uri, context)
+    return Stream(query, key, item_id).page(request, uri, context)
 
 
-def filtered_keyset_page(
-    query: peewee.ModelSelect,
-    request: FeedRequest,
-    key: peewee.Field,
-    item_id: peewee.Field,
-    uri: peewee.Field,
-    keep: Callable[[Any], bool],
-    scan_rows: int,
-    context: Callable[[Any], str | None] = lambda row: None,
-) -> Page | None:
-    """Like `keyset_page`, keeping only the rows `keep` accepts, from at most `scan_rows` rows of `query`.
-
-    One index range scan that stops as soon as the page is full: cheap when kept rows are common. Returns None
-    when the first `scan_rows` rows below the cursor do not hold a full page (the caller then asks another way).
-    """
-    kept, scanned = [], 0
-    for row in _plain_rows(_below_cursor(query, request, key, item_id).limit(scan_rows)):
-        scanned += 1
-        if keep(row):
-            kept.append(row)
-            if len(kept) > request.limit:
-                return _page(kept, request, key, item_id, uri, context, scanned)
-    if scanned == scan_rows:
-        return None
-    return _page(kept, request, key, item_id, uri, context, scanned)
-
-
-def _plain_rows(query: peewee.ModelSelect) -> Iterator[SimpleNamespace]:
-    """The rows of `query` as plain objects with one attribute per selected column, straight off the cursor.
-
-    Building a model instance (or running peewee's converters) per row cost more than the index walk itself.
-    """
-    cursor = query.model._meta.database.execute(query)
-    names = [column[0] for column in cursor.description]
-    for row in cursor:
-        yield SimpleNamespace(**dict(zip(names, row, strict=True)))
-
-
-def _below_cursor(
-    query: peewee.ModelSelect, request: FeedRequest, key: peewee.Field, item_id: peewee.Field
-) -> peewee.ModelSelect:
-    if request.cursor is not None:
-        after = decode_cursor(request.cursor)
-        query = query.where(peewee.Tuple(key, item_id) < peewee.Tuple(*after))
-    return query.order_by(key.desc(), item_id.desc())
+def _after(request: FeedRequest) -> tuple[int, ...] | None:
+    return decode_cursor(request.cursor) if request.cursor is not None else None
 
 
 def _page(
-    read: list[Any],
+    read: list[Row],
     request: FeedRequest,
-    key: peewee.Field,
-    item_id: peewee.Field,
     uri: peewee.Field,
     context: Callable[[Any], str | None],
     candidates: int | None = None,
 ) -> Page:
     rows = read[: request.limit]
-    items = [Item(post=getattr(row, uri.name), context=context(row)) for row in rows]
+    name = uri.name
+    items = [Item(post=getattr(row, name), context=context(row)) for row in rows]
     cursor = None
     if len(read) > request.limit and rows:
-        last = rows[-1]
-        cursor = encode_cursor(getattr(last, key.name), getattr(last, item_id.name))
+        cursor = encode_cursor(rows[-1].rank_key, rows[-1].item_id)
     return Page(items=items, cursor=cursor, trace={'candidates': len(read) if candidates is None else candidates})
 
 
-@dataclass(frozen=True)
-class Stream:
-    """One index range to walk from the top: a select of candidate rows and the `(key, id)` of its index."""
-
-    query: peewee.ModelSelect
-    key: peewee.Field
-    item_id: peewee.Field
-
-
-def stream_rows(streams: Sequence[Stream], after: tuple[int, ...] | None, count: int) -> list[dict[str, Any]]:
+def stream_rows(streams: Sequence[Stream], after: tuple[int, ...] | None, count: int) -> list[Row]:
     """The first `count` distinct rows below `after` over all `streams`, by `(key, id)` descending.
 
     Each stream reads at most `count` rows down its own index; the rows are merged and a row found in two
     streams (a post with two of the hashtags) is kept once. Every row has `rank_key` and `item_id`.
     """
-    found: dict[int, dict[str, Any]] = {}
+    if len(streams) == 1:
+        return list(streams[0].rows(after, count))
+    found: dict[int, Row] = {}
     for stream in streams:
-        query = stream.query.select_extend(stream.key.alias('rank_key'), stream.item_id.alias('item_id'))
-        if after is not None:
-            query = query.where(peewee.Tuple(stream.key, stream.item_id) < peewee.Tuple(*after))
-        for row in query.order_by(stream.key.desc(), stream.item_id.desc()).limit(count).dicts():
-            found[row['item_id']] = row
-    return sorted(found.values(), key=lambda row: (row['rank_key'], row['item_id']), reverse=True)[:count]
+        for row in stream.rows(after, count):
+            found[row.item_id] = row
+    return sorted(found.values(), key=lambda row: (row.rank_key, row.item_id), reverse=True)[:count]
 
 
-def streams_page(
-    streams: Sequence[Stream], request: FeedRequest, context: Callable[[dict[str, Any]], str | None]
-) -> Page:
+def streams_page(streams: Sequence[Stream], request: FeedRequest, context: Callable[[Row], str | None]) -> Page:
     """Returns the page below `request.cursor` of the rows of `streams` (which select `uri`), newest first.
 
     One query per stream reads at most `limit + 1` rows down its index; see `stream_rows`.
     """
-    after = decode_cursor(request.cursor) if request.cursor is not None else None
-    read = stream_rows(streams, after, request.limit + 1)
+    read = stream_rows(streams, _after(request), request.limit + 1)
     rows = read[: request.limit]
-    cursor = encode_cursor(rows[-1]['rank_key'], rows[-1]['item_id']) if len(read) > request.limit else None
-    items = [Item(post=row['uri'], context=context(row)) for row in rows]
+    cursor = encode_cursor(rows[-1].rank_key, rows[-1].item_id) if len(read) > request.limit else None
+    items = [Item(post=row.uri, context=context(row)) for row in rows]
     return Page(items=items, cursor=cursor, trace={'candidates': len(read)})
 
 

@@ -16,7 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from feedgen import limits, metrics
-from feedgen.algorithm import FeedRequest, InvalidCursor
+from feedgen.algorithm import MAX_LIMIT, FeedRequest, InvalidCursor
 from feedgen.auth import AuthError, ServiceAuth, did_resolver
 from feedgen.catalog import algorithm_stamp
 from feedgen.interactions import interactions
@@ -29,7 +29,6 @@ from feedgen.transparency import transparency
 from feedgen.xrpc import XrpcError, feed_viewer, find_feed, xrpc_error_response
 
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 100
 CURSOR_SEPARATOR = ':'
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from atproto_crypto.consts import P256_JWT_ALG, SECP256K1_JWT_ALG
 from flask import Flask, jsonify
 from werkzeug.serving import make_server
 
+import feedgen.auth
 from feedgen.auth import AuthError, DidCache, ServiceAuth, did_resolver
 from feedgen.server import create_app
 from feedgen.settings import Settings
@@ -117,6 +119,31 @@ def test_a_rotated_key_is_picked_up_by_re_resolving_once(auth: ServiceAuth, keys
     keys.resolutions.clear()
     assert auth.verify(rotated.jwt(service_claims(ALICE, SERVICE))) == ALICE
     assert keys.resolutions == [(ALICE, False)]
+
+
+def test_a_verified_token_is_accepted_again_without_a_signature_check_until_it_expires(
+    auth: ServiceAuth, keys: FakeKeys, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = key.jwt(service_claims(ALICE, SERVICE, ttl=60))
+    assert auth.verify(token) == ALICE
+    keys.published[ALICE] = SigningKey().did_key  # would fail a fresh check: the second answer is remembered
+    keys.resolutions.clear()
+    assert auth.verify(token) == ALICE
+    assert keys.resolutions == []
+    header, payload, signature = token.split('.')
+    assert rejection(auth, f'{header}.{payload}.{signature[:-4]}AAAA').error == 'BadJwtSignature'
+    clock = time.time() + 61
+    monkeypatch.setattr(time, 'time', lambda: clock)
+    assert rejection(auth, token).error == 'JwtExpired'
+
+
+def test_remembered_tokens_are_bounded(auth: ServiceAuth, key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(feedgen.auth, 'MAX_CACHED_TOKENS', 3)
+    tokens = [key.jwt(service_claims(ALICE, SERVICE) | {'jti': f'token-{n}'}) for n in range(5)]
+    for token in tokens:
+        assert auth.verify(token) == ALICE
+    assert len(auth._verified) == 3
+    assert list(auth._verified) == tokens[2:]
 
 
 def test_an_issuer_that_cannot_be_resolved_is_refused(auth: ServiceAuth) -> None:

@@ -1,0 +1,72 @@
+"""Prepared queries: a peewee select compiled to SQL once, then run again and again with new values.
+
+Owns `Prepared` and the stand-in values (markers) a query is written with where a request's values go. peewee
+builds a query's SQL in Python on every execution: for a page of 50 posts that cost more than SQLite's index walk
+itself (80 of 230 microseconds for `latest`). A `Prepared` compiles once per kind of database (SQLite and
+PostgreSQL quote and mark parameters differently), finds where its markers landed in the parameter list, and
+from then on only fills them in. Rows come back as named tuples of the selected columns, straight off the
+database cursor (building peewee model instances cost as much again). It runs reads; it never writes.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+Row = Any
+"""A row of a prepared query: a named tuple of its selected columns (by their names or aliases)."""
+
+
+def marker(name: str) -> str:
+    """A stand-in text value, written into a query where a text given at run time goes: no real value equals it."""
+    return f'\x00feedgen-marker:{name}\x00'
+
+
+@dataclass
+class _Compiled:
+    sql: str
+    params: list[Any]
+    slots: tuple[int, ...]
+    row_type: type | None = None
+
+
+@dataclass(eq=False)
+class Prepared:
+    """`query`, whose parameters equal to `markers` are filled in at each `run`, in the order of `markers`.
+
+    Numbers can be markers too (a `LIMIT`, a cursor's key): pick values no real parameter of the query has.
+    """
+
+    query: peewee.Query
+    markers: Sequence[Any]
+    _compiled: dict[type, _Compiled] = field(default_factory=dict, init=False, repr=False)
+
+    def run(self, *values: Any) -> Iterator[Row]:
+        """The rows of the query with `values` in place of the markers; read as they are iterated."""
+        database = self.query.model._meta.database
+        kind = type(getattr(database, 'obj', None) or database)
+        compiled = self._compiled.get(kind)
+        if compiled is None:
+            compiled = self._compiled.setdefault(kind, self._compile())
+        params = list(compiled.params)
+        for slot, value in zip(compiled.slots, values, strict=True):
+            params[slot] = value
+        cursor = database.execute_sql(compiled.sql, params)
+        if compiled.row_type is None:
+            names = [column[0] for column in cursor.description]
+            compiled.row_type = namedtuple('Row', names, rename=True)  # type: ignore[misc]
+        return map(compiled.row_type._make, cursor)
+
+    def _compile(self) -> _Compiled:
+        sql, params = self.query.sql()
+        slots = []
+        for stand_in in self.markers:
+            found = [i for i, value in enumerate(params) if value == stand_in]
+            if len(found) != 1:
+                raise ValueError(f'the marker {stand_in!r} is {len(found)} times in the parameters of {sql!r}')
+            slots.append(found[0])
+        return _Compiled(sql, params, tuple(slots))
