@@ -5,8 +5,9 @@ it, the receipt of that request (feed, params, viewer, languages, the algorithm'
 with their contexts), the per-feed request counters, and pruning receipts older than a day.
 
 Writes are off the request path: after the response has been sent (`call_on_close`) the request's receipt is
-built as zlib-compressed JSON (when `FEEDGEN_RECEIPTS` samples it) and joins its process's `RequestLog`, which a
-background thread writes every 0.2 s in one transaction, with one counter upsert per feed. Reading a receipt or the
+built as zlib-compressed JSON around the response's own bytes (when `FEEDGEN_RECEIPTS` samples it) and joins
+its process's `RequestLog`, which a background thread writes every 0.2 s in one transaction, with one counter
+upsert per feed. Reading a receipt or the
 counters first writes what this process still holds; another process's requests show within 0.2 s, and a
 process writes what it holds when it exits. Counters live in the store, so they add up every serving process
 and survive restarts. It never ranks anything and never touches the indexed records.
@@ -28,10 +29,11 @@ from functools import partial
 from typing import Any
 
 import peewee
-from flask import Response, jsonify
+from flask import Response, current_app
 
 from feedgen.algorithm import FeedRequest, Page
 from feedgen.catalog import algorithm_stamp, effective_params
+from feedgen.jsonio import dumps_bytes
 from feedgen.languages import add_content_language
 from feedgen.plugins import Feed
 from feedgen.store import FeedStat, Receipt
@@ -46,14 +48,8 @@ def new_req_id() -> str:
     return secrets.token_hex(8)
 
 
-def build_receipt(
-    req_id: str, feed: Feed, publisher_did: str, request: FeedRequest, page: Page, cursor: str | None
-) -> dict[str, Any]:
-    """The receipt of one served page, as JSON-able data.
-
-    Args:
-        cursor: the cursor the response carried (wrapped with the feed's record key), or None.
-    """
+def build_receipt(req_id: str, feed: Feed, publisher_did: str, request: FeedRequest, page: Page) -> dict[str, Any]:
+    """How one page was made, as JSON-able data; the receipt is this, then the response's `items` and `cursor`."""
     return {
         'reqId': req_id,
         'time': datetime.now(UTC).isoformat(timespec='milliseconds').replace('+00:00', 'Z'),
@@ -63,8 +59,6 @@ def build_receipt(
         'viewer': request.viewer or 'anonymous',
         'request': {'limit': request.limit, 'cursor': request.cursor, 'langs': list(request.langs)},
         'trace': page.trace,
-        'items': [{'post': item.post, 'feedContext': item.context} for item in page.items],
-        'cursor': cursor,
     }
 
 
@@ -83,13 +77,25 @@ def skeleton_response(
         sample: the share of requests whose receipt is kept (`FEEDGEN_RECEIPTS`); every request is counted.
     """
     req_id = new_req_id()
-    response = jsonify(body | {'algorithm': algorithm_stamp(feed), 'reqId': req_id})
+    data = dumps_bytes(body | {'algorithm': algorithm_stamp(feed), 'reqId': req_id})
+    response = current_app.response_class(data, mimetype='application/json')
     add_content_language(response, feed)
     receipt = None
     if sample >= 1.0 or random.random() < sample:
-        receipt = partial(build_receipt, req_id, feed, publisher_did, request, page, body.get('cursor'))
+        receipt = partial(_receipt_payload, req_id, feed, publisher_did, request, page, data)
     response.call_on_close(partial(record_request, db, feed.rkey, req_id, receipt))
     return response
+
+
+def _receipt_payload(
+    req_id: str, feed: Feed, publisher_did: str, request: FeedRequest, page: Page, response: bytes
+) -> bytes:
+    """A stored receipt: `build_receipt`'s JSON with the response as it was sent (its items and cursor), compressed.
+
+    The response's bytes are kept, not encoded a second time; `get_receipt` gives the items and cursor their place.
+    """
+    receipt = dumps_bytes(build_receipt(req_id, feed, publisher_did, request, page))
+    return zlib.compress(receipt[:-1] + b',"response":' + response + b'}', 1)
 
 
 class RequestLog:
@@ -108,11 +114,11 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def add(self, rkey: str, req_id: str, receipt: partial[dict[str, Any]] | None) -> None:
+    def add(self, rkey: str, req_id: str, receipt: partial[bytes] | None) -> None:
         # The receipt is built and compressed here, in the thread that served the request (its response is sent):
         # built by the background thread, the CPU work would hold the GIL for tens of ms at a time and make every
         # request thread wait for it at each row it reads.
-        payload = None if receipt is None else _compress(receipt())
+        payload = None if receipt is None else receipt()
         with self._lock:
             self._pending.append((rkey, req_id, payload, int(time.time() * 1000)))
             if self._thread is None or self._pid != os.getpid():  # started lazily: gunicorn forks workers
@@ -161,11 +167,7 @@ class RequestLog:
 _logs: dict[int, RequestLog] = {}
 
 
-def _compress(receipt: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(receipt, separators=(',', ':'), default=str).encode(), 1)
-
-
-def record_request(db: peewee.Database, rkey: str, req_id: str, receipt: partial[dict[str, Any]] | None) -> None:
+def record_request(db: peewee.Database, rkey: str, req_id: str, receipt: partial[bytes] | None) -> None:
     """Counts one served request of feed `rkey` and keeps its receipt: written within `RequestLog.flush_seconds`.
 
     Runs after the response was sent, so a failure is logged, never answered.
@@ -187,7 +189,12 @@ def get_receipt(req_id: str, now: float | None = None) -> str | None:
     flush_requests()
     cutoff = _cutoff(RECEIPT_TTL_HOURS, now)
     row = Receipt.select(Receipt.payload).where(Receipt.req_id == req_id, Receipt.created_at >= cutoff).tuples().first()
-    return zlib.decompress(bytes(row[0])).decode() if row else None
+    if row is None:
+        return None
+    receipt = json.loads(zlib.decompress(bytes(row[0])))
+    response = receipt.pop('response')
+    items = [{'post': item['post'], 'feedContext': item.get('feedContext')} for item in response['feed']]
+    return json.dumps(receipt | {'items': items, 'cursor': response.get('cursor')})
 
 
 def request_counts() -> dict[str, dict[str, int]]:

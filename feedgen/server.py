@@ -20,6 +20,7 @@ from feedgen.algorithm import MAX_LIMIT, FeedRequest, InvalidCursor
 from feedgen.auth import AuthError, ServiceAuth, did_resolver
 from feedgen.catalog import algorithm_stamp
 from feedgen.interactions import interactions
+from feedgen.jsonio import OrjsonProvider
 from feedgen.languages import accepted_languages, reader_feed
 from feedgen.plugins import Feed, discover_algorithms, load_feeds
 from feedgen.receipts import skeleton_response
@@ -70,7 +71,7 @@ def create_app(
         auth: verifies viewers' service JWTs; default: resolving issuers at `settings.plc_url`.
     """
     app = Flask('feedgen')
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     db = db or open_database(settings.database)
     if feeds is None:
         feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)

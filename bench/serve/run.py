@@ -88,10 +88,11 @@ BENCH_FEEDS = (
 algorithm follows with its default parameters."""
 
 
-def bench_feeds(algorithms: Sequence[str], everything: bool) -> list[tuple[str, str, dict]]:
+def bench_feeds(algorithms: Sequence[str], everything: bool, only: Sequence[str] = ()) -> list[tuple[str, str, dict]]:
     named = [feed for feed in BENCH_FEEDS if feed[1] in algorithms]
     covered = {algorithm for _, algorithm, _ in named}
-    return named + [(name, name, {}) for name in sorted(algorithms) if everything and name not in covered]
+    feeds = named + [(name, name, {}) for name in sorted(algorithms) if everything and name not in covered]
+    return [feed for feed in feeds if not only or feed[0] in only]
 
 
 def feeds_config(feeds: Sequence[tuple[str, str, dict]]) -> str:
@@ -194,10 +195,11 @@ def serve_rows(
     workers: int,
     everything: bool,
     receipts: str | None = None,
+    only: Sequence[str] = (),
 ) -> list[Row]:
     """Starts `bench.serve.app` (feedgen's server, viewers' keys local) and measures every benchmarked feed."""
     algorithms = discover_algorithms()
-    feeds = bench_feeds(list(algorithms), everything)
+    feeds = bench_feeds(list(algorithms), everything, only)
     config = OUT / 'serve-feeds.toml'
     config.write_text(feeds_config(feeds))
     run_jobs(store, config)
@@ -258,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--workers', type=int, default=2, help='gunicorn workers, for feedgen and the ceiling.')
     parser.add_argument('--all-algorithms', action='store_true', help='Also every other installed algorithm.')
     parser.add_argument('--receipts', default=None, help='FEEDGEN_RECEIPTS for the server (default: its default).')
+    parser.add_argument('--feeds', default='', help='Only these benchmark feeds (comma-separated record keys).')
+    parser.add_argument('--no-ceiling', action='store_true', help='Leave out the ceiling app.')
     args = parser.parse_args(argv)
     require_wrk()
     OUT.mkdir(exist_ok=True)
@@ -272,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         f'FEEDGEN_RECEIPTS={args.receipts or "default (all)"}.\n'
     )
     print(f'Load averages before: {load_averages()}\n')
-    rows = serve_rows(info, store, args.seconds, connections, args.workers, args.all_algorithms, args.receipts)
-    rows += ceiling_rows(store, args.seconds, connections, args.workers)
+    only = [rkey for rkey in args.feeds.split(',') if rkey]
+    rows = serve_rows(info, store, args.seconds, connections, args.workers, args.all_algorithms, args.receipts, only)
+    if not args.no_ceiling:
+        rows += ceiling_rows(store, args.seconds, connections, args.workers)
     rows.sort(key=lambda row: (row.target == 'ceiling', row.connections))
     print(markdown_table(HEADERS, [row.cells() for row in rows]))
     print(f'\nLoad averages after: {load_averages()}')
