@@ -163,22 +163,28 @@ def _commit(body: dict) -> Commit:
     if not isinstance(ops, list):
         raise FrameError('bad_body', 'ops is not a list')
     wanted = []
+    cids = set()
+    creates = False
     for op in ops:
-        collection = _collection(op)
-        if collection is None:
+        path = op.get('path') if isinstance(op, dict) else None
+        if not isinstance(path, str):
             commit.skipped.append('malformed_op')
-        elif collection in INDEXED_COLLECTIONS:
-            wanted.append(op)
-        else:
+            continue
+        collection, _, rkey = path.partition('/')
+        if collection not in INDEXED_COLLECTIONS:
             commit.skipped.append('unindexed_collection')
+            continue
+        action = op.get('action')
+        wanted.append((collection, rkey, action, op))
+        if action != 'delete':
+            creates = True
+            if isinstance(cid := op.get('cid'), bytes):
+                cids.add(cid)
     if not wanted:
         return commit
-    creates = [op for op in wanted if op.get('action') != 'delete']
-    blocks = _blocks(body, {cid for op in creates if isinstance(cid := op.get('cid'), bytes)}) if creates else {}
-    for op in wanted:
-        collection, _, rkey = op['path'].partition('/')
+    blocks = _blocks(body, cids) if creates else {}
+    for collection, rkey, action, op in wanted:
         uri = f'at://{repo}/{collection}/{rkey}'
-        action = op.get('action')
         if action == 'delete' or action == 'update':
             commit.ops.append(RecordDelete(collection, uri))
         if action == 'delete':
@@ -239,14 +245,21 @@ def _car_blocks(data: bytes, cids: set[bytes]) -> dict[bytes, bytes]:
     position += size
     end = len(data)
     found = {}
+    lengths = {len(cid) for cid in cids}
     while position < end:
-        size, position = _varint(data, position)
+        size = data[position]
+        if size < 0x80:
+            position += 1
+        elif (high := data[position + 1]) < 0x80:  # most sections are 128 bytes to 16 KiB long
+            size, position = (size & 0x7F) | high << 7, position + 2
+        else:
+            size, position = _varint(data, position)
         section_end = position + size
         if section_end > end:
             raise ValueError('truncated CAR section')
-        for cid in cids:
-            if data.startswith(cid, position) and len(cid) < size:
-                found[cid] = data[position + len(cid) : section_end]
+        for length in lengths:
+            if length < size and (cid := data[position : position + length]) in cids:
+                found[cid] = data[position + length : section_end]
         position = section_end
     return found
 
@@ -266,11 +279,6 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise ValueError('varint longer than 9 bytes')
-
-
-def _collection(op: object) -> str | None:
-    path = op.get('path') if isinstance(op, dict) else None
-    return path.partition('/')[0] if isinstance(path, str) else None
 
 
 def _seq(body: dict) -> int:
