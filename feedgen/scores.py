@@ -24,14 +24,16 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import cached_property
+from typing import Any, ClassVar, NamedTuple
 
 import peewee
 
 from feedgen.algorithm import Algorithm, FeedRequest, InvalidParams, Item, Job, Page
 from feedgen.feedback import author_weights, feedback_summary, weigh
 from feedgen.filters import FilterParams, filtered_streams, match_filters
-from feedgen.pagination import decode_cursor, encode_cursor
+from feedgen.pagination import Stream, decode_cursor, encode_cursor
+from feedgen.prepared import Prepared, Row, marker
 from feedgen.store import Post, ScoredPost, ScoreSnapshot, write_transaction
 
 REFRESH_SECONDS = 60.0
@@ -65,8 +67,7 @@ def require_positive(params: object, *names: str) -> None:
             raise InvalidParams(f'{name}: must be greater than 0, got {value}')
 
 
-@dataclass(frozen=True)
-class Counts:
+class Counts(NamedTuple):
     """The inputs of a post's score: its counters when the snapshot was made, and when it was made."""
 
     likes: int
@@ -79,7 +80,8 @@ class Counts:
 class _Session:
     """What one reader's paging session ranks: a snapshot, as of a moment, with the reader's author weights."""
 
-    snapshot: ScoreSnapshot | None
+    snapshot: Row | None
+    """The snapshot's `id`, `made_at` and `candidates`."""
     as_of: int
     weights: dict[str, float]
     after: tuple[int, int] | None
@@ -98,6 +100,10 @@ class SnapshotAlgorithm(Algorithm):
     def score_parts(self, counts: Counts, now_ms: int) -> dict[str, Any]:
         """The score of a post with `counts` at `now_ms` and the parts it is made of; `score` is the result."""
         raise NotImplementedError
+
+    @cached_property
+    def _key(self) -> str:
+        return self.state_key()
 
     def context(self, parts: dict[str, Any], weight: float) -> str:
         """The short reason (feedContext) of an item with score `parts` and the reader's `weight` of its author."""
@@ -182,23 +188,18 @@ class SnapshotAlgorithm(Algorithm):
     def _score(self, counts: Counts, now: int) -> int:
         return round(self.score_parts(counts, now)['score'] * SCORE_SCALE)
 
-    def _parts(self, row: dict[str, Any], snapshot: ScoreSnapshot) -> dict[str, Any]:
+    def _parts(self, row: dict[str, Any], snapshot: Row) -> dict[str, Any]:
         counts = Counts(row['likes'], row['reposts'], row['replies'], row['sort_at'])
         return self.score_parts(counts, snapshot.made_at)
 
     def _session(self, request: FeedRequest) -> _Session:
-        newest = (
-            ScoreSnapshot.select()
-            .where(ScoreSnapshot.key == self.state_key())
-            .order_by(ScoreSnapshot.id.desc())
-            .first()
-        )
+        newest = next(_NEWEST_SNAPSHOT.run(self._key), None)
         if request.cursor is None:
             as_of = request.time_ms()
             return _Session(newest, as_of, author_weights(request.viewer, as_of), None)
         snapshot_id, as_of, rank, post_id = decode_cursor(request.cursor, 4)
         weights = author_weights(request.viewer, as_of)
-        snapshot = ScoreSnapshot.get_or_none(ScoreSnapshot.id == snapshot_id, ScoreSnapshot.key == self.state_key())
+        snapshot = next(_SNAPSHOT_OF.run(snapshot_id, self._key), None)
         if snapshot is not None or newest is None:
             return _Session(snapshot, as_of, weights, (rank, post_id))
         # The session's snapshot expired: go on below the same post in the newest one, if it is ranked there.
@@ -258,6 +259,8 @@ def _ranked(
     The authors in `weights` are read apart (all their posts in the snapshot: a few rows) and reweighed;
     everyone else's posts come from one walk down the index, at most `count` rows.
     """
+    if not weights and excluded is None:  # every anonymous reader's page, and most signed-in readers'
+        return [row._asdict() | {'weight': 1.0, 'rank': row.score} for row in _WALK.rows(after, count, (snapshot_id,))]
     base = _snapshot_rows(snapshot_id, excluded)
     others = base.where(Post.author.not_in(list(weights))) if weights else base
     if after is not None:
@@ -272,6 +275,24 @@ def _ranked(
                 ranked.append(row | {'weight': weight, 'rank': rank})
     ranked.sort(key=lambda row: (row['rank'], row['post_id']), reverse=True)
     return ranked[:count]
+
+
+_SNAPSHOT = -(2**62) - 101
+_KEY = marker('state key')
+_WALK = Stream(_snapshot_rows(_SNAPSHOT, None), ScoredPost.score, ScoredPost.post_id, markers=(_SNAPSHOT,))
+"""A snapshot's visible posts down its `(snapshot, score, post_id)` index, prepared once."""
+_SNAPSHOT_COLUMNS = (ScoreSnapshot.id, ScoreSnapshot.made_at, ScoreSnapshot.candidates)
+_NEWEST_SNAPSHOT = Prepared(
+    ScoreSnapshot.select(*_SNAPSHOT_COLUMNS)
+    .where(ScoreSnapshot.key == _KEY)
+    .order_by(ScoreSnapshot.id.desc())
+    .limit(1),
+    (_KEY,),
+)
+_SNAPSHOT_OF = Prepared(
+    ScoreSnapshot.select(*_SNAPSHOT_COLUMNS).where(ScoreSnapshot.id == _SNAPSHOT, ScoreSnapshot.key == _KEY),
+    (_SNAPSHOT, _KEY),
+)
 
 
 def _drop_expired(key: str, current: int, now: int) -> None:

@@ -43,8 +43,9 @@ def defined_in(module: ModuleType) -> dict[str, Any]:
 
 
 def members(cls: type) -> set[str]:
-    """Public attributes of `cls`: dataclass fields, class attributes and methods, and `self.x =` in `__init__`."""
-    names = {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}
+    """Public attributes of `cls`: dataclass fields, class attributes and methods, and `self.x =` in `__init__`
+    (not what a named tuple inherits from `tuple`)."""
+    names = {name for klass in cls.__mro__ if klass not in (object, tuple) for name in vars(klass)}
     names |= {name for klass in cls.__mro__ for name in getattr(klass, '__annotations__', {})}
     if dataclasses.is_dataclass(cls):
         names |= {field.name for field in dataclasses.fields(cls)}
