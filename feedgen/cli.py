@@ -6,6 +6,7 @@ one-line errors a person sees when a setting is wrong. Everything it starts live
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import multiprocessing
@@ -25,6 +26,7 @@ from gunicorn.app.base import BaseApplication
 
 from feedgen.authoring import new_algorithm, preview
 from feedgen.capture import CaptureError, read_capture
+from feedgen.commits import SqliteDatabase
 from feedgen.firehose import Backoff, Firehose
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline, replay
@@ -91,8 +93,16 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()))
     firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
+    # Modules, plugins and settings live as long as the process: frozen, the cyclic collector stops rescanning them
+    # at every full collection, which a batch's worth of pending events triggers (bench/ingest: 11% of the CPU).
+    gc.freeze()
+    db = pipeline.indexer.db
+    if isinstance(db, SqliteDatabase):
+        db.commit_in_background()  # a batch commits while the next one is decoded (feedgen.commits)
     try:
         firehose.run(once=once)
+        if isinstance(db, SqliteDatabase):
+            db.wait_for_commit()
     finally:
         scheduler.shutdown(wait=False)
     return pipeline

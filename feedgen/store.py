@@ -21,6 +21,8 @@ from typing import Any
 import peewee
 from playhouse.db_url import connect as connect_url
 
+from feedgen.commits import SqliteDatabase
+
 database = peewee.DatabaseProxy()
 
 SQLITE_PRAGMAS = {
@@ -254,9 +256,9 @@ def open_database(url: str | Path) -> peewee.Database:
     if '://' in url:
         db = connect_url(url)
         if isinstance(db, peewee.SqliteDatabase):
-            db = peewee.SqliteDatabase(db.database, pragmas=SQLITE_PRAGMAS, timeout=15)
+            db = SqliteDatabase(db.database, pragmas=SQLITE_PRAGMAS, timeout=15)
     else:
-        db = peewee.SqliteDatabase(url, pragmas=SQLITE_PRAGMAS, timeout=15)
+        db = SqliteDatabase(url, pragmas=SQLITE_PRAGMAS, timeout=15)
     database.initialize(db)
     db.connect(reuse_if_open=True)
     create_tables(db)
