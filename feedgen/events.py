@@ -245,7 +245,7 @@ def _car_blocks(data: bytes, cids: set[bytes]) -> dict[bytes, bytes]:
     position += size
     end = len(data)
     found = {}
-    lengths = {len(cid) for cid in cids}
+    lengths = set(map(len, cids))
     while position < end:
         size = data[position]
         if size < 0x80:
