@@ -13,6 +13,7 @@ It never reads the network; events come from `feedgen.events`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -271,7 +272,8 @@ class Indexer:
                         continue
                     cursor, time_text = event.seq, event.time
                 if isinstance(event, Commit):
-                    skipped.update(event.skipped)
+                    if event.skipped:
+                        skipped.update(event.skipped)
                     for op in event.ops:
                         batch.add(op, event)
                         self.written[_op_name(op)] += 1
@@ -317,5 +319,10 @@ def purge_account(did: str, recount: Recount) -> None:
 def _op_name(op: PostCreate | SubjectCreate | RecordDelete) -> str:
     if isinstance(op, PostCreate):
         return 'create post'
-    collection = op.collection.rsplit('.', 1)[-1]
-    return f'delete {collection}' if isinstance(op, RecordDelete) else f'create {collection}'
+    return _named(isinstance(op, RecordDelete), op.collection)
+
+
+@functools.cache
+def _named(delete: bool, collection: str) -> str:
+    collection = collection.rsplit('.', 1)[-1]
+    return f'delete {collection}' if delete else f'create {collection}'
