@@ -157,7 +157,7 @@ def serve_forever(
     options = {
         'bind': f'{host}:{port}',
         'workers': workers,
-        'worker_class': 'gthread',
+        'worker_class': 'feedgen.workers.FairThreadWorker',  # gthread that shares connections fairly
         'threads': 4,
         'accesslog': None,
         'limit_request_line': 8190,

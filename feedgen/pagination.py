@@ -190,7 +190,7 @@ def _page(
 ) -> Page:
     rows = read[: request.limit]
     name = uri.name
-    items = [Item(post=getattr(row, name), context=context(row)) for row in rows]
+    items = [Item(getattr(row, name), context(row)) for row in rows]
     cursor = None
     if len(read) > request.limit and rows:
         cursor = encode_cursor(rows[-1].rank_key, rows[-1].item_id)
@@ -220,7 +220,7 @@ def streams_page(streams: Sequence[Stream], request: FeedRequest, context: Calla
     read = stream_rows(streams, _after(request), request.limit + 1)
     rows = read[: request.limit]
     cursor = encode_cursor(rows[-1].rank_key, rows[-1].item_id) if len(read) > request.limit else None
-    items = [Item(post=row.uri, context=context(row)) for row in rows]
+    items = [Item(row.uri, context(row)) for row in rows]
     return Page(items=items, cursor=cursor, trace={'candidates': len(read)})
 
 

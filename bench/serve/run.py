@@ -232,7 +232,7 @@ def ceiling_rows(store: Path, seconds: float, connections: Sequence[int], worker
     port = free_port()
     command = [
         sys.executable, '-m', 'gunicorn', '--bind', f'127.0.0.1:{port}', '--workers', str(workers),
-        '--worker-class', 'gthread', '--threads', '4', '--log-level', 'warning',
+        '--worker-class', 'feedgen.workers.FairThreadWorker', '--threads', '4', '--log-level', 'warning',
         f'bench.serve.ceiling:create_app({str(store)!r})',
     ]  # fmt: skip
     rows = []
