@@ -10,8 +10,9 @@ reader's paging session started. Your own posts are left out, and so are posts t
 indexed (older than its retention) or whose author's account is inactive. Authors you asked to see less of
 count 0.25 times their score for you, more: 2 times (`feedgen.feedback`).
 
-Ranked per request (`feedgen.personal`): the likes and reposts are read through the index on their author,
-once per account you follow, and each post through the unique index on its URI.
+Ranked per session (`feedgen.personal`): a first page reads the likes and reposts through the index on their
+author, once per account you follow, and each post through the unique index on its URI; the pages after it
+are cut from the ranking it kept.
 """
 
 from __future__ import annotations
@@ -69,19 +70,23 @@ class Network(PersonalAlgorithm):
                     removed['likes and reposts of your own posts'] += 1
                 else:
                     post_votes = votes[post_id]
-                    post_votes[voter] = max(voted_at, post_votes.get(voter, voted_at))
+                    previous = post_votes.get(voter)
+                    if previous is None or voted_at > previous:
+                        post_votes[voter] = voted_at
                     authors[post_id] = author
         half_life = params.half_life_hours
-        candidates = [
-            Candidate(post_id, authors[post_id], sum(decay(as_of - at, half_life) for at in voters.values()), voters)
-            for post_id, voters in votes.items()
-        ]
+        post_ids = list(votes)
+        scores = [sum([decay(as_of - at, half_life) for at in voters.values()]) for voters in votes.values()]
+
+        def facts(index: int) -> dict[str, int]:
+            return votes[post_ids[index]]
+
         trace = {
             'order': 'score, highest first',
             'filters': [f'liked or reposted by accounts you follow in the last {params.window_hours:g} hours'],
             'removed': dict(removed),
         }
-        return Ranking(candidates, trace)
+        return Ranking(post_ids, [authors[post_id] for post_id in post_ids], scores, facts, trace)
 
     def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
         voters: dict[str, int] = candidate.facts

@@ -10,14 +10,16 @@ the author's posts count toward the rate, replies too; the feed shows posts that
 (`FEEDGEN_RETENTION_HOURS`): a longer window needs a longer retention to count the rate right. Authors you
 asked to see less of count 0.25 times their score for you, more: 2 times (`feedgen.feedback`).
 
-Ranked per request (`feedgen.personal`), as of the moment the reader's paging session started: the posts
-are read through the index on `(author, sort_at, id)`, one range per account you follow.
+Ranked per session (`feedgen.personal`), as of the moment the reader's paging session started: a first page
+reads the posts through the index on `(author, sort_at, id)`, one range per account you follow; the pages
+after it are cut from the ranking it kept.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from feedgen.personal import Candidate, PersonalAlgorithm, Ranking, decay, rows
@@ -59,13 +61,16 @@ class Quiet(PersonalAlgorithm):
             .where(Post.indexed_at <= indexed_until)
         )
         posts = rows(query)
-        rates = Counter(author for _, author, _, _ in posts)
-        shown = [post for post in posts if not (params.no_replies and post[3])]
+        rates = Counter(map(itemgetter(1), posts))
+        shown = [post for post in posts if not post[3]] if params.no_replies else posts
+        post_ids = [post[0] for post in shown]
+        authors = [post[1] for post in shown]
         half_life = params.half_life_hours
-        candidates = [
-            Candidate(post_id, author, decay(as_of - sort_at, half_life) / rates[author], (sort_at, rates[author]))
-            for post_id, author, sort_at, _ in shown
-        ]
+        scores = [decay(as_of - sort_at, half_life) / rates[author] for _, author, sort_at, _ in shown]
+
+        def facts(index: int) -> tuple[int, int]:
+            return shown[index][2], rates[authors[index]]
+
         trace = {
             'order': 'score, highest first',
             'filters': [f'by accounts you follow, made in the last {params.window_hours:g} hours']
@@ -73,7 +78,7 @@ class Quiet(PersonalAlgorithm):
             'removed': {'replies': len(posts) - len(shown)} if params.no_replies else {},
             'authors': len(rates),
         }
-        return Ranking(candidates, trace)
+        return Ranking(post_ids, authors, scores, facts, trace)
 
     def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
         sort_at, author_posts = candidate.facts

@@ -3,32 +3,52 @@
 Owns `PersonalAlgorithm`, the base of personalized algorithms whose candidates depend on whom the reader
 follows, so no job can rank them ahead for everyone. A subclass lists the reader's candidates with their
 scores (`rank`); the base weighs them by the reader's feedback (`feedgen.feedback`), pages them by
-`(score, post_id)` (`feedgen.pagination.ranked_page`), explains them and traces how the page was made.
+`(score, post_id)` (the cursor format of `feedgen.pagination.ranked_page`), explains them and traces how the
+page was made.
 
 A session (a first page and the pages its cursors lead to) ranks as of the moment it started, and counts
 only the records indexed by then: the cursor carries both, so likes and posts that arrive while the reader
 pages do not reorder it. The two are kept apart because a replayed capture is indexed long after it was
 recorded: a preview ranks as of the capture's time, over everything indexed.
+
+Ranking a session reads every candidate (tens of thousands for a reader following hundreds of busy
+accounts: 0.1 s), so a first page keeps the session's best `SESSION_DEPTH` entries in order, in a small
+in-process cache (`Sessions`), and the pages its cursors lead to are sliced from them (a millisecond). A page
+the cache cannot answer (another worker process, an evicted or deeper session) ranks the session again from
+the store: the same moment, watermark and feedback give the same order.
 Reads the store; never writes.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import peewee
 
 from feedgen.algorithm import Algorithm, FeedRequest, Item, Page
 from feedgen.feedback import author_weights, feedback_note, feedback_summary, weigh
-from feedgen.pagination import ranked_page, session_cursor
+from feedgen.pagination import encode_cursor, session_cursor
 from feedgen.scores import HOUR_MS, SCORE_SCALE
-from feedgen.store import Like, Post, Repost
+from feedgen.store import Like, Post, Repost, visible_posts
+
+SESSION_DEPTH = 1000
+"""How many of a session's best entries its first page keeps for the pages after it (33 pages of 30)."""
+SESSIONS = 64
+"""How many sessions one feed keeps in memory; the least recently paged one goes first."""
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A post a personal ranking considers: its id, author and score, and the facts its explanation is made of."""
+class Candidate(NamedTuple):
+    """A post a personal ranking considers: its id, author and score, and the facts its explanation is made of.
+
+    Made only for the entries a session keeps (see `Ranking`), as a named tuple (a tenth of a dataclass's cost).
+    """
 
     post_id: int
     author: str
@@ -39,10 +59,84 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Ranking:
-    """The candidates of one reader as of one moment, and the trace of how they were found."""
+    """The candidates of one reader as of one moment, and the trace of how they were found.
 
-    candidates: list[Candidate]
+    Kept as columns (the i-th candidate is `post_ids[i]`, `authors[i]`, `scores[i]`, `facts(i)`): a ranking has
+    tens of thousands of candidates, and only a page's worth are ever described.
+    """
+
+    post_ids: list[int]
+    authors: list[str]
+    scores: list[float]
+    facts: Callable[[int], Any]
+    """The facts of the i-th candidate (see `Candidate.facts`)."""
     trace: dict[str, Any]
+
+    def candidate(self, index: int) -> Candidate:
+        return Candidate(self.post_ids[index], self.authors[index], self.scores[index], self.facts(index))
+
+
+Entry = tuple[int, int, Candidate]
+"""A candidate in page order: its score as the reader's feedback weighs it (an integer), its post id, itself."""
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """Part of a session's ranking in page order: the best `SESSION_DEPTH` entries below `start`.
+
+    `start` is the `(score, post_id)` the part begins below (None: the top); `total` counts every candidate.
+    """
+
+    entries: list[Entry]
+    total: int
+    start: tuple[int, int] | None
+    cut: bool
+    """Whether entries below the last one were left out."""
+    trace: dict[str, Any]
+
+    def page(
+        self, limit: int, after: tuple[int, int] | None, session: tuple[int, ...]
+    ) -> tuple[list[Entry], str | None] | None:
+        """The entries of the page below `after` and its cursor, or None when they are not all in this part.
+
+        The same page as `feedgen.pagination.ranked_page` makes of the whole ranking.
+        """
+        if self.start is not None and (after is None or after > self.start):
+            return None
+        begin = 0 if after is None else bisect.bisect_right(self.entries, (-after[0], -after[1]), key=_descending)
+        chosen = self.entries[begin : begin + limit + 1]
+        if len(chosen) <= limit and self.cut:
+            return None
+        page = chosen[:limit]
+        cursor = encode_cursor(*session, page[-1][0], page[-1][1]) if len(chosen) > limit else None
+        return page, cursor
+
+
+def _descending(entry: Entry) -> tuple[int, int]:
+    return -entry[0], -entry[1]
+
+
+class Sessions:
+    """The orderings of the latest `size` sessions, by key; safe to share between a server's threads."""
+
+    def __init__(self, size: int = SESSIONS) -> None:
+        self.size = size
+        self._orderings: OrderedDict[tuple, Ordering] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Ordering | None:
+        with self._lock:
+            ordering = self._orderings.get(key)
+            if ordering is not None:
+                self._orderings.move_to_end(key)
+            return ordering
+
+    def put(self, key: tuple, ordering: Ordering) -> None:
+        with self._lock:
+            self._orderings[key] = ordering
+            self._orderings.move_to_end(key)
+            while len(self._orderings) > self.size:
+                self._orderings.popitem(last=False)
 
 
 def decay(age_ms: int, half_life_hours: float) -> float:
@@ -75,28 +169,60 @@ class PersonalAlgorithm(Algorithm):
         """The score parts of `candidate` (with `score`) and the reason it is in the feed (its feedContext)."""
         raise NotImplementedError
 
+    @cached_property
+    def sessions(self) -> Sessions:
+        """This feed's recent sessions, for the pages after their first."""
+        return Sessions()
+
+    def order(
+        self, viewer: str, as_of: int, indexed_until: int, weights: dict[str, float], start: tuple[int, int] | None
+    ) -> Ordering:
+        """Ranks a session: its best `SESSION_DEPTH` entries below `start` (None: from the top), in page order."""
+        ranking = self.rank(viewer, as_of, indexed_until)
+        ids = ranking.post_ids
+        if weights:
+            scored = zip(ranking.scores, ranking.authors, strict=True)
+            ranks = [weigh(round(score * SCORE_SCALE), weights.get(author, 1.0)) for score, author in scored]
+        else:
+            ranks = [round(score * SCORE_SCALE) for score in ranking.scores]
+        below: Iterable[tuple[int, int, int]] = zip(ranks, ids, range(len(ids)), strict=True)
+        count = len(ids)
+        if start is not None:
+            below = [entry for entry in below if (entry[0], entry[1]) < start]
+            count = len(below)
+        best = heapq.nlargest(SESSION_DEPTH, below)  # by (score, post id): ids are unique
+        entries = [(rank, post_id, ranking.candidate(i)) for rank, post_id, i in best]
+        return Ordering(entries, len(ids), start, count > len(best), ranking.trace)
+
     def page(self, request: FeedRequest) -> Page:
         session, after = session_cursor(request, 2)
         as_of, indexed_until = session or (request.time_ms(), indexed_now())
         if request.viewer is None:
             return Page(items=[], trace={'as_of': as_of, 'note': 'personalized: needs a signed-in reader'})
-        ranking = self.rank(request.viewer, as_of, indexed_until)
         weights = author_weights(request.viewer, as_of)
-        entries = [
-            (weigh(round(c.score * SCORE_SCALE), weights.get(c.author, 1.0)), c.post_id, c) for c in ranking.candidates
-        ]
-        chosen, cursor = ranked_page(entries, request.limit, after, (as_of, indexed_until))
-        uris = dict(rows(Post.select(Post.id, Post.uri).where(Post.id.in_([entry[1] for entry in chosen]))))
+        key = (request.viewer, as_of, indexed_until, frozenset(weights.items()), Post._meta.database.obj)
+        ordering = self.sessions.get(key) if session else None
+        found = ordering.page(request.limit, after, (as_of, indexed_until)) if ordering else None
+        if found is None:  # a first page, or a session this process does not keep this far: rank from the cursor
+            ordering = self.order(request.viewer, as_of, indexed_until, weights, after)
+            self.sessions.put(key, ordering)
+            found = ordering.page(request.limit, after, (as_of, indexed_until))
+            assert found is not None, 'an ordering that begins at the cursor holds the page below it'
+        chosen, cursor = found
+        ids = [entry[1] for entry in chosen]
+        uris = dict(rows(visible_posts().select(Post.id, Post.uri).where(Post.id.in_(ids))))
         items, scores = [], {}
         for rank, post_id, candidate in chosen:
+            if post_id not in uris:  # deleted, or its author's account went inactive, since the session began
+                continue
             weight = weights.get(candidate.author, 1.0)
             parts, reason = self.describe(candidate, as_of)
             items.append(Item(uris[post_id], reason + feedback_note(weight)))
             scores[uris[post_id]] = parts | {'viewer_weight': weight, 'rank_score': rank}
-        trace = ranking.trace | {
+        trace = ordering.trace | {
             'as_of': as_of,
             'indexed_until': indexed_until,
-            'candidates': len(ranking.candidates),
+            'candidates': ordering.total,
             'feedback': feedback_summary(weights),
             'scores': scores,
         }
@@ -108,14 +234,15 @@ class PersonalAlgorithm(Algorithm):
             return None
         session = session_cursor(request, 2)[0]
         as_of, indexed_until = session or (request.time_ms(), indexed_now())
-        found = [c for c in self.rank(request.viewer, as_of, indexed_until).candidates if c.post_id == post_id]
-        if not found:
+        ranking = self.rank(request.viewer, as_of, indexed_until)
+        if post_id not in ranking.post_ids:
             return None
-        weight = author_weights(request.viewer, as_of).get(found[0].author, 1.0)
+        candidate = ranking.candidate(ranking.post_ids.index(post_id))
+        weight = author_weights(request.viewer, as_of).get(candidate.author, 1.0)
         return {
             'formula': self.ranking,
-            'score': self.describe(found[0], as_of)[0],
+            'score': self.describe(candidate, as_of)[0],
             'viewer_weight': weight,
-            'rank_score': weigh(round(found[0].score * SCORE_SCALE), weight),
+            'rank_score': weigh(round(candidate.score * SCORE_SCALE), weight),
             'as_of': as_of,
         }

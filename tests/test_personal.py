@@ -1,0 +1,172 @@
+"""feedgen/personal: a session's pages, kept in memory or ranked again, follow the published formulas exactly."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import peewee
+import pytest
+
+from algorithms.network import Network
+from algorithms.quiet import Quiet
+from bench.serve.fill import Filler
+from feedgen import personal
+from feedgen.algorithm import FeedRequest, Page
+from feedgen.builder import StoreBuilder
+from feedgen.feedback import LESS, MORE
+from feedgen.personal import Ordering, PersonalAlgorithm, Sessions
+from feedgen.store import Post, open_database
+from tests.paging import walk
+from tests.worlds import HOUR_MS, NOW_MS, NOW_S, READER, feedback, reader_following
+
+AS_OF = NOW_MS - 3 * HOUR_MS
+"""Before the store's newest records, so the windows' ends and `sort_at <= as_of` are exercised."""
+
+
+@pytest.fixture(scope='module')
+def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A generated day of 5,000 posts, likes, reposts and follows; its reader follows 500 of 1,000 accounts."""
+    path = tmp_path_factory.mktemp('personal') / 'store.db'
+    info = Filler(posts=5_000, accounts=1_000, seed=5, now_ms=NOW_MS).write(path)
+    return path, info.viewer
+
+
+@pytest.fixture
+def store(filled: tuple[Path, str]) -> Iterator[tuple[Path, str]]:
+    """The generated store, open, with the reader's feedback: less of two busy authors, more of one."""
+    path, viewer = filled
+    database = open_database(path)
+    with sqlite3.connect(path) as conn:
+        busy = conn.execute(
+            'SELECT author, MIN(uri) FROM post GROUP BY author ORDER BY COUNT(*) DESC LIMIT 3'
+        ).fetchall()
+    for (_, post), event in zip(busy, (LESS, LESS, MORE), strict=True):
+        feedback(viewer, event, post, at_ms=AS_OF - HOUR_MS)
+    yield path, viewer
+    database.execute_sql('DELETE FROM interaction')
+    database.close()
+
+
+def decay(age_ms: int, half_life_hours: float) -> float:
+    return 0.5 ** (max(0, age_ms) / HOUR_MS / half_life_hours)
+
+
+def weighted(score: float, weight: float) -> int:
+    return round(score * 1_000_000) if weight == 1.0 else int(round(score * 1_000_000) * weight)
+
+
+def expected_order(path: Path, viewer: str, name: str) -> tuple[list[str], int]:
+    """The published formula of `name` computed straight from the store's tables: URIs best first, and how many."""
+    with sqlite3.connect(path) as conn:
+        follows = {subject for (subject,) in conn.execute('SELECT subject FROM follow WHERE author = ?', (viewer,))}
+        posts = {
+            uri: (i, a, s, h, r)
+            for uri, i, a, s, h, r in conn.execute(
+                'SELECT uri, id, author, sort_at, hidden, reply_parent IS NOT NULL FROM post'
+            )
+        }
+        weights = {}
+        for author, event in conn.execute(
+            'SELECT author, event FROM interaction WHERE viewer = ? AND at <= ? ORDER BY at', (viewer, AS_OF)
+        ):
+            weights[author] = 0.25 if event == LESS else 2.0
+        scores: dict[str, float] = {}
+        if name == 'network':
+            latest: dict[str, dict[str, int]] = defaultdict(dict)
+            for table in ('"like"', 'repost'):
+                for voter, subject, at in conn.execute(f'SELECT author, subject, indexed_at FROM {table}'):
+                    post = posts.get(subject)
+                    if voter in follows and at > AS_OF - 48 * HOUR_MS and post and not post[3] and post[1] != viewer:
+                        latest[subject][voter] = max(at, latest[subject].get(voter, at))
+            scores = {uri: sum(decay(AS_OF - at, 6.0) for at in votes.values()) for uri, votes in latest.items()}
+        else:
+            window = {uri: post for uri, post in posts.items() if post[1] in follows and not post[3]}
+            window = {uri: post for uri, post in window.items() if AS_OF - 72 * HOUR_MS < post[2] <= AS_OF}
+            rates = Counter(post[1] for post in window.values())
+            shown = {uri: post for uri, post in window.items() if not post[4]}
+            scores = {uri: decay(AS_OF - post[2], 12.0) / rates[post[1]] for uri, post in shown.items()}
+    key = {uri: (weighted(score, weights.get(posts[uri][1], 1.0)), posts[uri][0]) for uri, score in scores.items()}
+    return sorted(key, key=key.get, reverse=True), len(key)
+
+
+def pages(algorithm: PersonalAlgorithm, viewer: str, limit: int, fresh: bool = False) -> Iterator[Page]:
+    """A session's pages, each from `algorithm`, or (`fresh`) from a new instance that keeps no session."""
+    cursor = None
+    while True:
+        feed = type(algorithm)() if fresh else algorithm
+        page = feed.page(FeedRequest(limit=limit, cursor=cursor, viewer=viewer, at_ms=AS_OF))
+        yield page
+        cursor = page.cursor
+        if cursor is None:
+            return
+
+
+@pytest.mark.parametrize('algorithm', [Network, Quiet])
+def test_sessions_follow_the_published_formula(
+    store: tuple[Path, str], algorithm: type[PersonalAlgorithm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, viewer = store
+    expected, candidates = expected_order(path, viewer, algorithm.name)
+    assert candidates > 500
+    kept = [page for page in pages(algorithm(), viewer, 30)]
+    assert [item.post for page in kept for item in page.items] == expected
+    assert {page.trace['candidates'] for page in kept} == {candidates}
+    ranked_again = [item.post for page in pages(algorithm(), viewer, 100, fresh=True) for item in page.items]
+    assert ranked_again == expected
+    monkeypatch.setattr(personal, 'SESSION_DEPTH', 250)  # a session keeps less than it pages through
+    shallow = algorithm()
+    assert [item.post for page in pages(shallow, viewer, 60) for item in page.items] == expected
+    assert len(shallow.sessions._orderings) == 1, 'the pages of one session share one entry'
+
+
+def test_the_pages_after_the_first_reuse_its_ranking(filled: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path, viewer = filled
+    database = open_database(path)
+    network = Network()
+    ranked = []
+    monkeypatch.setattr(network, 'rank', lambda *args: ranked.append(args) or Network.rank(network, *args))
+    walked = list(pages(network, viewer, 30))
+    pages_a_part_holds = (personal.SESSION_DEPTH - 1) // 30  # a page needs the entry after it, for its cursor
+    assert len(walked) > pages_a_part_holds
+    assert len(ranked) == -(-len(walked) // pages_a_part_holds), 'ranked once per SESSION_DEPTH entries paged'
+    ranked.clear()
+    network.page(FeedRequest(limit=30, viewer=viewer, at_ms=AS_OF))
+    assert len(ranked) == 1, 'a first page is a new session: it ranks again'
+    database.close()
+
+
+def test_feedback_sent_between_sessions_counts(db: peewee.Database) -> None:
+    store = reader_following(StoreBuilder(db), 'amy', 'ben')
+    first = store.make_post('amy', at=NOW_S - 3600)
+    second = store.make_post('ben', at=NOW_S - 7200)
+    quiet = Quiet()
+    assert walk(quiet, 1, viewer=READER, at_ms=NOW_MS) == [first, second]
+    feedback(READER, LESS, first)
+    assert walk(quiet, 1, viewer=READER, at_ms=NOW_MS) == [second, first]
+
+
+def test_a_post_deleted_while_the_reader_pages_is_left_out(db: peewee.Database) -> None:
+    store = reader_following(StoreBuilder(db), 'amy')
+    posts = [store.make_post('amy', f'post {n}', at=NOW_S - 3600 * (n + 1)) for n in range(4)]
+    quiet = Quiet()
+    first = quiet.page(FeedRequest(limit=2, viewer=READER, at_ms=NOW_MS))
+    assert [item.post for item in first.items] == posts[:2]
+    Post.delete().where(Post.uri == posts[2]).execute()
+    second = quiet.page(FeedRequest(limit=2, cursor=first.cursor, viewer=READER, at_ms=NOW_MS))
+    assert [item.post for item in second.items] == posts[3:]
+    assert second.cursor is None
+
+
+def test_sessions_keep_the_latest_paged() -> None:
+    sessions = Sessions(size=2)
+    orderings = [Ordering([], 0, None, False, {}) for _ in range(3)]
+    sessions.put(('a',), orderings[0])
+    sessions.put(('b',), orderings[1])
+    assert sessions.get(('a',)) is orderings[0]
+    sessions.put(('c',), orderings[2])
+    assert sessions.get(('b',)) is None
+    assert sessions.get(('a',)) is orderings[0]
+    assert sessions.get(('c',)) is orderings[2]
