@@ -2,9 +2,10 @@
 
 Fills a temporary SQLite store (WAL, as served) with synthetic posts through `feedgen.builder`, then
 answers the same `getFeedSkeleton` page (`latest` and `topic`, limit 30) `--requests` times through the
-Flask app in-process, with `FEEDGEN_RECEIPTS` on (1), at a share (0.1) and off (0). It times each request
-(what the reader waits for), the hand-off after the response is sent (`call_on_close`), and the loop's
-throughput with the process's background writes of receipts and counters included, and prints a table.
+Flask app in-process, with `FEEDGEN_RECEIPTS` on, at a rate (50/s, the default), at a share (0.1) and off.
+It times each request (what the reader waits for), the hand-off after the response is sent (`call_on_close`),
+and the loop's throughput with the process's background writes of receipts and counters included, and prints a
+table.
 
 Usage: `python bench/receipts.py --posts 20000 --requests 2000`
 """
@@ -23,10 +24,10 @@ from bench.measure import load_averages, machine, markdown_table
 from feedgen.builder import StoreBuilder
 from feedgen.receipts import flush_requests, get_receipt
 from feedgen.server import create_app
-from feedgen.settings import Settings
+from feedgen.settings import ReceiptPolicy, Settings
 from feedgen.store import Receipt, open_database
 
-SHARES = (1.0, 0.1, 0.0)
+SHARES = (ReceiptPolicy(), ReceiptPolicy(per_second=50.0), ReceiptPolicy(share=0.1), ReceiptPolicy(share=0.0))
 
 
 def fill(store: StoreBuilder, posts: int) -> None:
@@ -78,13 +79,13 @@ def main() -> None:
         fill(StoreBuilder(db), args.posts)
         rows = []
         for rkey in ('latest', 'topic'):
-            for share in SHARES:
+            for policy in SHARES:
                 before = Receipt.select().count()
-                run = measure(replace(settings, receipts=share), db, rkey, args.requests)
+                run = measure(replace(settings, receipts=policy), db, rkey, args.requests)
                 rows.append(
                     [
                         rkey,
-                        share,
+                        str(policy),
                         args.requests,
                         Receipt.select().count() - before,
                         f'{statistics.mean(run.served):.3f}',

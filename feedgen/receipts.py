@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -37,6 +38,7 @@ from feedgen.indexer import insert_ignore
 from feedgen.jsonio import dumps_bytes
 from feedgen.languages import add_content_language
 from feedgen.plugins import Feed
+from feedgen.settings import ReceiptPolicy
 from feedgen.store import FeedStat, Receipt
 
 RECEIPT_TTL_HOURS = 24.0
@@ -70,19 +72,19 @@ def skeleton_response(
     page: Page,
     publisher_did: str,
     db: peewee.Database,
-    sample: float = 1.0,
+    keep_receipt: bool = True,
 ) -> Response:
     """The JSON response for a skeleton `body`, stamped with `reqId` and `algorithm`; records it once sent.
 
     Args:
-        sample: the share of requests whose receipt is kept (`FEEDGEN_RECEIPTS`); every request is counted.
+        keep_receipt: whether this request's receipt is stored (`ReceiptSampler.keep`); every request is counted.
     """
     req_id = new_req_id()
     data = dumps_bytes(body | {'algorithm': algorithm_stamp(feed), 'reqId': req_id})
     response = current_app.response_class(data, mimetype='application/json')
     add_content_language(response, feed)
     receipt = None
-    if sample >= 1.0 or random.random() < sample:
+    if keep_receipt:
         receipt = partial(_receipt_payload, req_id, feed, publisher_did, request, page, data)
     response.call_on_close(partial(record_request, db, feed.rkey, req_id, receipt))
     return response
@@ -97,6 +99,36 @@ def _receipt_payload(
     """
     receipt = dumps_bytes(build_receipt(req_id, feed, publisher_did, request, page))
     return zlib.compress(receipt[:-1] + b',"response":' + response + b'}', 1)
+
+
+class ReceiptSampler:
+    """Decides, request by request, whether a receipt is kept, by a `ReceiptPolicy` (`FEEDGEN_RECEIPTS`).
+
+    A rate is a token bucket per serving process: up to `per_second` receipts a second (and bursts of as many), so
+    every request of a process serving fewer gets one, and a busy one stores a bounded number: a receipt costs about
+    a sixth of a `latest` request's CPU (bench/serve) and a kilobyte of store for a day.
+    """
+
+    def __init__(self, policy: ReceiptPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.clock = clock
+        self._tokens = policy.per_second or 0.0
+        self._at = clock()
+
+    def keep(self) -> bool:
+        """Whether the request being answered keeps its receipt."""
+        policy = self.policy
+        if policy.share < 1.0 and (policy.share <= 0.0 or random.random() >= policy.share):
+            return False
+        if policy.per_second is None:
+            return True
+        now = self.clock()
+        self._tokens = min(policy.per_second, self._tokens + (now - self._at) * policy.per_second)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class RequestLog:

@@ -23,7 +23,7 @@ from feedgen.interactions import interactions
 from feedgen.jsonio import OrjsonProvider
 from feedgen.languages import accepted_languages, reader_feed
 from feedgen.plugins import Feed, discover_algorithms, load_feeds
-from feedgen.receipts import skeleton_response
+from feedgen.receipts import ReceiptSampler, skeleton_response
 from feedgen.settings import Settings
 from feedgen.store import IngestState, open_database
 from feedgen.transparency import transparency
@@ -79,6 +79,7 @@ def create_app(
     app.extensions['feedgen'] = {'settings': settings, 'feeds': feeds, 'db': db, 'auth': auth}
     limits.register(app)
     metrics.register(app)
+    receipts = ReceiptSampler(settings.receipts)
 
     @app.before_request
     def connect() -> None:
@@ -153,7 +154,8 @@ def create_app(
         }
         if page.cursor is not None:
             body['cursor'] = feed.rkey + CURSOR_SEPARATOR + page.cursor
-        return skeleton_response(body, feed, feed_request, page, settings.publisher_did, db, settings.receipts)
+        keep = receipts.keep()
+        return skeleton_response(body, feed, feed_request, page, settings.publisher_did, db, keep)
 
     @app.get('/xrpc/_health')
     def health() -> Any:

@@ -70,17 +70,47 @@ def _text(_name: str, value: str) -> str:
     return value
 
 
-def _share(name: str, value: str) -> float:
+@dataclass(frozen=True)
+class ReceiptPolicy:
+    """Which skeleton requests get a stored receipt: a `share` of them, and at most `per_second` a serving process."""
+
+    share: float = 1.0
+    per_second: float | None = None
+    """None: no cap."""
+
+    def __str__(self) -> str:
+        if self.per_second is not None:
+            return f'{self.per_second:g}/s'
+        return {1.0: 'on', 0.0: 'off'}.get(self.share, f'{self.share:g}')
+
+
+DEFAULT_RECEIPTS = ReceiptPolicy(per_second=50.0)
+
+
+def _receipts(name: str, value: str) -> ReceiptPolicy:
     switch = {'on': 1.0, 'true': 1.0, 'yes': 1.0, 'off': 0.0, 'false': 0.0, 'no': 0.0}
-    if value.lower() in switch:
-        return switch[value.lower()]
+    text = value.strip().lower()
+    if text in switch:
+        return ReceiptPolicy(share=switch[text])
+    if text.endswith('/s'):
+        try:
+            rate = float(text[:-2])
+        except ValueError:
+            rate = -1.0
+        if rate <= 0:
+            raise SettingsError(
+                f'{PREFIX}{name}: {value!r}: a rate is a number of receipts a second above 0, like 50/s'
+            )
+        return ReceiptPolicy(per_second=rate)
     try:
-        share = float(value)
+        share = float(text)
     except ValueError:
-        raise SettingsError(f'{PREFIX}{name}: {value!r} is not on, off or a share from 0 to 1') from None
+        raise SettingsError(
+            f'{PREFIX}{name}: {value!r} is not on, off, a share from 0 to 1 or a rate like 50/s'
+        ) from None
     if not 0.0 <= share <= 1.0:
         raise SettingsError(f'{PREFIX}{name}: a share must be from 0 to 1, got {share}')
-    return share
+    return ReceiptPolicy(share=share)
 
 
 def _log_format(name: str, value: str) -> str:
@@ -113,7 +143,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'publisher_password': _text,
     'port': _positive(int),
     'workers': _positive(int),
-    'receipts': _share,
+    'receipts': _receipts,
 }
 
 
@@ -160,8 +190,9 @@ class Settings:
     """Port `feedgen serve` and `feedgen run` listen on."""
     workers: int = 2
     """Serving processes for `feedgen serve` / `feedgen run`."""
-    receipts: float = 1.0
-    """Share of skeleton requests whose receipt is kept for a day: `on` (1), `off` (0), or a share like 0.1."""
+    receipts: ReceiptPolicy = DEFAULT_RECEIPTS
+    """Which skeleton requests' receipts are kept for a day: `on` (all), `off`, a share like `0.1`, or at most a rate
+    per serving process like `50/s` (the default: every request's while a process serves fewer a second)."""
 
     def __post_init__(self) -> None:
         if not self.service_did:

@@ -119,6 +119,6 @@ def receipt(req_id: str) -> Response:
             404,
             'ReceiptNotFound',
             f'no receipt for {req_id}: receipts are kept for {RECEIPT_TTL_HOURS:g} hours, '
-            'and FEEDGEN_RECEIPTS may keep only a share of them',
+            'and FEEDGEN_RECEIPTS may keep only some of them (by default at most 50 a second per serving process)',
         )
     return Response(payload, mimetype='application/json')

@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 from feedgen.builder import StoreBuilder
 from feedgen.jobs import start_scheduler
 from feedgen.plugins import discover_algorithms, load_feeds
-from feedgen.receipts import flush_requests, get_receipt, prune_receipts, request_counts
+from feedgen.receipts import ReceiptSampler, flush_requests, get_receipt, prune_receipts, request_counts
 from feedgen.server import create_app
-from feedgen.settings import Settings, SettingsError
+from feedgen.settings import ReceiptPolicy, Settings, SettingsError
 from feedgen.store import FeedStat, Receipt
 from tests.conftest import PUBLISHER, feed_uri
 
@@ -64,7 +64,7 @@ def test_the_receipt_shows_how_the_page_was_made(client: FlaskClient, posts: lis
 def test_receipts_can_be_switched_off_while_requests_are_still_counted(
     settings: Settings, db: peewee.Database, posts: list[str]
 ) -> None:
-    client = create_app(replace(settings, receipts=0.0), db=db).test_client()
+    client = create_app(replace(settings, receipts=ReceiptPolicy(share=0.0)), db=db).test_client()
     body = skeleton(client, 'latest')
     response = client.get(f'/receipts/{body["reqId"]}')
     assert response.status_code == 404
@@ -119,15 +119,43 @@ def test_receipts_are_kept_for_a_day_then_pruned(client: FlaskClient, db: peewee
     assert get_receipt(new) is not None
 
 
-@pytest.mark.parametrize(('raw', 'share'), [('on', 1.0), ('off', 0.0), ('0.1', 0.1), ('false', 0.0), ('1', 1.0)])
-def test_feedgen_receipts_setting(raw: str, share: float) -> None:
-    assert Settings.from_env({'FEEDGEN_RECEIPTS': raw}, env_file=None).receipts == share
+@pytest.mark.parametrize(
+    ('raw', 'policy'),
+    [
+        ('on', ReceiptPolicy()),
+        ('off', ReceiptPolicy(share=0.0)),
+        ('0.1', ReceiptPolicy(share=0.1)),
+        ('false', ReceiptPolicy(share=0.0)),
+        ('1', ReceiptPolicy()),
+        ('20/s', ReceiptPolicy(per_second=20.0)),
+        ('0.5/s', ReceiptPolicy(per_second=0.5)),
+    ],
+)
+def test_feedgen_receipts_setting(raw: str, policy: ReceiptPolicy) -> None:
+    assert Settings.from_env({'FEEDGEN_RECEIPTS': raw}, env_file=None).receipts == policy
+    assert Settings.from_env({}, env_file=None).receipts == ReceiptPolicy(per_second=50.0)
 
 
-@pytest.mark.parametrize('raw', ['sometimes', '1.5', '-0.1'])
+@pytest.mark.parametrize('raw', ['sometimes', '1.5', '-0.1', '0/s', 'x/s', '-3/s'])
 def test_a_bad_feedgen_receipts_setting_is_named(raw: str) -> None:
     with pytest.raises(SettingsError, match='FEEDGEN_RECEIPTS'):
         Settings.from_env({'FEEDGEN_RECEIPTS': raw}, env_file=None)
+
+
+def test_a_rate_keeps_every_receipt_below_it_and_that_many_a_second_above_it() -> None:
+    now = [0.0]
+    sampler = ReceiptSampler(ReceiptPolicy(per_second=10.0), clock=lambda: now[0])
+    assert all(sampler.keep() for _ in range(10)), 'a burst of up to one second of requests is kept whole'
+    assert not sampler.keep()
+    kept = 0
+    for _ in range(1000):  # 100 requests a second for 10 s
+        now[0] += 0.01
+        kept += sampler.keep()
+    assert kept == pytest.approx(100, abs=2)
+    now[0] += 5.0
+    assert sum(sampler.keep() for _ in range(12)) == 10
+    assert all(ReceiptSampler(ReceiptPolicy()).keep() for _ in range(1000))
+    assert not any(ReceiptSampler(ReceiptPolicy(share=0.0)).keep() for _ in range(1000))
 
 
 def test_the_scheduler_prunes_receipts_every_ten_minutes(db: peewee.Database) -> None:
