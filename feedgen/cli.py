@@ -158,7 +158,7 @@ def serve_forever(
         'bind': f'{host}:{port}',
         'workers': workers,
         'worker_class': 'feedgen.workers.FairThreadWorker',  # gthread that shares connections fairly
-        'threads': 4,
+        'threads': settings.threads,
         'accesslog': None,
         'limit_request_line': 8190,
         'limit_request_field_size': 8190,

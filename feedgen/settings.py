@@ -143,6 +143,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'publisher_password': _text,
     'port': _positive(int),
     'workers': _positive(int),
+    'threads': _positive(int),
     'receipts': _receipts,
 }
 
@@ -190,6 +191,8 @@ class Settings:
     """Port `feedgen serve` and `feedgen run` listen on."""
     workers: int = 2
     """Serving processes for `feedgen serve` / `feedgen run`."""
+    threads: int = 4
+    """Request threads per serving process."""
     receipts: ReceiptPolicy = DEFAULT_RECEIPTS
     """Which skeleton requests' receipts are kept for a day: `on` (all), `off`, a share like `0.1`, or at most a rate
     per serving process like `50/s` (the default: every request's while a process serves fewer a second)."""
