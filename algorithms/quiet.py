@@ -17,14 +17,28 @@ after it are cut from the ranking it kept.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from operator import itemgetter
 from typing import Any
 
-from feedgen.personal import Candidate, PersonalAlgorithm, Ranking, decay, rows
-from feedgen.scores import HOUR_MS, require_positive
+import peewee
+
+from feedgen import personal
+from feedgen.feedback import weigh
+from feedgen.personal import Candidate, Ordering, PersonalAlgorithm, Ranking, decay, rank_score, rows
+from feedgen.prepared import Prepared, marker
+from feedgen.scores import HOUR_MS, SCORE_SCALE, require_positive
 from feedgen.store import Follow, Post, visible_posts
+
+BATCH = 8
+"""How many of each author's newest posts a session reads first."""
+_AUTHOR = marker('author')
+_SINCE, _UNTIL, _COUNT = -(2**62) - 101, -(2**62) - 103, 2**31 - 107
+_BELOW = (-(2**62) - 109, -(2**62) - 113)
+"""Stand-ins in the prepared query of an author's posts (`feedgen.prepared`)."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +85,77 @@ class Quiet(PersonalAlgorithm):
         def facts(index: int) -> tuple[int, int]:
             return shown[index][2], rates[authors[index]]
 
-        trace = {
+        return Ranking(post_ids, authors, scores, facts, self._trace(len(rates), len(posts) - len(shown)))
+
+    def order(
+        self, viewer: str, as_of: int, indexed_until: int, weights: dict[str, float], start: tuple[int, int] | None
+    ) -> Ordering:
+        """The session's best entries, reading each author's posts from the newest down only as far as needed.
+
+        One aggregate counts each author's posts; then every author's newest `BATCH` posts are read, and more
+        (four times as many each round) only of the authors whose next post could still be among the
+        `SESSION_DEPTH` best: an author's older posts score less. The same entries as ranking every candidate.
+        """
+        params: QuietParams = self.params
+        since = as_of - int(params.window_hours * HOUR_MS)
+        with Post._meta.database.atomic():  # one snapshot: the posts walked are those counted
+            counts = rows(
+                visible_posts()
+                .select(Post.author, peewee.fn.COUNT(Post.id), peewee.fn.COUNT(Post.reply_parent))
+                .where(Post.author.in_(Follow.select(Follow.subject).where(Follow.author == viewer)))
+                .where(Post.sort_at > since, Post.sort_at <= as_of, Post.indexed_at <= indexed_until)
+                .group_by(Post.author)
+            )
+            replies = sum(author_replies for _, _, author_replies in counts) if params.no_replies else 0
+            walks = [
+                _AuthorWalk(author, posts, weights.get(author, 1.0), as_of)
+                for author, posts, author_replies in counts
+                if posts > author_replies or not params.no_replies
+            ]
+            found: list[tuple[int, int, int, _AuthorWalk]] = []
+            best: list[tuple[int, int, int, _AuthorWalk]] = []
+            batch, left_out = BATCH, False
+            while walks:
+                for walk in walks:
+                    read = walk.read(self._posts, since, indexed_until, params.half_life_hours, batch)
+                    found.extend(entry for entry in read if start is None or (entry[0], entry[1]) < start)
+                best = heapq.nlargest(personal.SESSION_DEPTH, found)
+                floor = best[-1][0] if len(best) == personal.SESSION_DEPTH else None
+                walks = [walk for walk in walks if walk.more]
+                left_out = left_out or any(floor is not None and walk.bound < floor for walk in walks)
+                walks = [walk for walk in walks if floor is None or walk.bound >= floor]
+                batch *= 4
+        half_life = params.half_life_hours
+        entries = [
+            (rank, post_id, walk.candidate(post_id, sort_at, half_life)) for rank, post_id, sort_at, walk in best
+        ]
+        total = sum(posts for _, posts, _ in counts) - replies
+        return Ordering(entries, total, start, left_out or len(found) > len(best), self._trace(len(counts), replies))
+
+    @cached_property
+    def _posts(self) -> Prepared:
+        """An author's posts in the window below a `(sort_at, id)`, newest first: a range of `(author, sort_at, id)`."""
+        query = (
+            visible_posts()
+            .select(Post.id, Post.sort_at)
+            .where(Post.author == _AUTHOR, Post.sort_at > _SINCE, Post.indexed_at <= _UNTIL)
+            .where(peewee.Tuple(Post.sort_at, Post.id) < peewee.Tuple(*_BELOW))
+            .order_by(Post.sort_at.desc(), Post.id.desc())
+            .limit(_COUNT)
+        )
+        if self.params.no_replies:
+            query = query.where(Post.reply_parent.is_null())
+        return Prepared(query, (_AUTHOR, _SINCE, _UNTIL, *_BELOW, _COUNT))
+
+    def _trace(self, authors: int, replies: int) -> dict[str, Any]:
+        params: QuietParams = self.params
+        return {
             'order': 'score, highest first',
             'filters': [f'by accounts you follow, made in the last {params.window_hours:g} hours']
             + (['no replies'] if params.no_replies else []),
-            'removed': {'replies': len(posts) - len(shown)} if params.no_replies else {},
-            'authors': len(rates),
+            'removed': {'replies': replies} if params.no_replies else {},
+            'authors': authors,
         }
-        return Ranking(post_ids, authors, scores, facts, trace)
 
     def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
         sort_at, author_posts = candidate.facts
@@ -89,3 +166,37 @@ class Quiet(PersonalAlgorithm):
             'score': candidate.score,
         }
         return parts, f'from an account you follow that posted {author_posts}x in {self.params.window_hours:g}h'
+
+
+class _AuthorWalk:
+    """One author's posts read newest first, a batch at a time, and the most their unread posts can score."""
+
+    def __init__(self, author: str, rate: int, weight: float, as_of: int) -> None:
+        self.author = author
+        self.rate = rate
+        self.weight = weight
+        self.as_of = as_of
+        self.below = (as_of, 2**63 - 1)
+        """The `(sort_at, id)` of the last post read: the next read starts below it."""
+        self.more = True
+        self.bound = 0
+
+    def score(self, sort_at: int, half_life: float) -> float:
+        return decay(self.as_of - sort_at, half_life) / self.rate
+
+    def read(
+        self, posts: Prepared, since: int, indexed_until: int, half_life: float, count: int
+    ) -> list[tuple[int, int, int, _AuthorWalk]]:
+        """The next `count` posts, as entries `(rank score, post id, sort_at, self)`."""
+        read = list(posts.run(self.author, since, indexed_until, *self.below, count))
+        self.more = len(read) == count
+        if read:
+            self.below = (read[-1].sort_at, read[-1].id)
+            # an older post scores at most as much (plus one, for rounding the power and the division)
+            self.bound = weigh(round(self.score(self.below[0], half_life) * SCORE_SCALE) + 1, self.weight)
+        return [
+            (rank_score(self.score(row.sort_at, half_life), self.weight), row.id, row.sort_at, self) for row in read
+        ]
+
+    def candidate(self, post_id: int, sort_at: int, half_life: float) -> Candidate:
+        return Candidate(post_id, self.author, self.score(sort_at, half_life), (sort_at, self.rate))

@@ -148,6 +148,11 @@ def decay(age_ms: int, half_life_hours: float) -> float:
     return 0.5 ** (max(0, age_ms) / HOUR_MS / half_life_hours)
 
 
+def rank_score(score: float, weight: float) -> int:
+    """What a candidate's score counts for in page order: an integer, weighed by the reader's feedback."""
+    return weigh(round(score * SCORE_SCALE), weight)
+
+
 def indexed_now() -> int:
     """When the newest post, like or repost in the store was indexed (ms): what a session counts up to."""
     latest = [model.select(peewee.fn.MAX(model.indexed_at)).scalar() for model in (Post, Like, Repost)]
@@ -186,8 +191,8 @@ class PersonalAlgorithm(Algorithm):
         ids = ranking.post_ids
         if weights:
             scored = zip(ranking.scores, ranking.authors, strict=True)
-            ranks = [weigh(round(score * SCORE_SCALE), weights.get(author, 1.0)) for score, author in scored]
-        else:
+            ranks = [rank_score(score, weights.get(author, 1.0)) for score, author in scored]
+        else:  # rank_score with every weight 1
             ranks = [round(score * SCORE_SCALE) for score in ranking.scores]
         below: Iterable[tuple[int, int, int]] = zip(ranks, ids, range(len(ids)), strict=True)
         count = len(ids)
@@ -247,6 +252,6 @@ class PersonalAlgorithm(Algorithm):
             'formula': self.ranking,
             'score': self.describe(candidate, as_of)[0],
             'viewer_weight': weight,
-            'rank_score': weigh(round(candidate.score * SCORE_SCALE), weight),
+            'rank_score': rank_score(candidate.score, weight),
             'as_of': as_of,
         }

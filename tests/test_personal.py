@@ -10,13 +10,14 @@ from pathlib import Path
 import peewee
 import pytest
 
+from algorithms import quiet as quiet_module
 from algorithms.network import Network
 from algorithms.quiet import Quiet
 from bench.serve.fill import Filler
 from feedgen import personal
 from feedgen.algorithm import FeedRequest, Page
 from feedgen.builder import StoreBuilder
-from feedgen.feedback import LESS, MORE
+from feedgen.feedback import LESS, MORE, author_weights
 from feedgen.personal import Ordering, PersonalAlgorithm, Sessions
 from feedgen.store import Post, open_database
 from tests.paging import walk
@@ -120,6 +121,46 @@ def test_sessions_follow_the_published_formula(
     shallow = algorithm()
     assert [item.post for page in pages(shallow, viewer, 60) for item in page.items] == expected
     assert len(shallow.sessions._orderings) == 1, 'the pages of one session share one entry'
+
+
+@pytest.mark.parametrize(('depth', 'batch'), [(1, 1), (7, 1), (60, 1), (60, 8), (500, 2), (500, 8)])
+def test_quiet_reads_only_the_posts_its_best_entries_need(
+    store: tuple[Path, str], depth: int, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    viewer = store[1]
+    monkeypatch.setattr(quiet_module, 'BATCH', batch)  # small first reads: most authors are read again
+    quiet = Quiet()
+    weights = author_weights(viewer, AS_OF)
+    assert sorted(weights.values()) == [0.25, 0.25, 2.0]
+    everything = PersonalAlgorithm.order(quiet, viewer, AS_OF, NOW_MS, weights, None)
+    starts = [None] + [entry[:2] for entry in everything.entries[:: len(everything.entries) // 5]]
+    monkeypatch.setattr(personal, 'SESSION_DEPTH', depth)
+    for start in starts:
+        walked = quiet.order(viewer, AS_OF, NOW_MS, weights, start)
+        ranked = PersonalAlgorithm.order(quiet, viewer, AS_OF, NOW_MS, weights, start)
+        assert walked.entries == ranked.entries
+        assert (walked.total, walked.trace) == (ranked.total, ranked.trace)
+        assert walked.cut or not ranked.cut, 'a part that leaves entries out says so'
+
+
+@pytest.mark.parametrize('depth', [1, 3, 10, 40])
+def test_quiet_reads_far_enough_through_posts_that_tie(
+    db: peewee.Database, depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = reader_following(StoreBuilder(db), 'amy', 'ben', 'cat')
+    for author, hours in (('amy', 1), ('ben', 1), ('cat', 0.5)):  # bursts a millisecond apart: scores that tie
+        for n in range(12):
+            store.make_post(author, f'{author} {n}', at=NOW_S - hours * 3600 - (12 - n) / 1000)
+    feedback(READER, LESS, store.make_post('cat', 'one more', at=NOW_S - 7200))
+    monkeypatch.setattr(quiet_module, 'BATCH', 1)
+    quiet = Quiet()
+    weights = author_weights(READER, NOW_MS)
+    everything = PersonalAlgorithm.order(quiet, READER, NOW_MS, NOW_MS, weights, None)
+    assert len({entry[0] for entry in everything.entries}) < len(everything.entries) / 2, 'most scores tie'
+    monkeypatch.setattr(personal, 'SESSION_DEPTH', depth)
+    for start in [None, *(entry[:2] for entry in everything.entries)]:
+        walked = quiet.order(READER, NOW_MS, NOW_MS, weights, start)
+        assert walked.entries == PersonalAlgorithm.order(quiet, READER, NOW_MS, NOW_MS, weights, start).entries
 
 
 def test_the_pages_after_the_first_reuse_its_ranking(filled: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
