@@ -42,7 +42,8 @@ from feedgen.scores import HOUR_MS, SCORE_SCALE
 from feedgen.store import Like, Post, Repost, visible_posts
 
 SESSION_DEPTH = 500
-"""How many of a session's best entries its first page keeps for the pages after it (16 pages of 30)."""
+"""How many of a session's best entries its first page keeps for the pages after it (16 pages of 30); more than
+`MAX_LIMIT`, so that a part ranked from a cursor down always holds the page below it."""
 SESSIONS = 32
 """How many sessions one feed keeps in memory, the least recently paged one going first: for the benchmark's
 reader following 500 busy accounts, a `network` session takes 0.7 MB (its posts' voters), a `quiet` one 0.2 MB."""
