@@ -7,9 +7,11 @@ with a feeds config covering every installed algorithm (`latest`, `topic` by has
 scheduled jobs once, collects first-page and deep
 (10,000+ items down) cursors by walking each feed, and runs wrk at 1, 16 and 64 connections per feed and
 page depth, sampling the server's CPU and memory. In the same run it measures the ceiling app
-(`bench.serve.ceiling`) under gunicorn with the same worker settings. Prints markdown tables.
+(`bench.serve.ceiling`) under gunicorn with the same worker settings. Prints markdown tables. With
+`--database postgresql://...` the server reads a PostgreSQL copy of the store (`bench.serve.postgres`); the
+server CPU column then leaves out PostgreSQL's own processes.
 
-Usage: `python -m bench.serve.run [--posts 1000000] [--seconds 5] [--connections 1,16,64]`
+Usage: `python -m bench.serve.run [--posts 1000000] [--seconds 5] [--connections 1,16,64] [--feeds latest,hot]`
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bench.measure import TreeSampler, load_averages, markdown_table
 from bench.serve.app import viewer_token
 from bench.serve.fill import TAG, StoreInfo, cached_store
 from bench.serve.loadgen import Load, require_wrk, run_wrk
+from bench.serve.postgres import copy_store
 from feedgen.jobs import feed_jobs
 from feedgen.plugins import discover_algorithms, load_feeds
 from feedgen.store import open_database
@@ -106,7 +109,7 @@ def feeds_config(feeds: Sequence[tuple[str, str, dict]]) -> str:
     return '\n'.join(lines)
 
 
-def run_jobs(store: Path, config: Path) -> None:
+def run_jobs(store: Path | str, config: Path) -> None:
     """Runs the served feeds' scheduled jobs once (scores for `hot`...), as the ingest process would have."""
     db = open_database(store)
     try:
@@ -189,7 +192,7 @@ def measure(server: subprocess.Popen, port: int, target: Target, connections: in
 
 def serve_rows(
     info: StoreInfo,
-    store: Path,
+    store: Path | str,
     seconds: float,
     connections: Sequence[int],
     workers: int,
@@ -262,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--receipts', default=None, help='FEEDGEN_RECEIPTS for the server (default: its default).')
     parser.add_argument('--feeds', default='', help='Only these benchmark feeds (comma-separated record keys).')
     parser.add_argument('--no-ceiling', action='store_true', help='Leave out the ceiling app.')
+    parser.add_argument(
+        '--database',
+        default='',
+        help='Serve from this postgresql:// database instead, after copying the store into it (bench.serve.postgres).',
+    )
     args = parser.parse_args(argv)
     require_wrk()
     OUT.mkdir(exist_ok=True)
@@ -273,11 +281,16 @@ def main(argv: list[str] | None = None) -> int:
         f'Store: {info.posts:,} posts, {info.likes:,} likes, {info.reposts:,} reposts, {info.follows:,} follows, '
         f'{info.accounts:,} accounts; `#{info.tag}` on {info.tagged_posts:,} posts; the viewer follows '
         f'{info.viewer_follows}. {args.seconds:g} s of wrk per row, {args.workers} gunicorn workers, '
-        f'FEEDGEN_RECEIPTS={args.receipts or "default (all)"}.\n'
+        f'FEEDGEN_RECEIPTS={args.receipts or "default (50/s per process)"}.\n'
     )
     print(f'Load averages before: {load_averages()}\n')
     only = [rkey for rkey in args.feeds.split(',') if rkey]
-    rows = serve_rows(info, store, args.seconds, connections, args.workers, args.all_algorithms, args.receipts, only)
+    served: Path | str = store
+    if args.database:
+        copy_store(store, args.database).close()
+        served = args.database
+        print(f'Served from PostgreSQL ({args.database}); the ceiling reads the SQLite file.\n')
+    rows = serve_rows(info, served, args.seconds, connections, args.workers, args.all_algorithms, args.receipts, only)
     if not args.no_ceiling:
         rows += ceiling_rows(store, args.seconds, connections, args.workers)
     rows.sort(key=lambda row: (row.target == 'ceiling', row.connections))
