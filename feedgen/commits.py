@@ -51,6 +51,11 @@ class SqliteDatabase(peewee.SqliteDatabase):
             with peewee.__exception_wrapper__:
                 raise error
 
+    def committing(self) -> bool:
+        """True while the calling thread's background commit is still running (it does not wait for it)."""
+        committing = self._committing
+        return committing is not None and threading.get_ident() == self._background_for and committing.is_alive()
+
     def commit(self) -> None:
         if threading.get_ident() != self._background_for:
             super().commit()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from feedgen.capture import read_capture
+from feedgen.commits import SqliteDatabase
 from feedgen.events import SEQUENCED, ErrorFrame, Event, FrameError, Info, decode_frame
 from feedgen.indexer import Indexer
 from feedgen.store import IngestStat, write_transaction
@@ -140,10 +141,18 @@ class Pipeline:
         self.indexer.cursor = None
 
     def due(self) -> bool:
-        """True when a partial batch, or counters not yet saved, have waited `batch_seconds` to be written."""
+        """True when a partial batch, or counters not yet saved, have waited `batch_seconds` to be written, and the
+        previous batch's commit has ended.
+
+        With the store's commits in the background (`feedgen.commits`), a batch keeps taking events while the previous
+        one still commits (a slow disk), instead of the pipeline stopping to wait for it; a full batch still waits.
+        """
         if self._pending:
-            return time.monotonic() - self._oldest >= self.batch_seconds
-        return self._unsaved() and time.monotonic() - self._saved_at >= self.batch_seconds
+            waited = time.monotonic() - self._oldest >= self.batch_seconds
+        else:
+            waited = self._unsaved() and time.monotonic() - self._saved_at >= self.batch_seconds
+        db = self.indexer.db
+        return waited and not (isinstance(db, SqliteDatabase) and db.committing())
 
     def _unsaved(self) -> bool:
         saved = self._saved

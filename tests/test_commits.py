@@ -88,3 +88,19 @@ def test_closing_waits_for_the_commit(db: SqliteDatabase) -> None:
         db.execute_sql('INSERT INTO item VALUES (3)')
     db.close()
     assert stored(db) == [3]
+
+
+def test_committing_tells_the_writer_whether_its_commit_still_runs_without_waiting(db: SqliteDatabase) -> None:
+    db.commit_in_background()
+    release = threading.Event()
+    db._committing = threading.Thread(target=release.wait)  # a commit that takes as long as the test wants
+    db._committing.start()
+    seen_elsewhere: list[bool] = []
+    elsewhere = threading.Thread(target=lambda: seen_elsewhere.append(db.committing()))
+    elsewhere.start()
+    elsewhere.join()
+    assert db.committing()
+    assert seen_elsewhere == [False], "another thread's commits are its own"
+    release.set()
+    db._committing.join()
+    assert not db.committing()

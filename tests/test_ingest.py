@@ -151,3 +151,15 @@ def test_pipeline_survives_any_stream_and_indexes_the_next_good_frame(messages: 
 
 
 FRAME_REASONS = frozenset({'bad_cbor', 'bad_header', 'bad_body', 'bad_car', 'unknown_type'})
+
+
+def test_a_due_batch_keeps_taking_events_while_the_previous_commit_runs(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.batch_seconds = 0.0
+    pipeline.feed(hostile_post(1))
+    assert pipeline.due()
+    monkeypatch.setattr(pipeline.indexer.db, 'committing', lambda: True)
+    assert not pipeline.due(), 'a slow commit: the batch grows instead of the pipeline waiting'
+    monkeypatch.setattr(pipeline.indexer.db, 'committing', lambda: False)
+    assert pipeline.due()
