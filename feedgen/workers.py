@@ -16,6 +16,7 @@ It never touches requests or the app.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from socket import socket
@@ -51,10 +52,16 @@ class FairThreadWorker(ThreadWorker):
         if self.cfg.workers > 1 and self.nr_conns >= self.cfg.threads:
             self._hold_until = time.monotonic() + HOLD_SECONDS
             # The loop waits for events with the listener set aside: wake it when the hold ends.
-            timer = threading.Timer(HOLD_SECONDS, self.method_queue.defer, args=(_nothing,))
+            timer = threading.Timer(HOLD_SECONDS, self._wake)
             timer.daemon = True
             timer.start()
 
+    def _wake(self) -> None:
+        """Ends a hold: the loop wakes and looks at the limit again (unless the worker is stopping)."""
+        if self.alive:
+            with contextlib.suppress(OSError, ValueError):  # the worker stopped in the meantime
+                self.method_queue.defer(_nothing)
+
 
 def _nothing() -> None:
-    """What the wake-up at the end of a hold runs: the loop then looks at the limit again."""
+    """What the wake-up at the end of a hold runs: nothing; waking the loop is the point."""
