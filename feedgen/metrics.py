@@ -153,6 +153,16 @@ class RequestMetrics:
             ['endpoint', 'feed'],
             registry=None,
         )
+        self.receipts = Counter(
+            'feedgen_receipts',
+            'Skeleton requests by feed and by whether their receipt was kept (FEEDGEN_RECEIPTS).',
+            ['feed', 'kept'],
+            registry=None,
+        )
+
+    def count_receipt(self, rkey: str, kept: bool) -> None:
+        """Counts one skeleton request of feed `rkey` whose receipt was kept, or not (a share or a rate left it out)."""
+        self.receipts.labels(rkey, 'true' if kept else 'false').inc()
 
     def registry(self, db: peewee.Database) -> CollectorRegistry:
         """A registry to scrape once: the store's numbers and the request metrics of every serving process."""
@@ -163,6 +173,7 @@ class RequestMetrics:
         else:
             registry.register(self.requests)
             registry.register(self.seconds)
+            registry.register(self.receipts)
         return registry
 
 

@@ -80,6 +80,7 @@ def create_app(
     limits.register(app)
     metrics.register(app)
     receipts = ReceiptSampler(settings.receipts)
+    request_metrics = app.extensions['feedgen_metrics']
 
     @app.before_request
     def connect() -> None:
@@ -155,6 +156,7 @@ def create_app(
         if page.cursor is not None:
             body['cursor'] = feed.rkey + CURSOR_SEPARATOR + page.cursor
         keep = receipts.keep()
+        request_metrics.count_receipt(feed.rkey, keep)
         return skeleton_response(body, feed, feed_request, page, settings.publisher_did, db, keep)
 
     @app.get('/xrpc/_health')

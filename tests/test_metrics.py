@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from feedgen.cli import main
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline, replay
+from feedgen.server import create_app
+from feedgen.settings import ReceiptPolicy, Settings
 from feedgen.store import IngestStat
 from tests import frames
 from tests.conftest import CAPTURE_5, feed_uri
@@ -90,6 +93,18 @@ def test_requests_are_counted_by_endpoint_feed_and_status(client: FlaskClient) -
     assert got['feedgen_requests_total', (skeleton, ('feed', 'unknown'), ('status', '400'))] == 1
     assert got['feedgen_requests_total', (('endpoint', 'unmatched'), ('feed', ''), ('status', '404'))] == 1
     assert got['feedgen_request_duration_seconds_count', (skeleton, ('feed', 'latest'))] == 3
+    assert got['feedgen_receipts_total', (('feed', 'latest'), ('kept', 'true'))] == 3
+
+
+def test_receipts_left_out_are_counted(settings: Settings, db: peewee.Database) -> None:
+    client = create_app(replace(settings, receipts=ReceiptPolicy(per_second=2.0)), db=db).test_client()
+    for _ in range(5):
+        assert client.get(f'/xrpc/app.bsky.feed.getFeedSkeleton?feed={quote(feed_uri("latest"))}').status_code == 200
+    got = samples(client.get('/metrics').get_data(as_text=True))
+    kept = got.get(('feedgen_receipts_total', (('feed', 'latest'), ('kept', 'true'))), 0)
+    left_out = got.get(('feedgen_receipts_total', (('feed', 'latest'), ('kept', 'false'))), 0)
+    assert kept + left_out == 5
+    assert 2 <= kept <= 3 and left_out >= 2, 'a burst of 2, and perhaps one more as the bucket refills'
 
 
 def test_status_prints_what_metrics_reports(settings, pipeline: Pipeline) -> None:
