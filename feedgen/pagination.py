@@ -103,7 +103,7 @@ class Stream:
             values: the values of the stream's markers.
         """
         rows = list(self.rows(_after(request), request.limit + 1, values))
-        return _page(rows, request, uri, context)
+        return _page(rows, request, uri.name, context)
 
     def bounded_page(
         self,
@@ -123,7 +123,7 @@ class Stream:
         rows = list(self.rows(after, request.limit + 1, values, floor))
         if len(rows) <= request.limit and floor is not None:
             return None
-        return _page(rows, request, uri, context)
+        return _page(rows, request, uri.name, context)
 
     @cached_property
     def _walk(self) -> Prepared:
@@ -184,13 +184,14 @@ def _after(request: FeedRequest) -> tuple[int, ...] | None:
 def _page(
     read: list[Row],
     request: FeedRequest,
-    uri: peewee.Field,
+    uri: str,
     context: Callable[[Any], str | None],
     candidates: int | None = None,
 ) -> Page:
+    """The page of the rows `read` below the cursor (one more than a page when there is a next one); `uri` names the
+    column holding the post URI."""
     rows = read[: request.limit]
-    name = uri.name
-    items = [Item(getattr(row, name), context(row)) for row in rows]
+    items = [Item(getattr(row, uri), context(row)) for row in rows]
     cursor = None
     if len(read) > request.limit and rows:
         cursor = encode_cursor(rows[-1].rank_key, rows[-1].item_id)
@@ -217,11 +218,13 @@ def streams_page(streams: Sequence[Stream], request: FeedRequest, context: Calla
 
     One query per stream reads at most `limit + 1` rows down its index; see `stream_rows`.
     """
-    read = stream_rows(streams, _after(request), request.limit + 1)
-    rows = read[: request.limit]
-    cursor = encode_cursor(rows[-1].rank_key, rows[-1].item_id) if len(read) > request.limit else None
-    items = [Item(row.uri, context(row)) for row in rows]
-    return Page(items=items, cursor=cursor, trace={'candidates': len(read)})
+    return _page(stream_rows(streams, _after(request), request.limit + 1), request, 'uri', context)
+
+
+def encode_session_cursor(session: Sequence[int], last: Sequence[int]) -> str:
+    """The cursor of a ranked page (what `session_cursor` reads): the session values, then the `(score, id)` of the
+    page's last entry (`last` may hold more after those two)."""
+    return encode_cursor(*session, last[0], last[1])
 
 
 def session_cursor(request: FeedRequest, size: int) -> tuple[tuple[int, ...] | None, tuple[int, int] | None]:
@@ -248,5 +251,5 @@ def ranked_page(
     below = (entry for entry in ranking if after is None or (entry[0], entry[1]) < after)
     top = heapq.nlargest(limit + 1, below, key=lambda entry: (entry[0], entry[1]))
     page = top[:limit]
-    cursor = encode_cursor(*session, page[-1][0], page[-1][1]) if len(top) > limit else None
+    cursor = encode_session_cursor(session, page[-1]) if len(top) > limit else None
     return page, cursor

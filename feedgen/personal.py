@@ -37,7 +37,7 @@ import peewee
 
 from feedgen.algorithm import Algorithm, FeedRequest, Item, Page
 from feedgen.feedback import author_weights, feedback_note, feedback_summary, weigh
-from feedgen.pagination import encode_cursor, session_cursor
+from feedgen.pagination import encode_session_cursor, session_cursor
 from feedgen.scores import HOUR_MS, SCORE_SCALE
 from feedgen.store import Like, Post, Repost, visible_posts
 
@@ -113,7 +113,7 @@ class Ordering:
         if len(chosen) <= limit and self.cut:
             return None
         page = chosen[:limit]
-        cursor = encode_cursor(*session, page[-1][0], page[-1][1]) if len(chosen) > limit else None
+        cursor = encode_session_cursor(session, page[-1]) if len(chosen) > limit else None
         return page, cursor
 
 

@@ -32,7 +32,7 @@ import peewee
 from feedgen.algorithm import Algorithm, FeedRequest, InvalidParams, Item, Job, Page
 from feedgen.feedback import author_weights, feedback_summary, weigh
 from feedgen.filters import FilterParams, filtered_streams, match_filters
-from feedgen.pagination import Stream, decode_cursor, encode_cursor
+from feedgen.pagination import Stream, encode_session_cursor, session_cursor
 from feedgen.prepared import Prepared, Row, marker
 from feedgen.store import Post, ScoredPost, ScoreSnapshot, write_transaction
 
@@ -160,7 +160,8 @@ class SnapshotAlgorithm(Algorithm):
             scores[row['uri']] = parts
         cursor = None
         if len(ranked) > request.limit:
-            cursor = encode_cursor(session.snapshot.id, session.as_of, rows[-1]['rank'], rows[-1]['post_id'])
+            last = (rows[-1]['rank'], rows[-1]['post_id'])
+            cursor = encode_session_cursor((session.snapshot.id, session.as_of), last)
         trace.update(feedback=feedback_summary(session.weights), scores=scores)
         return Page(items=items, cursor=cursor, trace=trace)
 
@@ -197,7 +198,7 @@ class SnapshotAlgorithm(Algorithm):
         if request.cursor is None:
             as_of = request.time_ms()
             return _Session(newest, as_of, author_weights(request.viewer, as_of), None)
-        snapshot_id, as_of, rank, post_id = decode_cursor(request.cursor, 4)
+        (snapshot_id, as_of), (rank, post_id) = session_cursor(request, 2)
         weights = author_weights(request.viewer, as_of)
         snapshot = next(_SNAPSHOT_OF.run(snapshot_id, self._key), None)
         if snapshot is not None or newest is None:
