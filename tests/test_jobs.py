@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import peewee
+import pytest
 
 from feedgen.indexer import Indexer
 from feedgen.ingest import Pipeline
@@ -61,10 +62,11 @@ def test_prune_removes_only_what_was_indexed_before_the_retention_window(db: pee
     assert Follow.select().count() == 1, 'the follow graph is not pruned'
 
 
-def test_scheduler_runs_prune_at_start(db: peewee.Database) -> None:
+@pytest.mark.parametrize('name', ['prune', 'prune receipts'])
+def test_the_scheduler_prunes_records_and_receipts_every_ten_minutes(db: peewee.Database, name: str) -> None:
     scheduler = start_scheduler(db, retention_hours=24)
     try:
-        job = scheduler.get_job('prune')
+        job = scheduler.get_job(name)
         assert job is not None
         assert job.trigger.interval.total_seconds() == 600
     finally:

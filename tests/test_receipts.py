@@ -13,7 +13,6 @@ import pytest
 from flask.testing import FlaskClient
 
 from feedgen.builder import StoreBuilder
-from feedgen.jobs import start_scheduler
 from feedgen.plugins import discover_algorithms, load_feeds
 from feedgen.receipts import ReceiptSampler, flush_requests, get_receipt, prune_receipts, request_counts
 from feedgen.server import create_app
@@ -156,13 +155,3 @@ def test_a_rate_keeps_every_receipt_below_it_and_that_many_a_second_above_it() -
     assert sum(sampler.keep() for _ in range(12)) == 10
     assert all(ReceiptSampler(ReceiptPolicy()).keep() for _ in range(1000))
     assert not any(ReceiptSampler(ReceiptPolicy(share=0.0)).keep() for _ in range(1000))
-
-
-def test_the_scheduler_prunes_receipts_every_ten_minutes(db: peewee.Database) -> None:
-    scheduler = start_scheduler(db, retention_hours=72)
-    try:
-        job = scheduler.get_job('prune receipts')
-        assert job is not None
-        assert job.trigger.interval.total_seconds() == 600
-    finally:
-        scheduler.shutdown(wait=True)

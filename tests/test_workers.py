@@ -36,8 +36,8 @@ def gunicorn(port: int, worker_class: str, log: Path) -> Iterator[None]:
         process = subprocess.Popen(command, env=CLEAN_ENV, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
-        while 'Booting worker' not in log.read_text() or log.read_text().count('Booting worker') < WORKERS:
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        while (text := log.read_text()).count('Booting worker') < WORKERS:
+            assert process.poll() is None and time.monotonic() < deadline, text
             time.sleep(0.1)
         time.sleep(0.3)  # the workers reach their accept loops
         yield
