@@ -106,7 +106,8 @@ class ReceiptSampler:
 
     A rate is a token bucket per serving process: up to `per_second` receipts a second (and bursts of as many), so
     every request of a process serving fewer gets one, and a busy one stores a bounded number: a receipt costs about
-    a sixth of a `latest` request's CPU (bench/serve) and a kilobyte of store for a day.
+    a sixth of a `latest` request's CPU in-process (a fifth to a quarter of bench/serve's requests a second) and
+    a kilobyte of store for a day.
     """
 
     def __init__(self, policy: ReceiptPolicy, clock: Callable[[], float] = time.monotonic) -> None:
@@ -114,6 +115,7 @@ class ReceiptSampler:
         self.clock = clock
         self._tokens = policy.per_second or 0.0
         self._at = clock()
+        self._lock = threading.Lock()  # a server process's request threads share one bucket
 
     def keep(self) -> bool:
         """Whether the request being answered keeps its receipt."""
@@ -122,13 +124,14 @@ class ReceiptSampler:
             return False
         if policy.per_second is None:
             return True
-        now = self.clock()
-        self._tokens = min(policy.per_second, self._tokens + (now - self._at) * policy.per_second)
-        self._at = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(policy.per_second, self._tokens + (now - self._at) * policy.per_second)
+            self._at = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
 
 
 class RequestLog:
