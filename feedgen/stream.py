@@ -84,9 +84,14 @@ class Connection:
             self.receiver.receive_eof()
             raise self.receiver.close_exc from error
         if data:
-            self.receiver.receive_data(data)
+            self.take(data)
         else:
             self.receiver.receive_eof()
+            self._send()
+
+    def take(self, data: bytes) -> None:
+        """Hands bytes received from the server to the receiver and writes its replies (pongs, a close) at once."""
+        self.receiver.receive_data(data)
         self._send()
 
     def _send(self) -> None:
@@ -126,7 +131,7 @@ def connect(url: str, max_size: int, open_timeout: float, close_timeout: float) 
         for data in protocol.data_to_send():
             sock.sendall(data)
         connection = Connection(sock, Receiver(max_size))
-        connection.receiver.receive_data(_handshake(sock, protocol, deadline))
+        connection.take(_handshake(sock, protocol, deadline))
     except BaseException:
         sock.close()
         raise

@@ -29,6 +29,37 @@ def server(handler: Callable[[ServerConnection], None]) -> Iterator[str]:
         thread.join()
 
 
+@contextmanager
+def raw_server(after_response: bytes, then: Callable[[socket.socket], None] | None = None) -> Iterator[str]:
+    """A server for one connection that accepts the upgrade and sends `after_response` in the same write.
+
+    `then` runs next with the client's socket (reads time out after 5 s); the server then waits for the client's close.
+    """
+    listener = socket.create_server(('127.0.0.1', 0))
+
+    def answer() -> None:
+        client, _ = listener.accept()
+        with client:
+            client.settimeout(5)
+            request = b''
+            while b'\r\n\r\n' not in request:
+                request += client.recv(4096)
+            key = next(line.split(b':', 1)[1].strip() for line in request.split(b'\r\n')
+                       if line.lower().startswith(b'sec-websocket-key:'))  # fmt: skip
+            response = (b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+                        b'Sec-WebSocket-Accept: ' + accept_key(key.decode()).encode() + b'\r\n\r\n')  # fmt: skip
+            client.sendall(response + after_response)
+            if then is not None:
+                then(client)
+            client.recv(4096)  # the client's close
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    with listener:
+        yield f'ws://127.0.0.1:{listener.getsockname()[1]}/'
+    thread.join(5)
+
+
 def test_every_frame_of_a_capture_arrives_byte_for_byte_then_the_close_is_normal() -> None:
     frames = list(read_capture(CAPTURE_5))
     with CaptureRelay(frames) as relay, connect(relay.subscribe_url, 2**20, 5, 2) as stream:
@@ -122,23 +153,22 @@ def test_frames_sent_with_the_handshake_response_in_one_write_are_delivered() ->
         Frame(Opcode.TEXT, b'second'),
         Frame(Opcode.BINARY, b'x' * 70_000),
     ]
-    listener = socket.create_server(('127.0.0.1', 0))
-
-    def answer() -> None:
-        client, _ = listener.accept()
-        with client:
-            request = b''
-            while b'\r\n\r\n' not in request:
-                request += client.recv(4096)
-            key = next(line.split(b':', 1)[1].strip() for line in request.split(b'\r\n')
-                       if line.lower().startswith(b'sec-websocket-key:'))  # fmt: skip
-            response = (b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
-                        b'Sec-WebSocket-Accept: ' + accept_key(key.decode()).encode() + b'\r\n\r\n')  # fmt: skip
-            client.sendall(response + b''.join(frame.serialize(mask=False) for frame in frames))
-            client.recv(4096)  # the client's close
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    with listener, connect(f'ws://127.0.0.1:{listener.getsockname()[1]}/', 2**20, 5, 2) as stream:
+    sent_with_response = b''.join(frame.serialize(mask=False) for frame in frames)
+    with raw_server(sent_with_response) as url, connect(url, 2**20, 5, 2) as stream:
         assert [stream.recv(5), stream.recv(5), stream.recv(5)] == [b'first', 'second', b'x' * 70_000]
-    thread.join(5)
+
+
+def test_a_ping_sent_with_the_handshake_response_is_answered_before_anything_is_read() -> None:
+    """The server sends nothing more until the pong arrives, so the message after it proves the pong went first."""
+    pongs = []
+
+    def wait_for_the_pong(client: socket.socket) -> None:
+        pongs.append(client.recv(4096))
+        client.sendall(Frame(Opcode.BINARY, b'after the pong').serialize(mask=False))
+
+    ping = Frame(Opcode.PING, b'there?').serialize(mask=False)
+    with raw_server(ping, then=wait_for_the_pong) as url, connect(url, 2**20, 5, 2) as stream:
+        assert stream.recv(5) == b'after the pong'
+    head, length, mask, payload = pongs[0][0], pongs[0][1], pongs[0][2:6], pongs[0][6:]
+    assert (head, length) == (0x80 | Opcode.PONG.value, 0x80 | len(b'there?'))
+    assert bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload)) == b'there?'
