@@ -124,8 +124,11 @@ def create_account(network: Network, name: str) -> Account:
     return Account(handle=handle, did=client._session.did, client=client)
 
 
-def eventually(check: Callable[[], T], timeout: float = 30.0, retry: tuple[type[Exception], ...] = ()) -> T:
-    """Calls `check` until it returns without an AssertionError (or one of `retry`); re-raises it after `timeout` s."""
+def eventually(check: Callable[[], T], timeout: float = 90.0, retry: tuple[type[Exception], ...] = ()) -> T:
+    """Calls `check` until it returns without an AssertionError (or one of `retry`); re-raises it after `timeout` s.
+
+    The default only bounds a hang: the AppView indexes and hydrates in seconds here, longer on a loaded CI machine.
+    """
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
