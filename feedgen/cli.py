@@ -144,7 +144,12 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return self.factory()
+        app = self.factory()
+        # The app, its plugins and the modules they import (the SDK's models) live as long as the worker: frozen,
+        # the cyclic collector stops rescanning them. Unfrozen, its full collections stall every request of the
+        # worker: 75 ms each, measured in-process over 20,000 `latest` requests at a million posts.
+        gc.freeze()
+        return app
 
 
 def serve_forever(

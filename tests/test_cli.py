@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -12,8 +13,9 @@ import time
 from pathlib import Path
 
 from click.testing import CliRunner
+from flask import Flask
 
-from feedgen.cli import main
+from feedgen.cli import _Gunicorn, main
 from tests.conftest import CAPTURE_20, expected_posts
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith('FEEDGEN_')}
@@ -124,3 +126,15 @@ def test_replay_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     result = _run(['replay', str(tmp_path / 'missing.atfh')], {'FEEDGEN_DATABASE': str(tmp_path / 'db')})
     assert result.returncode == 2
     assert 'does not exist' in result.stderr
+
+
+def test_a_serving_worker_freezes_its_loaded_app_out_of_the_cyclic_collector() -> None:
+    """What a worker loads lives as long as it does; frozen, full collections no longer rescan it between requests."""
+    app = Flask('probe')
+    server = _Gunicorn(lambda: app, {'bind': '127.0.0.1:0'})
+    frozen_before = gc.get_freeze_count()
+    try:
+        assert server.load() is app
+        assert gc.get_freeze_count() > frozen_before
+    finally:
+        gc.unfreeze()
