@@ -61,6 +61,9 @@ class FairThreadWorker(ThreadWorker):
         self._hold_until = 0.0
         self._limit = 0
         self._slow_routes: set[str] = set()
+        self._in_burst = False
+        """Whether the last try to take a connection took one (then the next request served on the loop tries again)."""
+        self._accepting_here = False
         super().__init__(*args, **kwargs)
 
     @property
@@ -75,8 +78,11 @@ class FairThreadWorker(ThreadWorker):
         self._limit = value
 
     def accept(self, listener: socket) -> None:
+        """Takes a waiting connection, if any; holds back afterwards once this worker has its share."""
+        held = self.nr_conns
         super().accept(listener)
-        if self.cfg.workers > 1 and self.nr_conns >= self.cfg.threads:
+        self._in_burst = self.nr_conns > held
+        if self._in_burst and self.cfg.workers > 1 and self.nr_conns >= self.cfg.threads:
             self._hold_until = time.monotonic() + HOLD_SECONDS
             # The loop waits for events with the listener set aside: wake it when the hold ends.
             timer = threading.Timer(HOLD_SECONDS, self._wake)
@@ -96,6 +102,18 @@ class FairThreadWorker(ThreadWorker):
             super().enqueue_req(conn)
         else:
             self.finish_request(conn, _outcome(lambda: self.handle(conn)))
+            self._accept_between_requests()
+
+    def _accept_between_requests(self) -> None:
+        """While connections arrive in a burst, tries to take one after each request served on the loop: a pass
+        over the ready connections is long enough that taking one a pass left a burst of 64 waiting half a second."""
+        if self._in_burst and not self._accepting_here and self.alive and self.nr_conns < self.worker_connections:
+            self._accepting_here = True  # a connection taken here may be served at once: no deeper than that
+            try:
+                for listener in self.sockets:
+                    self.accept(listener)
+            finally:
+                self._accepting_here = False
 
     def handle(self, conn: TConn) -> object:
         """gthread's `handle`, timed: a request slower than `SLOW_SECONDS` makes its route slow, a quicker one not."""
