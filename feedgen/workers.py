@@ -25,9 +25,10 @@ other threads run. Here the loop peeks at a readable connection; when the whole 
 (gunicorn's `sync` worker, which closes every connection: 4,005 req/s, p99 5.6 ms). Part of a request (a slow
 client) still goes to a thread, which waits for the rest while the loop serves the others, and so does every request
 of a slow route (a path and its `feed`): one that took over `SLOW_SECONDS` sends the next ones to the threads until
-one of them is quick again, so a slow feed holds up the worker's other connections once, not at every request. What
-it costs: while a new connection waits to be accepted, the loop takes one per pass over the ready connections, so a
-burst of 64 connections opened at once is accepted over about half a second instead of 150 ms; and a client that
+one of them is quick again, so a slow feed holds up the worker's other connections once, not at every request. A
+pass over the ready connections now takes as long as serving them, so while connections arrive in a burst the loop
+also tries to take one after each request it serves (taking one a pass, 64 connections opened at once waited about
+half a second; the ceiling's p99 at 64 connections went from 195-297 to 52-55 ms). What it costs: a client that
 sends requests without reading the answers blocks the loop once its socket's buffers are full, until gunicorn's
 worker timeout restarts the worker (with `gthread` it held a thread for good).
 """
