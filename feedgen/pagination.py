@@ -186,7 +186,6 @@ def _page(
     request: FeedRequest,
     uri: str,
     context: Callable[[Any], str | None],
-    candidates: int | None = None,
 ) -> Page:
     """The page of the rows `read` below the cursor (one more than a page when there is a next one); `uri` names the
     column holding the post URI."""
@@ -195,7 +194,7 @@ def _page(
     cursor = None
     if len(read) > request.limit and rows:
         cursor = encode_cursor(rows[-1].rank_key, rows[-1].item_id)
-    return Page(items=items, cursor=cursor, trace={'candidates': len(read) if candidates is None else candidates})
+    return Page(items=items, cursor=cursor, trace={'candidates': len(read)})
 
 
 def stream_rows(streams: Sequence[Stream], after: tuple[int, ...] | None, count: int) -> list[Row]:
