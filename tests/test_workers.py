@@ -69,15 +69,8 @@ def serving_workers(port: int) -> Counter[str]:
     with ExitStack() as stack:
         connections = [stack.enter_context(socket.create_connection(('127.0.0.1', port))) for _ in range(CONNECTIONS)]
         for connection in connections:
-            connection.sendall(b'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n')
-        answers = []
-        for connection in connections:
-            connection.settimeout(10)
-            response = b''
-            while b'\r\n\r\n' not in response or not response.split(b'\r\n\r\n', 1)[1]:
-                response += connection.recv(4096)
-            answers.append(response.split(b'\r\n\r\n', 1)[1].decode().split()[0])
-    return Counter(answers)
+            connection.sendall(get('/'))
+        return Counter(answer(connection)[0] for connection in connections)
 
 
 def test_connections_opened_at_once_are_shared_by_the_workers(tmp_path: Path) -> None:
