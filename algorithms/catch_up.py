@@ -3,9 +3,9 @@
     score = likes + reposts + replies      (ties: the post indexed last first)
 
 A job recomputes it every minute for the visible posts made in the last `window_hours` (24) that pass the
-feed's filters, and keeps the best 1000 as a snapshot that pages walk by index (`feedgen.scores`). For a
+feed's filters, and keeps the best 1000 as a snapshot that pages walk by index (`feedgen.ranking.scores`). For a
 signed-in reader, posts they have already seen (`interactionSeen` sent through sendInteractions) are left
-out, and authors they asked to see less of count 0.25 times their score, more: 2 times (`feedgen.feedback`).
+out, and authors they asked to see less of count 0.25 times their score, more: 2 times (`feedgen.ranking.feedback`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import peewee
 
-from feedgen.feedback import feedback_note, seen_posts
-from feedgen.scores import Counts, SnapshotAlgorithm, SnapshotParams
+from feedgen.ranking.feedback import feedback_note, seen_posts
+from feedgen.ranking.scores import Counts, SnapshotAlgorithm, SnapshotParams
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,16 @@ lets a post a day old stay up only with many times the engagement of a new one.
 
 Scores are not computed per request: a job recomputes them every minute for the visible posts of the last
 `window_hours` (48) that pass the feed's filters and have any engagement, and keeps the best 1000 as a
-snapshot that pages walk by index (`feedgen.scores`). A reader's "show less like this" multiplies the
-author's scores by 0.25 in their pages, "show more" by 2 (`feedgen.feedback`).
+snapshot that pages walk by index (`feedgen.ranking.scores`). A reader's "show less like this" multiplies the
+author's scores by 0.25 in their pages, "show more" by 2 (`feedgen.ranking.feedback`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from feedgen.feedback import feedback_note
-from feedgen.scores import HOUR_MS, Counts, SnapshotAlgorithm, SnapshotParams
+from feedgen.ranking.feedback import feedback_note
+from feedgen.ranking.scores import HOUR_MS, Counts, SnapshotAlgorithm, SnapshotParams
 
 REPOST_WEIGHT = 2
 AGE_OFFSET_HOURS = 2.0

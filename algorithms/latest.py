@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedgen.algorithm import Algorithm, FeedRequest, Page
-from feedgen.pagination import Stream
-from feedgen.store import Post, visible_posts
+from feedgen.ranking.algorithm import Algorithm, FeedRequest, Page
+from feedgen.ranking.pagination import Stream
+from feedgen.store.models import Post, visible_posts
 
 ORDER = 'newest first'
 FILTERS = ["the author's account is active"]

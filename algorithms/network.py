@@ -8,9 +8,9 @@ vote halves in weight every `half_life_hours` (6): five follows liking a post th
 liking it a minute ago. Only likes and reposts of the last `window_hours` (48) count, as of the moment the
 reader's paging session started. Your own posts are left out, and so are posts this feed generator has not
 indexed (older than its retention) or whose author's account is inactive. Authors you asked to see less of
-count 0.25 times their score for you, more: 2 times (`feedgen.feedback`).
+count 0.25 times their score for you, more: 2 times (`feedgen.ranking.feedback`).
 
-Ranked per session (`feedgen.personal`): a first page reads the likes and reposts through the index on their
+Ranked per session (`feedgen.ranking.personal`): a first page reads the likes and reposts through the index on their
 author, once per account you follow, and each post through the unique index on its URI; the pages after it
 are cut from the ranking it kept.
 """
@@ -23,9 +23,9 @@ from typing import Any
 
 import peewee
 
-from feedgen.personal import Candidate, PersonalAlgorithm, Ranking, decay, rows
-from feedgen.scores import HOUR_MS, require_positive
-from feedgen.store import Follow, Like, Post, Repost
+from feedgen.ranking.personal import Candidate, PersonalAlgorithm, Ranking, decay, rows
+from feedgen.ranking.scores import HOUR_MS, require_positive
+from feedgen.store.models import Follow, Like, Post, Repost
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ above a loud poster's post from a minute ago, and among loud posters the newest 
 the author's posts count toward the rate, replies too; the feed shows posts that are not replies unless
 `no_replies` is false. The window is 72 hours because the store keeps 72 hours of posts by default
 (`FEEDGEN_RETENTION_HOURS`): a longer window needs a longer retention to count the rate right. Authors you
-asked to see less of count 0.25 times their score for you, more: 2 times (`feedgen.feedback`).
+asked to see less of count 0.25 times their score for you, more: 2 times (`feedgen.ranking.feedback`).
 
-Ranked per session (`feedgen.personal`), as of the moment the reader's paging session started: a first page
+Ranked per session (`feedgen.ranking.personal`), as of the moment the reader's paging session started: a first page
 reads the posts through the index on `(author, sort_at, id)`, one range per account you follow; the pages
 after it are cut from the ranking it kept.
 """
@@ -26,19 +26,19 @@ from typing import Any
 
 import peewee
 
-from feedgen import personal
-from feedgen.feedback import weigh
-from feedgen.personal import Candidate, Ordering, PersonalAlgorithm, Ranking, decay, rank_score, rows
-from feedgen.prepared import Prepared, marker
-from feedgen.scores import HOUR_MS, SCORE_SCALE, require_positive
-from feedgen.store import Follow, Post, visible_posts
+from feedgen.ranking import personal
+from feedgen.ranking.feedback import weigh
+from feedgen.ranking.personal import Candidate, Ordering, PersonalAlgorithm, Ranking, decay, rank_score, rows
+from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE, require_positive
+from feedgen.store.models import Follow, Post, visible_posts
+from feedgen.store.prepared import Prepared, marker
 
 BATCH = 8
 """How many of each author's newest posts a session reads first."""
 _AUTHOR = marker('author')
 _SINCE, _UNTIL, _COUNT = -(2**62) - 101, -(2**62) - 103, 2**31 - 107
 _BELOW = (-(2**62) - 109, -(2**62) - 113)
-"""Stand-ins in the prepared query of an author's posts (`feedgen.prepared`)."""
+"""Stand-ins in the prepared query of an author's posts (`feedgen.store.prepared`)."""
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """topic: posts matching hashtags, keywords and languages, optionally without replies or with media only; newest first.
 
 Every page is an index range scan. Hashtags and languages walk the `PostTerm` index of each term
-(`feedgen.filters`), newest first; replies and media are tested on the rows walked.
+(`feedgen.ranking.filters`), newest first; replies and media are tested on the rows walked.
 
 Keywords are indexed, not scanned for: a feed with keywords has a job (every `KEYWORD_JOB_SECONDS`) that
 tests each newly indexed post once against all the feed's filters and records the matches in its own index
-(`feedgen.matches`); its pages walk that index. Why not scan candidates newest first with a budget: a page
-of a rare keyword would then come back empty (with a cursor, to go on) or read without bound, and every
+(`feedgen.ranking.keyword_matches`); its pages walk that index. Why not scan candidates newest first with a
+budget: a page of a rare keyword would then come back empty (with a cursor, to go on) or read without bound, and every
 reader's page would test the same posts again. Why not index every word at ingest: that multiplies the rows
 the single writer inserts (a post has ~20 words, against ~2 tag and language terms) for the few feeds that
 filter by keywords. The cost of the job: a post reaches a keyword feed up to `KEYWORD_JOB_SECONDS` later.
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
 
-from feedgen.algorithm import Algorithm, FeedRequest, InvalidParams, Job, Page
-from feedgen.filters import FilterParams, filtered_streams, match_filters
-from feedgen.matches import entries_stream, has_entry, index_matches
-from feedgen.pagination import Stream, streams_page
-from feedgen.store import Post, visible_posts
+from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidParams, Job, Page
+from feedgen.ranking.filters import FilterParams, filtered_streams, match_filters
+from feedgen.ranking.keyword_matches import entries_stream, has_entry, index_matches
+from feedgen.ranking.pagination import Stream, streams_page
+from feedgen.store.models import Post, visible_posts
 
 KEYWORD_JOB_SECONDS = 10.0
 

@@ -23,10 +23,10 @@ import peewee
 
 from bench.measure import load_averages, machine, markdown_table
 from bench.serve.fill import cached_store
-from feedgen.algorithm import Algorithm, FeedRequest
-from feedgen.interactions import feedback_rows, parse_interactions, record_feedback
-from feedgen.plugins import discover_algorithms
-from feedgen.store import FeedEntry, Interaction, JobState, Post, ScoredPost, ScoreSnapshot, open_database
+from feedgen.ranking.algorithm import Algorithm, FeedRequest
+from feedgen.ranking.plugins import discover_algorithms
+from feedgen.serve.interactions import feedback_rows, parse_interactions, record_feedback
+from feedgen.store.models import FeedEntry, Interaction, JobState, Post, ScoredPost, ScoreSnapshot, open_database
 
 LIMIT = 30
 DEEP_PAGE = 10

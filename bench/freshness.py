@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bench.ingest.run import OUT, ensure_capture
 from bench.measure import load_averages, markdown_table
-from feedgen.capture import read_capture
-from feedgen.relay import CaptureRelay
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.relay import CaptureRelay
 
 POLL_SECONDS = 0.01
 

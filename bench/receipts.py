@@ -1,6 +1,6 @@
 """Receipts: what stamping, counting and storing a receipt costs a skeleton request, on a quick local loop.
 
-Fills a temporary SQLite store (WAL, as served) with synthetic posts through `feedgen.builder`, then
+Fills a temporary SQLite store (WAL, as served) with synthetic posts through `feedgen.authoring.builder`, then
 answers the same `getFeedSkeleton` page (`latest` and `topic`, limit 30) `--requests` times through the
 Flask app in-process, with `FEEDGEN_RECEIPTS` on, at a rate (50/s, the default), at a share (0.1) and off.
 It times each request (what the reader waits for), the hand-off after the response is sent (`call_on_close`),
@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.measure import load_averages, machine, markdown_table
-from feedgen.builder import StoreBuilder
-from feedgen.receipts import flush_requests, get_receipt
-from feedgen.server import create_app
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.serve.app import create_app
+from feedgen.serve.receipts import flush_requests, get_receipt
 from feedgen.settings import ReceiptPolicy, Settings
-from feedgen.store import Receipt, open_database
+from feedgen.store.models import Receipt, open_database
 
 SHARES = (ReceiptPolicy(), ReceiptPolicy(per_second=50.0), ReceiptPolicy(share=0.1), ReceiptPolicy(share=0.0))
 

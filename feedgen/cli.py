@@ -24,21 +24,21 @@ import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from feedgen.authoring import new_algorithm, preview
-from feedgen.capture import CaptureError, read_capture
-from feedgen.commits import SqliteDatabase
-from feedgen.firehose import Backoff, Firehose
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline, replay
+from feedgen.authoring.commands import new_algorithm, preview
+from feedgen.ingest.capture import CaptureError, read_capture
+from feedgen.ingest.firehose import Backoff, Firehose
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.ingest.relay import CaptureRelay
 from feedgen.jobs import feed_jobs, start_scheduler
 from feedgen.logs import gunicorn_log_options, setup_logging
-from feedgen.metrics import format_status, multiprocess_directory, status_report
-from feedgen.plugins import PluginError, discover_algorithms, load_feeds
 from feedgen.publish import PublishError, publish_command, unpublish_command
-from feedgen.relay import CaptureRelay
-from feedgen.server import create_app
+from feedgen.ranking.plugins import PluginError, discover_algorithms, load_feeds
+from feedgen.serve.app import create_app
+from feedgen.serve.metrics import format_status, multiprocess_directory, status_report
 from feedgen.settings import Settings, SettingsError
-from feedgen.store import Post, open_database
+from feedgen.store.database import SqliteDatabase
+from feedgen.store.models import Post, open_database
 
 log = logging.getLogger('feedgen')
 DEMO_CAPTURE = Path(__file__).parent / 'data' / 'demo.atfh'
@@ -98,7 +98,7 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     gc.freeze()
     db = pipeline.indexer.db
     if isinstance(db, SqliteDatabase):
-        db.commit_in_background()  # a batch commits while the next one is decoded (feedgen.commits)
+        db.commit_in_background()  # a batch commits while the next one is decoded (feedgen.store.database)
     try:
         firehose.run(once=once)
         if isinstance(db, SqliteDatabase):
@@ -162,7 +162,7 @@ def serve_forever(
     options = {
         'bind': f'{host}:{port}',
         'workers': workers,
-        'worker_class': 'feedgen.workers.FairThreadWorker',  # gthread that shares connections fairly
+        'worker_class': 'feedgen.serve.workers.FairThreadWorker',  # gthread that shares connections fairly
         'threads': settings.threads,
         'accesslog': None,
         'limit_request_line': 8190,

@@ -21,12 +21,12 @@ from functools import partial
 import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from feedgen.algorithm import Job
-from feedgen.indexer import Recount, delete_posts
-from feedgen.interactions import prune_interactions
-from feedgen.plugins import Feed
-from feedgen.receipts import prune_receipts
-from feedgen.store import Like, Post, Repost, write_transaction
+from feedgen.ranking.algorithm import Job
+from feedgen.ranking.plugins import Feed
+from feedgen.serve.interactions import prune_interactions
+from feedgen.serve.receipts import prune_receipts
+from feedgen.store.models import Like, Post, Repost, write_transaction
+from feedgen.store.writes import Recount, delete_posts
 
 log = logging.getLogger(__name__)
 PRUNE_CHUNK = 5000

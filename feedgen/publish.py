@@ -18,7 +18,7 @@ from atproto import Client, models
 from atproto_client.exceptions import NetworkError, RequestErrorBase
 from atproto_client.models.utils import get_model_as_dict
 
-from feedgen.plugins import Feed, discover_algorithms, load_feeds
+from feedgen.ranking.plugins import Feed, discover_algorithms, load_feeds
 from feedgen.settings import Settings
 
 GENERATOR = 'app.bsky.feed.generator'

@@ -25,7 +25,7 @@ from atproto import Client, models
 from atproto_client.exceptions import RequestErrorBase
 
 from feedgen.settings import Settings
-from feedgen.store import open_database, save_cursor
+from feedgen.store.models import open_database, save_cursor
 
 T = TypeVar('T')
 PASSWORD = 'e2e-password'

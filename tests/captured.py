@@ -14,11 +14,11 @@ from pathlib import Path
 
 import peewee
 
-from feedgen.capture import read_capture
-from feedgen.events import Account, Commit, PostCreate, RecordDelete, SubjectCreate, decode_frame
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline, replay
-from feedgen.records import FOLLOW, LIKE, POST, REPOST
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.events import Account, Commit, PostCreate, RecordDelete, SubjectCreate, decode_frame
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
 
 
 @dataclass

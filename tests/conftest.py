@@ -13,12 +13,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from playhouse.db_url import connect as connect_url
 
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline
-from feedgen.receipts import flush_requests
-from feedgen.server import create_app
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline
+from feedgen.serve.app import create_app
+from feedgen.serve.receipts import flush_requests
 from feedgen.settings import Settings
-from feedgen.store import open_database
+from feedgen.store.models import open_database
 
 DATA = Path(__file__).parent / 'data'
 CAPTURE_20 = DATA / 'pds-session-20acct.atfh'

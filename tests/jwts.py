@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from feedgen.auth import FEED_SKELETON_LXM
+from feedgen.serve.auth import FEED_SKELETON_LXM
 
 CURVES = {SECP256K1_JWT_ALG: (ec.SECP256K1(), SECP256K1_CURVE_ORDER), P256_JWT_ALG: (ec.SECP256R1(), P256_CURVE_ORDER)}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feedgen.algorithm import Algorithm, FeedRequest, Item
+from feedgen.ranking.algorithm import Algorithm, FeedRequest, Item
 
 MAX_PAGES = 1000
 

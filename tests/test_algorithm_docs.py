@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
-from feedgen import algorithm, builder, contract, pagination, publish, testing
+from feedgen import publish
+from feedgen.authoring import builder, contract
+from feedgen.authoring import pytest_plugin as testing
+from feedgen.ranking import algorithm, pagination
 
 DOC = Path(__file__).parent.parent / 'docs' / 'algorithms.md'
 ENTRY = re.compile(r'^- `([A-Za-z_][\w.]*)')

@@ -1,4 +1,4 @@
-"""feedgen.auth: service JWTs checked for signature, audience, method and expiry; issuers resolved and cached."""
+"""feedgen.serve.auth: service JWTs checked for signature, audience, method and expiry; issuers resolved and cached."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from atproto_crypto.consts import P256_JWT_ALG, SECP256K1_JWT_ALG
 from flask import Flask, jsonify
 from werkzeug.serving import make_server
 
-import feedgen.auth
-from feedgen.auth import AuthError, DidCache, ServiceAuth, did_resolver
-from feedgen.server import create_app
+import feedgen.serve.auth
+from feedgen.serve.app import create_app
+from feedgen.serve.auth import AuthError, DidCache, ServiceAuth, did_resolver
 from feedgen.settings import Settings
 from tests.conftest import feed_uri
 from tests.jwts import FakeKeys, SigningKey, did_document, service_claims
@@ -138,7 +138,7 @@ def test_a_verified_token_is_accepted_again_without_a_signature_check_until_it_e
 
 
 def test_remembered_tokens_are_bounded(auth: ServiceAuth, key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(feedgen.auth, 'MAX_CACHED_TOKENS', 3)
+    monkeypatch.setattr(feedgen.serve.auth, 'MAX_CACHED_TOKENS', 3)
     tokens = [key.jwt(service_claims(ALICE, SERVICE) | {'jti': f'token-{n}'}) for n in range(5)]
     for token in tokens:
         assert auth.verify(token) == ALICE

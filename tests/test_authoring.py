@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from feedgen.builder import StoreBuilder
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.authoring.preview import parse_param
 from feedgen.cli import main
-from feedgen.plugins import PluginError
-from feedgen.preview import parse_param
-from feedgen.store import Follow
+from feedgen.ranking.plugins import PluginError
+from feedgen.store.models import Follow
 from tests.conftest import CAPTURE_20
 from tests.scaffolds import assert_scaffold_tests_pass
 

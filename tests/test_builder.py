@@ -1,4 +1,4 @@
-"""feedgen.builder: synthetic records land in the store exactly as the indexer writes firehose events."""
+"""feedgen.authoring.builder: synthetic records land in the store exactly as the indexer writes firehose events."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import peewee
 import pytest
 
-from feedgen.algorithm import Algorithm, Job
-from feedgen.builder import StoreBuilder
-from feedgen.records import RecordError
-from feedgen.store import Follow, IngestState, Like, Post, PostTerm, Repost
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.ingest.records import RecordError
+from feedgen.ranking.algorithm import Algorithm, Job
+from feedgen.store.models import Follow, IngestState, Like, Post, PostTerm, Repost
 from tests.conftest import CAPTURE_5, expected_posts
 
 

@@ -7,12 +7,12 @@ import time
 
 import peewee
 import pytest
+from feedgen_algorithms.catch_up import CatchUp
 
-from algorithms.catch_up import CatchUp
-from feedgen.algorithm import FeedRequest
-from feedgen.builder import StoreBuilder
-from feedgen.contract import check_contract
-from feedgen.feedback import LESS, SEEN
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.authoring.contract import check_contract
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.feedback import LESS, SEEN
 from tests.captured import read_truth, replay_at
 from tests.conftest import CAPTURE_20
 from tests.paging import walk, walk_items

@@ -1,4 +1,4 @@
-"""feedgen.commits: the writer's commits run in the background, and nothing it does next overtakes them."""
+"""feedgen.store.database: the writer's commits run in the background, and nothing it does next overtakes them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import peewee
 import pytest
 
-from feedgen.commits import SqliteDatabase
-from feedgen.store import write_transaction
+from feedgen.store.database import SqliteDatabase
+from feedgen.store.models import write_transaction
 
 
 @pytest.fixture

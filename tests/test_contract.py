@@ -1,4 +1,4 @@
-"""feedgen.contract: every served algorithm passes the contract, and each broken rule is caught and named."""
+"""feedgen.authoring.contract: every served algorithm passes the contract, and each broken rule is caught and named."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from feedgen.algorithm import Algorithm, FeedRequest, InvalidCursor, Item, Job, Page
-from feedgen.builder import StoreBuilder
-from feedgen.contract import ContractError, ContractReport, check_contract
-from feedgen.languages import reader_feed
-from feedgen.pagination import keyset_page
-from feedgen.plugins import Feed, discover_algorithms, load_feeds
-from feedgen.store import Post, visible_posts
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.authoring.contract import ContractError, ContractReport, check_contract
+from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidCursor, Item, Job, Page
+from feedgen.ranking.languages import reader_feed
+from feedgen.ranking.pagination import keyset_page
+from feedgen.ranking.plugins import Feed, discover_algorithms, load_feeds
+from feedgen.store.models import Post, visible_posts
 
 EXAMPLE_FEEDS = Path(__file__).parent.parent / 'feeds.example.toml'
 READER = 'did:plc:reader'

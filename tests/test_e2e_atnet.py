@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from feedgen.auth import FEED_SKELETON_LXM
+from feedgen.serve.auth import FEED_SKELETON_LXM
 from tests.atnet import (
     RETRY_XRPC,
     Account,

@@ -1,4 +1,4 @@
-"""feedgen.events: decoding relay frames into events, on real captures and built frames."""
+"""feedgen.ingest.events: decoding relay frames into events, on real captures and built frames."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections import Counter
 import libipld
 import pytest
 
-from feedgen.capture import read_capture
-from feedgen.events import (
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.events import (
     Account,
     Commit,
     ErrorFrame,

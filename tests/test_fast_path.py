@@ -1,7 +1,7 @@
 """The indexer's batched write path against a one-op-at-a-time reference, on a synthetic capture with the live mix.
 
 The reference applies every op as it comes with one peewee statement each and recounts every post at the end;
-the fast path (`feedgen.indexer`, batches reduced to their net effect, raw multi-row statements) must leave the
+the fast path (`feedgen.ingest.indexer`, batches reduced to their net effect, raw multi-row statements) must leave the
 same rows in every table, whatever the batch size, on every backend.
 """
 
@@ -15,12 +15,13 @@ import peewee
 import pytest
 
 from bench.ingest.synth import Synthesizer
-from feedgen.events import SEQUENCED, Account, Commit, Event, Identity, PostCreate, RecordDelete, decode_frame
-from feedgen.indexer import BatchResult, Indexer, Recount, delete_posts, delete_subject_records, post_terms
-from feedgen.ingest import Pipeline
-from feedgen.records import FOLLOW, LIKE, POST, REPOST
+from feedgen.ingest.events import SEQUENCED, Account, Commit, Event, Identity, PostCreate, RecordDelete, decode_frame
+from feedgen.ingest.indexer import BatchResult, Indexer
+from feedgen.ingest.pipeline import Pipeline
+from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
 from feedgen.settings import Settings
-from feedgen.store import Actor, Follow, IngestState, Like, Post, PostTerm, Repost, open_database, save_cursor
+from feedgen.store.models import Actor, Follow, IngestState, Like, Post, PostTerm, Repost, open_database, save_cursor
+from feedgen.store.writes import Recount, delete_posts, delete_subject_records, post_terms
 
 FRAMES = 6_000
 ACCOUNTS = 300

@@ -1,11 +1,20 @@
-"""feedgen.feedback: which authors a reader asked to see less or more of, and which posts they saw, as of when."""
+"""feedback: which authors a reader asked to see less or more of, and which posts they saw, as of when."""
 
 from __future__ import annotations
 
 import peewee
 
-from feedgen.feedback import FEEDBACK_DAYS, LESS, LESS_WEIGHT, MORE, MORE_WEIGHT, SEEN, author_weights, seen_posts
-from feedgen.store import Interaction
+from feedgen.ranking.feedback import (
+    FEEDBACK_DAYS,
+    LESS,
+    LESS_WEIGHT,
+    MORE,
+    MORE_WEIGHT,
+    SEEN,
+    author_weights,
+    seen_posts,
+)
+from feedgen.store.models import Interaction
 from tests.worlds import NOW_MS, READER, feedback
 
 ALICE_1 = 'at://did:plc:alice/app.bsky.feed.post/1'

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from feedgen.cli import main
-from feedgen.plugins import PluginError, discover_algorithms, load_feeds
+from feedgen.ranking.plugins import PluginError, discover_algorithms, load_feeds
 
 EXAMPLE = Path(__file__).parent.parent / 'feeds.example.toml'
 

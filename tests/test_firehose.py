@@ -1,4 +1,4 @@
-"""feedgen.firehose against misbehaving relays: dropped connections, stalls, error frames and relay resets.
+"""feedgen.ingest.firehose against misbehaving relays: dropped connections, stalls, error frames and relay resets.
 
 Each test replays the 20-account capture through a `FaultyRelay` on loopback into a fresh store, and requires
 the store to end equal to a clean replay of the same capture (nothing lost, nothing doubled, counters exact),
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from feedgen.capture import read_capture
-from feedgen.firehose import Backoff, Firehose
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline, replay
-from feedgen.relay import CaptureRelay, Fault, FaultyRelay
-from feedgen.store import open_database
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.firehose import Backoff, Firehose
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.ingest.relay import CaptureRelay, Fault, FaultyRelay
+from feedgen.store.models import open_database
 from tests import stores
 from tests.conftest import CAPTURE_20
 from tests.processes import FeedgenProcess

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import peewee
 import pytest
+from feedgen_algorithms import following
+from feedgen_algorithms.following import Following, followed_posts
 from flask import Flask
 from flask.testing import FlaskClient
 
-from algorithms import following
-from algorithms.following import Following, followed_posts
-from feedgen.algorithm import FeedRequest
-from feedgen.auth import ServiceAuth
-from feedgen.ingest import Pipeline, replay
-from feedgen.pagination import decode_cursor
-from feedgen.server import create_app
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.pagination import decode_cursor
+from feedgen.serve.app import create_app
+from feedgen.serve.auth import ServiceAuth
 from feedgen.settings import Settings
-from feedgen.store import Follow, Post
+from feedgen.store.models import Follow, Post
 from tests import frames
 from tests.conftest import CAPTURE_20, load_session
 from tests.jwts import FakeKeys, SigningKey, service_claims

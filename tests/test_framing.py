@@ -1,4 +1,4 @@
-"""feedgen.framing: the lean frame reader behaves exactly as `websockets`' own client protocol on the same bytes.
+"""feedgen.ingest.framing: the lean frame reader behaves exactly as `websockets`' own client protocol on the same bytes.
 
 The reference is `websockets.client.ClientProtocol` in the OPEN state, with messages reassembled from its frames
 as the stream module did before (`b''.join` of the fragments, text decoded). Frame sequences are drawn by
@@ -21,7 +21,7 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 from websockets.uri import parse_uri
 
-from feedgen.framing import Receiver
+from feedgen.ingest.framing import Receiver
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -89,7 +89,7 @@ def run_websockets(chunks: list[bytes], max_size: int | None) -> Outcome:
     """`websockets`' client protocol, fed one byte at a time so each message is taken as soon as it is whole.
 
     A text message that is not UTF-8 fails the connection with 1007 when it is taken, as `websockets`' own clients
-    do; taking each message at once makes that happen before any later frame is read, as in `feedgen.framing`.
+    do; taking each message at once makes that happen before any later frame is read, as in `feedgen.ingest.framing`.
     """
     protocol = ClientProtocol(parse_uri('ws://relay.invalid/'), state=State.OPEN, max_size=max_size)
     fragments: list[bytes] = []

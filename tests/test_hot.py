@@ -8,12 +8,12 @@ import time
 
 import peewee
 import pytest
+from feedgen_algorithms.hot import Hot
 
-from algorithms.hot import Hot
-from feedgen.algorithm import FeedRequest
-from feedgen.builder import StoreBuilder
-from feedgen.contract import check_contract
-from feedgen.feedback import LESS, MORE
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.authoring.contract import check_contract
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.feedback import LESS, MORE
 from tests.captured import read_truth, replay_at
 from tests.conftest import CAPTURE_20
 from tests.paging import walk

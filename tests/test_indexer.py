@@ -1,12 +1,12 @@
-"""feedgen.indexer: what each event does to the store, counters, account status, and exactly-once writes."""
+"""feedgen.ingest.indexer: what each event does to the store, counters, account status, and exactly-once writes."""
 
 from __future__ import annotations
 
 import peewee
 
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline, replay
-from feedgen.store import Actor, Follow, Like, Post, PostTerm, Repost, get_cursor
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.store.models import Actor, Follow, Like, Post, PostTerm, Repost, get_cursor
 from tests import frames
 from tests.conftest import CAPTURE_20, expected_posts, load_session
 

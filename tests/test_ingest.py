@@ -1,4 +1,4 @@
-"""feedgen.ingest: hostile frames are skipped and counted by reason, and the next good frame is still indexed.
+"""feedgen.ingest.pipeline: hostile frames are skipped and counted by reason, and the next good frame is still indexed.
 
 The fuzz tests drive the whole path a relay's bytes take (decode, batch, index) with random and mutated
 frames and require that nothing but `FrameError` ever comes out of the decoder, and nothing at all out
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedgen.events import SEQUENCED, ErrorFrame, FrameError, Info, decode_frame
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline
-from feedgen.store import Post, get_cursor, open_database
+from feedgen.ingest.events import SEQUENCED, ErrorFrame, FrameError, Info, decode_frame
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline
+from feedgen.store.models import Post, get_cursor, open_database
 from tests import frames
 from tests.hostile import ALICE, FRAMES, MALLORY, POST
 

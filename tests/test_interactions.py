@@ -1,4 +1,4 @@
-"""feedgen.interactions: sendInteractions keeps readers' feedback, refuses what it should, and feeds use it."""
+"""feedgen.serve.interactions: sendInteractions keeps readers' feedback, refuses what it should, and feeds use it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import peewee
 import pytest
 from flask.testing import FlaskClient
 
-from feedgen.auth import FEED_SKELETON_LXM, ServiceAuth
-from feedgen.builder import StoreBuilder
-from feedgen.interactions import MAX_INTERACTIONS, SEND_INTERACTIONS_LXM, prune_interactions
+from feedgen.authoring.builder import StoreBuilder
 from feedgen.jobs import feed_jobs
-from feedgen.server import create_app
+from feedgen.serve.app import create_app
+from feedgen.serve.auth import FEED_SKELETON_LXM, ServiceAuth
+from feedgen.serve.interactions import MAX_INTERACTIONS, SEND_INTERACTIONS_LXM, prune_interactions
 from feedgen.settings import Settings
-from feedgen.store import Interaction
+from feedgen.store.models import Interaction
 from tests.conftest import feed_uri
 from tests.jwts import FakeKeys, SigningKey, service_claims
 from tests.test_server import SKELETON

@@ -5,11 +5,11 @@ from __future__ import annotations
 import peewee
 import pytest
 
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline
 from feedgen.jobs import feed_jobs, prune, start_scheduler
-from feedgen.plugins import discover_algorithms, make_feed
-from feedgen.store import Follow, Like, Post, PostTerm, Repost
+from feedgen.ranking.plugins import discover_algorithms, make_feed
+from feedgen.store.models import Follow, Like, Post, PostTerm, Repost
 from tests import frames
 
 ALICE, BOB = 'did:plc:alice', 'did:plc:bob'

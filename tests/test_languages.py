@@ -1,4 +1,4 @@
-"""feedgen.languages: Accept-Language in, feeds without their own languages serve the reader's, Content-Language out."""
+"""languages: Accept-Language in, feeds without their own languages serve the reader's, Content-Language out."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import peewee
 import pytest
 from flask.testing import FlaskClient
 
-from feedgen.algorithm import FeedRequest
-from feedgen.builder import StoreBuilder
-from feedgen.languages import accepted_languages, reader_feed
-from feedgen.plugins import discover_algorithms, make_feed
-from feedgen.server import create_app
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.languages import accepted_languages, reader_feed
+from feedgen.ranking.plugins import discover_algorithms, make_feed
+from feedgen.serve.app import create_app
 from feedgen.settings import Settings
 from tests.conftest import feed_uri
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import peewee
+from feedgen_algorithms.latest import Latest
 
-from algorithms.latest import Latest
-from feedgen.algorithm import FeedRequest
-from feedgen.builder import StoreBuilder
-from feedgen.contract import check_contract
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.authoring.contract import check_contract
+from feedgen.ranking.algorithm import FeedRequest
 
 
 def test_latest_traces_its_pages_and_explains_its_items(db: peewee.Database) -> None:

@@ -1,4 +1,4 @@
-"""feedgen.limits: oversized and undecodable requests are refused with XRPC JSON, in the app and behind gunicorn."""
+"""serve.limits: oversized and undecodable requests are refused with XRPC JSON, in the app and behind gunicorn."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from feedgen.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS, MAX_QUERY_BYTES
+from feedgen.serve.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS, MAX_QUERY_BYTES
 from tests.processes import FeedgenProcess, free_port
 
 OVERSIZED = [

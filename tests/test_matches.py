@@ -1,15 +1,15 @@
-"""feedgen.matches: a job tests each post once, records the matches by key, and pages walk them by index."""
+"""keyword matches: a job tests each post once, records the matches by key, and pages walk them by index."""
 
 from __future__ import annotations
 
 import peewee
 import pytest
 
-from feedgen.algorithm import FeedRequest
-from feedgen.builder import StoreBuilder
-from feedgen.matches import entries_stream, has_entry, index_matches
-from feedgen.pagination import streams_page
-from feedgen.store import FeedEntry, JobState, Post
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.keyword_matches import entries_stream, has_entry, index_matches
+from feedgen.ranking.pagination import streams_page
+from feedgen.store.models import FeedEntry, JobState, Post
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""feedgen.metrics: /metrics in the Prometheus text format, ingest totals kept in the store, `feedgen status`."""
+"""feedgen.serve.metrics: /metrics in the Prometheus text format, ingest totals kept in the store, `feedgen status`."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-import feedgen.server
+import feedgen.serve.app
 from feedgen.cli import main
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline, replay
-from feedgen.receipts import ReceiptSampler
-from feedgen.server import create_app
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.serve.app import create_app
+from feedgen.serve.receipts import ReceiptSampler
 from feedgen.settings import ReceiptPolicy, Settings
-from feedgen.store import IngestStat
+from feedgen.store.models import IngestStat
 from tests import frames
 from tests.conftest import CAPTURE_5, feed_uri
 from tests.processes import FeedgenProcess, free_port
@@ -103,7 +103,7 @@ def test_receipts_left_out_are_counted(
     settings: Settings, db: peewee.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rate's bucket sees a stopped clock: the requests' own duration (seconds on a loaded machine) refills none."""
-    monkeypatch.setattr(feedgen.server, 'ReceiptSampler', functools.partial(ReceiptSampler, clock=lambda: 0.0))
+    monkeypatch.setattr(feedgen.serve.app, 'ReceiptSampler', functools.partial(ReceiptSampler, clock=lambda: 0.0))
     client = create_app(replace(settings, receipts=ReceiptPolicy(per_second=2.0)), db=db).test_client()
     for _ in range(5):
         assert client.get(f'/xrpc/app.bsky.feed.getFeedSkeleton?feed={quote(feed_uri("latest"))}').status_code == 200

@@ -8,13 +8,13 @@ from collections import defaultdict
 
 import peewee
 import pytest
+from feedgen_algorithms.network import Network
 
-from algorithms.network import Network
-from feedgen.algorithm import FeedRequest
-from feedgen.builder import StoreBuilder, did
-from feedgen.contract import check_contract
-from feedgen.feedback import LESS
-from feedgen.records import LIKE, REPOST
+from feedgen.authoring.builder import StoreBuilder, did
+from feedgen.authoring.contract import check_contract
+from feedgen.ingest.records import LIKE, REPOST
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.feedback import LESS
 from tests.captured import read_truth, replay_at
 from tests.conftest import CAPTURE_20
 from tests.paging import walk, walk_items

@@ -1,14 +1,14 @@
-"""feedgen.pagination: cursors are checked, merged index walks and in-memory rankings page without repeats or skips."""
+"""pagination: cursors are checked, merged index walks and in-memory rankings page without repeats or skips."""
 
 from __future__ import annotations
 
 import peewee
 import pytest
 
-from feedgen.algorithm import FeedRequest, InvalidCursor
-from feedgen.builder import StoreBuilder
-from feedgen.pagination import Stream, decode_cursor, encode_cursor, ranked_page, session_cursor, streams_page
-from feedgen.store import Post, PostTerm
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.ranking.algorithm import FeedRequest, InvalidCursor
+from feedgen.ranking.pagination import Stream, decode_cursor, encode_cursor, ranked_page, session_cursor, streams_page
+from feedgen.store.models import Post, PostTerm
 
 
 @pytest.mark.parametrize('cursor', ['', '1', '1:2:3', 'a:1', '1:2\n', '1: 2', '99999999999999999999:1', f'{2**63}:1'])

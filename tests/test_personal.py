@@ -9,17 +9,17 @@ from pathlib import Path
 
 import peewee
 import pytest
+from feedgen_algorithms import quiet as quiet_module
+from feedgen_algorithms.network import Network
+from feedgen_algorithms.quiet import Quiet
 
-from algorithms import quiet as quiet_module
-from algorithms.network import Network
-from algorithms.quiet import Quiet
 from bench.serve.fill import Filler
-from feedgen import personal
-from feedgen.algorithm import FeedRequest, Page
-from feedgen.builder import StoreBuilder
-from feedgen.feedback import LESS, MORE, author_weights
-from feedgen.personal import Ordering, PersonalAlgorithm, Sessions
-from feedgen.store import Post, open_database
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.ranking import personal
+from feedgen.ranking.algorithm import FeedRequest, Page
+from feedgen.ranking.feedback import LESS, MORE, author_weights
+from feedgen.ranking.personal import Ordering, PersonalAlgorithm, Sessions
+from feedgen.store.models import Post, open_database
 from tests.paging import walk
 from tests.worlds import HOUR_MS, NOW_MS, NOW_S, READER, feedback, reader_following
 

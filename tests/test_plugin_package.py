@@ -18,11 +18,11 @@ import peewee
 import pytest
 from click.testing import CliRunner
 
-from feedgen.builder import StoreBuilder
+from feedgen.authoring.builder import StoreBuilder
 from feedgen.cli import main
-from feedgen.plugins import discover_algorithms, load_feeds
 from feedgen.publish import wanted_fields
-from feedgen.server import create_app
+from feedgen.ranking.plugins import discover_algorithms, load_feeds
+from feedgen.serve.app import create_app
 from feedgen.settings import Settings
 from tests.conftest import feed_uri
 from tests.scaffolds import assert_scaffold_tests_pass

@@ -1,4 +1,4 @@
-"""feedgen.plugins: discovering algorithms (built-in, plugin folder) and building feeds from them."""
+"""feedgen.ranking.plugins: discovering algorithms (built-in, plugin folder) and building feeds from them."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from feedgen.algorithm import Algorithm, FeedRequest, Page
-from feedgen.plugins import PluginError, discover_algorithms, load_feeds, make_feed
-from feedgen.server import create_app
+from feedgen.ranking.algorithm import Algorithm, FeedRequest, Page
+from feedgen.ranking.plugins import PluginError, discover_algorithms, load_feeds, make_feed
+from feedgen.serve.app import create_app
 from feedgen.settings import Settings
 from tests.conftest import PUBLISHER, feed_uri
 
 PLUGIN = """
-from feedgen.algorithm import Algorithm, FeedRequest, Item, Page
+from feedgen.ranking.algorithm import Algorithm, FeedRequest, Item, Page
 
 
 class Echo(Algorithm):

@@ -1,13 +1,13 @@
-"""feedgen.prepared: a query compiled once per kind of database runs with new values in its markers' places."""
+"""feedgen.store.prepared: a query compiled once per kind of database runs with new values in its markers' places."""
 
 from __future__ import annotations
 
 import peewee
 import pytest
 
-from feedgen.builder import StoreBuilder
-from feedgen.prepared import Prepared, marker
-from feedgen.store import Post
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.store.models import Post
+from feedgen.store.prepared import Prepared, marker
 
 AUTHOR = marker('author')
 LIMIT = 2**31 - 1

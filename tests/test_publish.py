@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from atproto import Client, models
 
-from feedgen.algorithm import Algorithm
-from feedgen.plugins import Feed, discover_algorithms, load_feeds, make_feed
 from feedgen.publish import GENERATOR, MAX_DESCRIPTION, Publisher, PublishError, feed_description, wanted_fields
+from feedgen.ranking.algorithm import Algorithm
+from feedgen.ranking.plugins import Feed, discover_algorithms, load_feeds, make_feed
 from feedgen.settings import Settings
 from tests.atnet import Account, Feedgen, Network, create_account, find_network, free_port
 

@@ -13,9 +13,9 @@ import peewee
 import pytest
 
 from bench.serve.fill import TAG, Filler
-from feedgen.algorithm import Algorithm, FeedRequest
-from feedgen.plugins import discover_algorithms
-from feedgen.store import open_database
+from feedgen.ranking.algorithm import Algorithm, FeedRequest
+from feedgen.ranking.plugins import discover_algorithms
+from feedgen.store.models import open_database
 from tests.plans import plan, selects_of
 
 ALGORITHMS = discover_algorithms()

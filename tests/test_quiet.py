@@ -8,12 +8,12 @@ from collections import Counter
 
 import peewee
 import pytest
+from feedgen_algorithms.quiet import Quiet
 
-from algorithms.quiet import Quiet
-from feedgen.algorithm import FeedRequest
-from feedgen.builder import StoreBuilder
-from feedgen.contract import check_contract
-from feedgen.feedback import LESS
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.authoring.contract import check_contract
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.feedback import LESS
 from tests.captured import read_truth, replay_at
 from tests.conftest import CAPTURE_20
 from tests.paging import walk, walk_items

@@ -1,4 +1,4 @@
-"""feedgen.receipts: every skeleton carries a reqId and its algorithm; receipts and counters are stored, kept a day."""
+"""receipts: every skeleton carries a reqId and its algorithm; receipts and counters are stored, kept a day."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import peewee
 import pytest
 from flask.testing import FlaskClient
 
-from feedgen.builder import StoreBuilder
-from feedgen.plugins import discover_algorithms, load_feeds
-from feedgen.receipts import ReceiptSampler, flush_requests, get_receipt, prune_receipts, request_counts
-from feedgen.server import create_app
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.ranking.plugins import discover_algorithms, load_feeds
+from feedgen.serve.app import create_app
+from feedgen.serve.receipts import ReceiptSampler, flush_requests, get_receipt, prune_receipts, request_counts
 from feedgen.settings import ReceiptPolicy, Settings, SettingsError
-from feedgen.store import FeedStat, Receipt
+from feedgen.store.models import FeedStat, Receipt
 from tests.conftest import PUBLISHER, feed_uri
 
 SKELETON = '/xrpc/app.bsky.feed.getFeedSkeleton'
@@ -74,7 +74,7 @@ def test_receipts_can_be_switched_off_while_requests_are_still_counted(
 
 WORKER = """
 import sys
-from feedgen.server import create_app
+from feedgen.serve.app import create_app
 from feedgen.settings import Settings
 settings = Settings(hostname='feeds.example.test', publisher_did=sys.argv[1], database=sys.argv[2])
 client = create_app(settings).test_client()

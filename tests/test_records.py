@@ -1,4 +1,4 @@
-"""feedgen.records: record validation never fails with anything but `RecordError`, whatever a record holds."""
+"""feedgen.ingest.records: record validation never fails with anything but `RecordError`, whatever a record holds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedgen.records import POST, RecordError, parse_post, parse_subject_record
+from feedgen.ingest.records import POST, RecordError, parse_post, parse_subject_record
 from tests import frames
 from tests.hostile import COLLECTIONS, records
 

@@ -1,4 +1,4 @@
-"""Tests for feedgen.relay: replaying recorded frames over a loopback subscribeRepos websocket."""
+"""Tests for feedgen.ingest.relay: replaying recorded frames over a loopback subscribeRepos websocket."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from feedgen.capture import read_capture
-from feedgen.relay import CaptureRelay, frame_seq, serve_capture
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.relay import CaptureRelay, frame_seq, serve_capture
 
 DATA = Path(__file__).parent / 'data'
 SMALL = DATA / 'pds-session-5acct.atfh'

@@ -1,4 +1,4 @@
-"""feedgen.server: XRPC endpoints, stable paging, and clear errors for every kind of bad input."""
+"""feedgen.serve.app: XRPC endpoints, stable paging, and clear errors for every kind of bad input."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from urllib.parse import quote
 import pytest
 from flask.testing import FlaskClient
 
-from feedgen.ingest import Pipeline, replay
-from feedgen.store import Post
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.store.models import Post
 from tests import frames
 from tests.conftest import CAPTURE_20, PUBLISHER, expected_posts, feed_uri
 

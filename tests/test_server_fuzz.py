@@ -1,4 +1,4 @@
-"""feedgen.server under hostile requests: random paths, methods, query strings, headers and bodies never get a
+"""feedgen.serve.app under hostile requests: random paths, methods, query strings, headers and bodies never get a
 500, and every refusal is an XRPC JSON body `{"error", "message"}`."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedgen.indexer import Indexer
-from feedgen.ingest import Pipeline, replay
-from feedgen.server import create_app
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.serve.app import create_app
 from feedgen.settings import Settings
-from feedgen.store import open_database
+from feedgen.store.models import open_database
 from tests.conftest import CAPTURE_5, PUBLISHER, feed_uri
 
 PATHS = [

@@ -1,4 +1,4 @@
-"""feedgen.store under concurrency: 64 clients read through `feedgen serve` while `feedgen ingest` writes at full
+"""feedgen.store.models under concurrency: 64 clients read through `feedgen serve` while `feedgen ingest` writes at full
 speed into the same SQLite store, and nobody sees `database is locked` or an error response.
 
 SQLite in WAL mode lets readers read their snapshot while the one writer commits; the busy timeout and write
@@ -18,9 +18,9 @@ import httpx
 import peewee
 import pytest
 
+from feedgen.ingest.relay import CaptureRelay
 from feedgen.jobs import prune
-from feedgen.relay import CaptureRelay
-from feedgen.store import Like, Post, write_transaction
+from feedgen.store.models import Like, Post, write_transaction
 from tests import stores
 from tests.processes import FeedgenProcess, free_port
 

@@ -1,4 +1,4 @@
-"""feedgen.stream: the blocking websocket client the firehose reads with, against real websockets servers."""
+"""feedgen.ingest.websocket: the blocking websocket client the firehose reads with, against real websockets servers."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from websockets.frames import Frame, Opcode
 from websockets.sync.server import ServerConnection, serve
 from websockets.utils import accept_key
 
-from feedgen.capture import read_capture
-from feedgen.relay import CaptureRelay
-from feedgen.stream import connect
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.relay import CaptureRelay
+from feedgen.ingest.websocket import connect
 from tests.conftest import CAPTURE_5
 
 

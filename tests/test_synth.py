@@ -18,7 +18,7 @@ from atproto import CAR, models, parse_subscribe_repos_message
 from atproto_client.models.dot_dict import DotDict
 from atproto_subscription.frames import Frame
 
-from feedgen.capture import read_capture
+from feedgen.ingest.capture import read_capture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench' / 'ingest'))
 import synth

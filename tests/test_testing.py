@@ -1,4 +1,4 @@
-"""feedgen.testing: the pytest plugin loads in every run without importing feedgen, and its fixtures work."""
+"""the pytest plugin: the pytest plugin loads in every run without importing feedgen, and its fixtures work."""
 
 from __future__ import annotations
 
@@ -8,22 +8,24 @@ from importlib.metadata import entry_points
 
 import peewee
 
-from feedgen.builder import StoreBuilder
-from feedgen.store import Post, database
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.store.models import Post, database
 
 
 def test_it_is_registered_as_a_pytest_plugin() -> None:
-    assert [e.value for e in entry_points(group='pytest11') if e.name == 'feedgen'] == ['feedgen.testing']
+    assert [e.value for e in entry_points(group='pytest11') if e.name == 'feedgen'] == [
+        'feedgen.authoring.pytest_plugin'
+    ]
 
 
 def test_importing_it_imports_nothing_of_feedgen_and_touches_nothing() -> None:
     script = (
-        'import sys, feedgen.testing; '
-        'loaded = sorted(m for m in sys.modules if m.startswith(("feedgen.", "peewee", "flask", "algorithms"))); '
+        'import sys, feedgen.authoring.pytest_plugin; '
+        'loaded = sorted(m for m in sys.modules if m.startswith(("feedgen.", "peewee", "flask", "feedgen_algorithms"))); '
         'print(loaded)'
     )
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "['feedgen.testing']"
+    assert result.stdout.strip() == "['feedgen.authoring', 'feedgen.authoring.pytest_plugin']"
     assert result.stderr == ''
 
 

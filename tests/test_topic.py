@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import peewee
 import pytest
+from feedgen_algorithms.topic import Topic
 
-from algorithms.topic import Topic
-from feedgen.algorithm import FeedRequest, InvalidParams
-from feedgen.builder import StoreBuilder
-from feedgen.contract import check_contract
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.authoring.contract import check_contract
+from feedgen.ranking.algorithm import FeedRequest, InvalidParams
 from tests.captured import read_truth, replay_at
 from tests.conftest import CAPTURE_20
 from tests.paging import walk, walk_items

@@ -1,4 +1,4 @@
-"""feedgen.transparency: /algorithms (HTML and JSON), /explain, and the version stamps on every answer."""
+"""feedgen.serve.transparency: /algorithms (HTML and JSON), /explain, and the version stamps on every answer."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from feedgen.auth import ServiceAuth
-from feedgen.builder import StoreBuilder
-from feedgen.plugins import discover_algorithms, load_feeds, make_feed
-from feedgen.server import create_app
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.ranking.plugins import discover_algorithms, load_feeds, make_feed
+from feedgen.serve.app import create_app
+from feedgen.serve.auth import ServiceAuth
 from feedgen.settings import Settings
-from feedgen.store import Post
+from feedgen.store.models import Post
 from tests.conftest import CAPTURE_20, PUBLISHER, feed_uri
 from tests.jwts import FakeKeys, SigningKey, service_claims
 

@@ -1,4 +1,4 @@
-"""feedgen.workers: gunicorn workers share out keep-alive connections that arrive at once, instead of one taking all."""
+"""serve.workers: gunicorn workers share out keep-alive connections that arrive at once, instead of one taking all."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ THREADS = 2
 CONNECTIONS = 16
 ACCEPTING = 'accepts connections'
 HOOKS = f"""
-import feedgen.workers
+import feedgen.serve.workers
 
-feedgen.workers.SLOW_SECONDS = 0.25  # well apart from quick requests on a loaded machine, and from 0.5 s
+feedgen.serve.workers.SLOW_SECONDS = 0.25  # well apart from quick requests on a loaded machine, and from 0.5 s
 
 
 def post_worker_init(worker):
@@ -75,7 +75,7 @@ def serving_workers(port: int) -> Counter[str]:
 
 def test_connections_opened_at_once_are_shared_by_the_workers(tmp_path: Path) -> None:
     port = free_port()
-    with gunicorn(port, 'feedgen.workers.FairThreadWorker', tmp_path / 'gunicorn.log'):
+    with gunicorn(port, 'feedgen.serve.workers.FairThreadWorker', tmp_path / 'gunicorn.log'):
         for _ in range(3):
             shares = serving_workers(port)
             assert len(shares) == WORKERS, shares
@@ -105,7 +105,10 @@ def get(path: str) -> bytes:
 def one_worker(tmp_path: Path, connections: int) -> Iterator[list[socket.socket]]:
     """One `FairThreadWorker` (2 threads, routes slow beyond 0.25 s) and `connections` keep-alive connections to it."""
     port = free_port()
-    with gunicorn(port, 'feedgen.workers.FairThreadWorker', tmp_path / 'gunicorn.log', workers=1), ExitStack() as stack:
+    with (
+        gunicorn(port, 'feedgen.serve.workers.FairThreadWorker', tmp_path / 'gunicorn.log', workers=1),
+        ExitStack() as stack,
+    ):
         yield [stack.enter_context(socket.create_connection(('127.0.0.1', port))) for _ in range(connections)]
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from feedgen.builder import StoreBuilder
-from feedgen.store import Interaction
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.store.models import Interaction
 
 NOW_S = 1_800_000_000.0
 """The moment the ranking tests rank as of (a fixed one: 2027-01-15)."""
@@ -34,7 +34,7 @@ def engaged(
 
 
 def feedback(viewer: str, event: str, post: str, at_ms: int = NOW_MS - 1000) -> None:
-    """Stores one piece of reader feedback, as `feedgen.interactions` does."""
+    """Stores one piece of reader feedback, as `feedgen.serve.interactions` does."""
     author = post.removeprefix('at://').split('/')[0]
     Interaction.insert(viewer=viewer, event=event, post=post, author=author, at=at_ms).on_conflict_replace().execute()
 

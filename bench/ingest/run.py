@@ -27,9 +27,9 @@ from pathlib import Path
 
 from bench.ingest.synth import truth_path, write_synthetic
 from bench.measure import MB, Usage, load_averages, markdown_table
-from feedgen.capture import read_capture
-from feedgen.records import FOLLOW, LIKE, POST, REPOST
-from feedgen.relay import CaptureRelay
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
+from feedgen.ingest.relay import CaptureRelay
 
 OUT = Path(__file__).resolve().parents[1] / 'out'
 ROOT = Path(__file__).resolve().parents[2]

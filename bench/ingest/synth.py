@@ -2,7 +2,7 @@
 
 Owns generating frames as a PDS sends them (real DAG-CBOR, CARv1 blocks with correct CIDs, signed-looking
 commits, fake MST nodes so decoding costs what it does live) from a seed, writing them as an ATFH capture
-with `feedgen.capture.write_capture`, and writing `X.truth.json` next to capture `X.atfh` so tests can
+with `feedgen.ingest.capture.write_capture`, and writing `X.truth.json` next to capture `X.atfh` so tests can
 check an indexer. It never reads captures and never touches the network.
 
 The mix, per frame, follows the live Bluesky firehose: likes 57%, follows 12%, posts 8.5%, reposts 6.5%,
@@ -49,7 +49,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import libipld
 
-from feedgen.capture import write_capture
+from feedgen.ingest.capture import write_capture
 
 TRUTH_FORMAT = 'feedgen-synth-truth/1'
 

@@ -1,6 +1,6 @@
 """Bench server: `feedgen serve` as it runs in production, except that viewers' keys come from the benchmark.
 
-Personalized feeds need a signed-in viewer: a service JWT that `feedgen.auth.ServiceAuth` verifies against the
+Personalized feeds need a signed-in viewer: a service JWT that `feedgen.serve.auth.ServiceAuth` verifies against the
 issuer's signing key. In production the key is resolved through PLC; here the benchmark signs the viewer's
 tokens with a local key (`tests.jwts.SigningKey`) and passes its `did:key` in `FEEDGEN_BENCH_VIEWER_KEYS`
 (`did=did:key,...`), so every request still pays for a real signature check, and nothing leaves loopback.
@@ -16,9 +16,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from feedgen.auth import FEED_SKELETON_LXM, ServiceAuth
 from feedgen.cli import serve_forever
-from feedgen.server import create_app
+from feedgen.serve.app import create_app
+from feedgen.serve.auth import FEED_SKELETON_LXM, ServiceAuth
 from feedgen.settings import Settings
 from tests.jwts import SigningKey, service_claims
 

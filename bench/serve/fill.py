@@ -2,8 +2,8 @@
 
 Owns generating a deterministic, realistic-looking store (Zipf-like authors and popularity, the live mix of
 languages, hashtags, replies and embeds, a day of timestamps ending at build time, a few deactivated
-accounts) and writing it with `executemany` straight into the tables `feedgen.store` creates, secondary
-indexes dropped while loading and rebuilt by `feedgen.store.create_tables` after. It never goes through
+accounts) and writing it with `executemany` straight into the tables `feedgen.store.models` creates, secondary
+indexes dropped while loading and rebuilt by `feedgen.store.models.create_tables` after. It never goes through
 the firehose or the indexer: that path is the ingest benchmark's. The built file is cached under
 `bench/out/` with a JSON description beside it (`X.db` -> `X.json`), rebuilt when missing or stale.
 
@@ -27,8 +27,9 @@ from pathlib import Path
 import peewee
 
 from bench.ingest.synth import tid
-from feedgen.indexer import POST_COLUMNS, SUBJECT_COLUMNS, insert_ignore, post_terms
-from feedgen.store import Actor, Follow, Like, Post, PostTerm, Repost, open_database
+from feedgen.ingest.indexer import POST_COLUMNS, SUBJECT_COLUMNS
+from feedgen.store.models import Actor, Follow, Like, Post, PostTerm, Repost, open_database
+from feedgen.store.writes import insert_ignore, post_terms
 
 FORMAT = 'feedgen-serve-store/1'
 DAY_MS = 86_400_000
@@ -246,7 +247,7 @@ class Filler:
 
 
 def schema_hash() -> str:
-    """A short hash of the tables and indexes `feedgen.store` creates."""
+    """A short hash of the tables and indexes `feedgen.store.models` creates."""
     db = open_database(':memory:')
     statements = sorted(sql for (sql,) in db.execute_sql('SELECT sql FROM sqlite_master WHERE sql IS NOT NULL'))
     db.close()

@@ -1,7 +1,7 @@
 """PostgreSQL for the serve benchmark: the cached million-post SQLite store, copied into a PostgreSQL database.
 
 Owns copying every row of the benchmark's tables (posts, terms, likes, reposts, follows, actors) from the SQLite
-file `bench.serve.fill` builds into the database at a `postgresql://` URL, through the tables `feedgen.store`
+file `bench.serve.fill` builds into the database at a `postgresql://` URL, through the tables `feedgen.store.models`
 creates there, so `feedgen serve` can be measured on the same data on both. A database that already holds the
 same number of rows in every table is kept as it is (copying takes a few minutes); anything else is emptied first.
 It reads the SQLite file and writes only the PostgreSQL database.
@@ -20,8 +20,8 @@ from pathlib import Path
 import peewee
 
 from bench.serve.fill import cached_store
-from feedgen.indexer import insert_ignore
-from feedgen.store import Actor, BaseModel, Follow, Like, Post, PostTerm, Repost, open_database
+from feedgen.store.models import Actor, BaseModel, Follow, Like, Post, PostTerm, Repost, open_database
+from feedgen.store.writes import insert_ignore
 
 COPIED = (Post, PostTerm, Like, Repost, Follow, Actor)
 """The tables the benchmark's store fills; the others (scores, receipts) are made by the run itself."""

@@ -38,8 +38,8 @@ from bench.serve.fill import TAG, StoreInfo, cached_store
 from bench.serve.loadgen import Load, require_wrk, run_wrk
 from bench.serve.postgres import copy_store
 from feedgen.jobs import feed_jobs
-from feedgen.plugins import discover_algorithms, load_feeds
-from feedgen.store import open_database
+from feedgen.ranking.plugins import discover_algorithms, load_feeds
+from feedgen.store.models import open_database
 from tests.jwts import SigningKey
 
 OUT = Path(__file__).resolve().parents[1] / 'out'
@@ -235,7 +235,7 @@ def ceiling_rows(store: Path, seconds: float, connections: Sequence[int], worker
     port = free_port()
     command = [
         sys.executable, '-m', 'gunicorn', '--bind', f'127.0.0.1:{port}', '--workers', str(workers),
-        '--worker-class', 'feedgen.workers.FairThreadWorker', '--threads', '4', '--log-level', 'warning',
+        '--worker-class', 'feedgen.serve.workers.FairThreadWorker', '--threads', '4', '--log-level', 'warning',
         f'bench.serve.ceiling:create_app({str(store)!r})',
     ]  # fmt: skip
     rows = []

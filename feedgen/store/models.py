@@ -1,0 +1,301 @@
+"""Store: the peewee models feedgen indexes into, and opening the database they live in.
+
+Owns the schema (posts and their search terms, likes, reposts, follows, actors, the firehose cursor)
+and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise). The indexer is
+the only writer of records; algorithms read through these models and never write. Other writers keep to
+their own tables, in a `write_transaction`: algorithms' jobs (score snapshots, feed entries) and the
+serving process (receipts, reader feedback). Nothing here knows about the firehose or HTTP.
+
+Times are integer milliseconds since the Unix epoch. `Post.sort_at` is the time a feed sorts by: the
+record's `createdAt`, but never later than the moment the network saw the post (a post cannot jump to
+the top of `latest` by claiming a future date). Every page query walks an index on `(sort_at, id)`, so
+ties in `sort_at` are broken by the unique, insertion-ordered `id`.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import peewee
+from playhouse.db_url import connect as connect_url
+
+from feedgen.store.database import SqliteDatabase
+
+database = peewee.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    'journal_mode': 'wal',
+    'synchronous': 'normal',
+    'busy_timeout': 15000,
+    'cache_size': -64000,
+    'temp_store': 'memory',
+    'mmap_size': 268435456,
+    'foreign_keys': 0,
+    'wal_autocheckpoint': 10000,
+}
+"""`wal_autocheckpoint`: copy the WAL into the database every 10,000 pages (40 MB) instead of 1,000. A batch of
+random-key inserts dirties thousands of pages, so the default checkpointed after nearly every batch; measured by
+bench/ingest: about 1.3x the frames per CPU-second of ingest."""
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Post(BaseModel):
+    """An indexed `app.bsky.feed.post` record with the counters ranking needs."""
+
+    id = peewee.BigAutoField()
+    uri = peewee.TextField(unique=True)
+    cid = peewee.TextField()
+    author = peewee.TextField()
+    text = peewee.TextField(default='')
+    langs = peewee.TextField(default='')
+    """Space-separated language tags as the author declared them (`en pt-BR`)."""
+    tags = peewee.TextField(default='')
+    """Space-separated lower-case hashtags, from facets and the record's `tags`."""
+    reply_root = peewee.TextField(null=True)
+    reply_parent = peewee.TextField(null=True, index=True)
+    embed = peewee.TextField(null=True)
+    """Kind of embed: `images`, `video`, `external`, `record`, `recordWithMedia`, or null."""
+    created_at = peewee.BigIntegerField()
+    sort_at = peewee.BigIntegerField()
+    indexed_at = peewee.BigIntegerField(index=True)
+    seq = peewee.BigIntegerField(default=0)
+    like_count = peewee.IntegerField(default=0)
+    repost_count = peewee.IntegerField(default=0)
+    reply_count = peewee.IntegerField(default=0)
+    hidden = peewee.BooleanField(default=False)
+    """True while the author's account is not active (deactivated, taken down, suspended)."""
+
+    class Meta:
+        indexes = ((('sort_at', 'id'), False), (('author', 'sort_at', 'id'), False))
+
+    @property
+    def has_media(self) -> bool:
+        return self.embed in ('images', 'video', 'recordWithMedia')
+
+
+class PostTerm(BaseModel):
+    """One searchable term of a post (`tag:python`, `lang:en`), ordered like the feeds that filter by it."""
+
+    term = peewee.TextField()
+    sort_at = peewee.BigIntegerField()
+    post_id = peewee.BigIntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey('term', 'sort_at', 'post_id')
+        without_rowid = True
+
+
+class Like(BaseModel):
+    """An `app.bsky.feed.like` record: `author` liked the post `subject`."""
+
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField(index=True)
+    subject = peewee.TextField(index=True)
+    indexed_at = peewee.BigIntegerField(index=True)
+
+
+class Repost(BaseModel):
+    """An `app.bsky.feed.repost` record: `author` reposted the post `subject`."""
+
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField(index=True)
+    subject = peewee.TextField(index=True)
+    indexed_at = peewee.BigIntegerField(index=True)
+
+
+class Follow(BaseModel):
+    """An `app.bsky.graph.follow` record: `author` follows the account `subject`."""
+
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField()
+    subject = peewee.TextField(index=True)
+    indexed_at = peewee.BigIntegerField()
+
+    class Meta:
+        indexes = ((('author', 'subject'), False),)
+
+
+class Actor(BaseModel):
+    """An account the firehose told us about through `#identity` or `#account` frames."""
+
+    did = peewee.TextField(primary_key=True)
+    handle = peewee.TextField(null=True)
+    status = peewee.TextField(default='active')
+    """`active`, or the relay's status for an inactive account (`deactivated`, `takendown`, ...)."""
+
+
+class IngestState(BaseModel):
+    """The cursor of each firehose, written in the same transaction as the events it covers."""
+
+    firehose = peewee.TextField(primary_key=True)
+    cursor = peewee.BigIntegerField()
+    time = peewee.TextField(default='')
+    """The `time` of the event at `cursor`, as the relay stamped it."""
+
+
+class IngestStat(BaseModel):
+    """Running totals of what ingest read from each firehose, updated in each batch's transaction."""
+
+    firehose = peewee.TextField(primary_key=True)
+    totals = peewee.TextField(default='{}')
+    """JSON: `frames`, `batches`, `relay_resets`, and counts by label: `events`, `skipped`, `ops`, `reconnects`."""
+    rate = peewee.FloatField(default=0.0)
+    """Frames read per second over the last seconds before `updated_at`."""
+    updated_at = peewee.BigIntegerField(default=0)
+    """When the last batch committed, in milliseconds."""
+
+
+class Receipt(BaseModel):
+    """How one served page was made (`feedgen.serve.receipts`), kept for a day; written by the serving process."""
+
+    req_id = peewee.TextField(primary_key=True)
+    feed = peewee.TextField()
+    """Record key of the feed that served the page."""
+    created_at = peewee.BigIntegerField(index=True)
+    payload = peewee.BlobField()
+    """The receipt as zlib-compressed JSON (a page's receipt is ~3.5 KB of JSON, ~0.5 KB compressed)."""
+
+
+class FeedStat(BaseModel):
+    """Skeleton requests served per feed, added up over every serving process (`feedgen.serve.receipts`)."""
+
+    rkey = peewee.TextField(primary_key=True)
+    requests = peewee.BigIntegerField(default=0)
+    since = peewee.BigIntegerField()
+    """When the first request of this feed was counted."""
+
+
+class ScoreSnapshot(BaseModel):
+    """One run of a scoring job (`feedgen.ranking.scores`): a feed's candidate posts ranked as of `made_at`."""
+
+    id = peewee.BigAutoField()
+    key = peewee.TextField()
+    """`Algorithm.state_key()` of the ranking feed."""
+    made_at = peewee.BigIntegerField()
+    candidates = peewee.IntegerField(default=0)
+    """Posts the job scored (in the window, passing the filters); the best of them are kept."""
+
+    class Meta:
+        indexes = ((('key', 'id'), False),)
+
+
+class ScoredPost(BaseModel):
+    """A post's place in a `ScoreSnapshot`, with the counters its score was computed from."""
+
+    snapshot = peewee.BigIntegerField()
+    score = peewee.BigIntegerField()
+    post_id = peewee.BigIntegerField()
+    likes = peewee.IntegerField()
+    reposts = peewee.IntegerField()
+    replies = peewee.IntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey('snapshot', 'score', 'post_id')
+        without_rowid = True
+        indexes = ((('snapshot', 'post_id'), True),)
+
+
+class FeedEntry(BaseModel):
+    """A post a job put in a feed whose filter no index answers (keywords: `feedgen.ranking.keyword_matches`)."""
+
+    key = peewee.TextField()
+    """`Algorithm.state_key()` of the feed."""
+    sort_at = peewee.BigIntegerField()
+    post_id = peewee.BigIntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey('key', 'sort_at', 'post_id')
+        without_rowid = True
+
+
+class JobState(BaseModel):
+    """How far a job has read the posts (`feedgen.ranking.keyword_matches`): the last post id it tested."""
+
+    name = peewee.TextField(primary_key=True)
+    position = peewee.BigIntegerField()
+
+
+class Interaction(BaseModel):
+    """Reader feedback (`app.bsky.feed.sendInteractions`), the latest of each kind per post; written by serving."""
+
+    viewer = peewee.TextField()
+    event = peewee.TextField()
+    """`requestLess`, `requestMore` or `interactionSeen` (the `app.bsky.feed.defs` token's name)."""
+    post = peewee.TextField()
+    author = peewee.TextField()
+    """The post's author, from its URI: feedback about a post is feedback about its author."""
+    feed_context = peewee.TextField(null=True)
+    at = peewee.BigIntegerField(index=True)
+
+    class Meta:
+        primary_key = peewee.CompositeKey('viewer', 'event', 'post')
+        without_rowid = True
+        indexes = ((('viewer', 'at'), False),)  # a reader's latest feedback, newest first, without a sort
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, IngestStat, Receipt, FeedStat),
+    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction),
+)
+
+
+def open_database(url: str | Path) -> peewee.Database:
+    """Opens (and creates if needed) the store at `url`, binds the models to it and returns it.
+
+    Args:
+        url: a SQLite file path, `:memory:`, or a peewee database URL (`sqlite:///x.db`, `postgresql://...`).
+    """
+    url = str(url)
+    if '://' in url:
+        db = connect_url(url)
+        if isinstance(db, peewee.SqliteDatabase):
+            db = SqliteDatabase(db.database, pragmas=SQLITE_PRAGMAS, timeout=15)
+    else:
+        db = SqliteDatabase(url, pragmas=SQLITE_PRAGMAS, timeout=15)
+    database.initialize(db)
+    db.connect(reuse_if_open=True)
+    create_tables(db)
+    return db
+
+
+def create_tables(db: peewee.Database) -> None:
+    """Creates the missing tables of `MODELS`; `WITHOUT ROWID` (a SQLite storage option) only on SQLite."""
+    declared = {model: model._meta.without_rowid for model in MODELS}
+    try:
+        for model in MODELS:
+            model._meta.without_rowid = declared[model] and isinstance(db, peewee.SqliteDatabase)
+        db.create_tables(MODELS, safe=True)
+    finally:
+        for model, without_rowid in declared.items():
+            model._meta.without_rowid = without_rowid
+
+
+def get_cursor(firehose: str) -> int | None:
+    """Returns the saved cursor of `firehose`, or None when ingest never committed anything from it."""
+    state = IngestState.get_or_none(IngestState.firehose == firehose)
+    return state.cursor if state else None
+
+
+def save_cursor(firehose: str, cursor: int, time: str = '') -> None:
+    """Saves the cursor; call it inside the transaction that wrote the events up to `cursor`."""
+    IngestState.insert(firehose=firehose, cursor=cursor, time=time).on_conflict(
+        conflict_target=[IngestState.firehose], update={IngestState.cursor: cursor, IngestState.time: time}
+    ).execute()
+
+
+def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
+    """A write transaction (the ingest pipeline's batches, jobs, reader feedback): on SQLite it takes the write
+    lock at once (`BEGIN IMMEDIATE`), so it waits out the busy timeout rather than fail to upgrade a read lock."""
+    return db.atomic('IMMEDIATE') if isinstance(db, peewee.SqliteDatabase) else db.atomic()
+
+
+def visible_posts() -> peewee.ModelSelect:
+    """Posts a feed may show: not hidden because their author's account is inactive."""
+    return Post.select().where(Post.hidden == False)  # noqa: E712 (peewee expression)

@@ -1,0 +1,117 @@
+"""Writes: the set-based statements every writer of the store shares (insert-or-skip, deletes, counters).
+
+The indexer, the jobs and the receipts write through these, so a row inserted twice is skipped by its key
+and a counter is always recounted from the rows, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import peewee
+
+from feedgen.store.models import Follow, Like, Post, PostTerm, Repost
+
+_CHUNK = 500  # rows per statement: well under SQLite's bound-variable limit
+
+
+def chunks(items: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def post_terms(tags: Iterable[str], langs: Iterable[str]) -> list[str]:
+    """The `PostTerm` terms of a post: `tag:<tag>`, and `lang:<tag>` plus its base language (`pt-br` -> `pt`)."""
+    terms = [f'tag:{tag}' for tag in tags]
+    for lang in langs:
+        terms.append(f'lang:{lang}')
+        base = lang.split('-', 1)[0]
+        if base != lang:
+            terms.append(f'lang:{base}')
+    return list(dict.fromkeys(terms))
+
+
+@dataclass
+class Recount:
+    """Post URIs whose counters a batch may have changed."""
+
+    likes: set[str] = field(default_factory=set)
+    reposts: set[str] = field(default_factory=set)
+    replies: set[str] = field(default_factory=set)
+
+    def apply(self) -> None:
+        """Recounts each noted post's counter from the rows, one raw `UPDATE` per counter and chunk of posts."""
+        db = Post._meta.database
+        post = Post._meta.table_name
+        for column, table, key, uris in (
+            ('like_count', Like._meta.table_name, 'subject', self.likes),
+            ('repost_count', Repost._meta.table_name, 'subject', self.reposts),
+            ('reply_count', post, 'reply_parent', self.replies),
+        ):
+            count = f'SELECT COUNT(*) FROM "{table}" AS counted WHERE counted."{key}" = "{post}".uri'
+            for chunk in chunks(sorted(uris)):
+                marks = ', '.join([db.param] * len(chunk))
+                db.execute_sql(f'UPDATE "{post}" SET "{column}" = ({count}) WHERE uri IN ({marks})', list(chunk))
+
+
+def insert_ignore(db: peewee.Database, model: type[peewee.Model], columns: Sequence[str], rows: list[tuple]) -> None:
+    """Inserts `rows` (values of `columns`; other columns get the model's defaults) into `model`'s table, skipping
+    rows whose key is already stored.
+
+    `ON CONFLICT DO NOTHING` on SQLite and PostgreSQL alike, without building a peewee query per row: one
+    prepared statement run over all rows on SQLite, multi-row `VALUES` statements elsewhere.
+    """
+    defaults = {
+        field.column_name: field.default
+        for field in model._meta.sorted_fields
+        if field.column_name not in columns and field.default is not None and not callable(field.default)
+    }
+    if defaults:
+        columns, extra = (*columns, *defaults), tuple(defaults.values())
+        rows = [(*row, *extra) for row in rows]
+    names = ', '.join(f'"{column}"' for column in columns)
+    table = model._meta.table_name
+    if isinstance(db, peewee.SqliteDatabase):
+        marks = ', '.join('?' * len(columns))
+        db.cursor().executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING', rows)
+        return
+    row_marks = '(' + ', '.join([db.param] * len(columns)) + ')'
+    for chunk in chunks(rows):
+        values = ', '.join([row_marks] * len(chunk))
+        params = [value for row in chunk for value in row]
+        db.execute_sql(f'INSERT INTO "{table}" ({names}) VALUES {values} ON CONFLICT DO NOTHING', params)
+
+
+def delete_posts(where: peewee.Expression, recount: Recount) -> int:
+    """Deletes the posts matching `where` with their terms, noting the parents whose reply counts change."""
+    rows = list(Post.select(Post.id, Post.sort_at, Post.tags, Post.langs, Post.reply_parent).where(where).tuples())
+    for post_id, sort_at, tags, langs, reply_parent in rows:
+        terms = post_terms(tags.split(), langs.split())
+        if terms:
+            PostTerm.delete().where(
+                PostTerm.term.in_(terms), PostTerm.sort_at == sort_at, PostTerm.post_id == post_id
+            ).execute()
+        if reply_parent:
+            recount.replies.add(reply_parent)
+    for chunk in chunks([row[0] for row in rows]):
+        Post.delete().where(Post.id.in_(chunk)).execute()
+    return len(rows)
+
+
+def delete_subject_records(
+    model: type[Like] | type[Repost] | type[Follow], where: peewee.Expression, recount: Recount
+) -> int:
+    """Deletes the likes, reposts or follows matching `where`, noting the posts whose counters change."""
+    if model is Like:
+        recount.likes.update(uri for (uri,) in model.select(model.subject).where(where).tuples())
+    elif model is Repost:
+        recount.reposts.update(uri for (uri,) in model.select(model.subject).where(where).tuples())
+    return model.delete().where(where).execute()
+
+
+def purge_account(did: str, recount: Recount) -> None:
+    """Deletes every post, like, repost and follow of the account `did`."""
+    delete_posts(Post.author == did, recount)
+    for model in (Like, Repost, Follow):
+        delete_subject_records(model, model.author == did, recount)
