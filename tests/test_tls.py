@@ -77,10 +77,8 @@ def raw_tls_server(context: ssl.SSLContext, pieces: list[bytes]) -> Iterator[int
                         b'Sec-WebSocket-Accept: ' + accept_key(key.decode()).encode() + b'\r\n\r\n')  # fmt: skip
             for piece in pieces:
                 tls.sendall(piece)  # each write is its own TLS record
-            try:
+            with suppress(OSError):
                 tls.recv(4096)  # the client's close
-            except OSError:
-                pass
 
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()
