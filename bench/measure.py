@@ -74,7 +74,7 @@ class Usage:
 
 
 class TreeSampler:
-    """Samples a process and its descendants (gunicorn's workers) while in a `with` block.
+    """Samples a process and its descendants (the server's workers) while in a `with` block.
 
     CPU time is exact (read at start and end; processes that exit in between lose their share). Memory is
     the peak of the sampled sum of RSS, every `interval` seconds.

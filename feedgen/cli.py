@@ -1,6 +1,6 @@
 """The `feedgen` command line: run, ingest, serve, replay, demo, algorithms.
 
-Owns turning settings and options into running parts (ingest process, scheduler, gunicorn) and the
+Owns turning settings and options into running parts (ingest process, scheduler, server) and the
 one-line errors a person sees when a setting is wrong. Everything it starts lives in other modules.
 """
 
@@ -15,14 +15,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import click
-from flask import Flask
-from gunicorn.app.base import BaseApplication
 
 from feedgen.authoring.commands import new_algorithm, preview
 from feedgen.ingest.capture import CaptureError, read_capture
@@ -31,11 +28,11 @@ from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ingest.relay import CaptureRelay
 from feedgen.jobs import feed_jobs, start_scheduler
-from feedgen.logs import gunicorn_log_options, setup_logging
+from feedgen.logs import setup_logging
 from feedgen.publish import PublishError, publish_command, unpublish_command
 from feedgen.ranking.plugins import PluginError, discover_algorithms, load_feeds
-from feedgen.serve.app import create_app
-from feedgen.serve.metrics import format_status, multiprocess_directory, status_report
+from feedgen.serve.metrics import format_status, status_report
+from feedgen.serve.server import serve_forever
 from feedgen.settings import Settings, SettingsError
 from feedgen.store.database import SqliteDatabase
 from feedgen.store.models import Post, open_database
@@ -131,61 +128,13 @@ def ingest(ctx: click.Context, once: bool) -> None:
     click.echo(json.dumps(summary))
 
 
-class _Gunicorn(BaseApplication):
-    """Gunicorn embedded: each worker process builds its own app (and database connection)."""
-
-    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
-        self.factory = factory
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        app = self.factory()
-        # The app, its plugins and the modules they import (the SDK's models) live as long as the worker: frozen,
-        # the cyclic collector stops rescanning them. Unfrozen, its full collections stall every request of the
-        # worker: 75 ms each, measured in-process over 20,000 `latest` requests at a million posts.
-        gc.freeze()
-        return app
-
-
-def serve_forever(
-    settings: Settings,
-    host: str,
-    port: int,
-    workers: int,
-    app_factory: Callable[[], Flask] | None = None,
-    worker_class: str = 'feedgen.serve.workers.FairThreadWorker',
-) -> None:
-    """Serves `create_app(settings)` (or `app_factory()`, built in each worker) with gunicorn until stopped."""
-    # Load once in the master so a bad feeds config or plugin fails here with one line, not in every worker.
-    load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
-    open_database(settings.database).close()
-    options = {
-        'bind': f'{host}:{port}',
-        'workers': workers,
-        'worker_class': worker_class,
-        'threads': settings.threads,
-        'accesslog': None,
-        'limit_request_line': 8190,
-        'limit_request_field_size': 8190,
-        'graceful_timeout': 5,
-        **gunicorn_log_options(settings.log_format),
-    }
-    with multiprocess_directory():  # request metrics of every worker, added up at each scrape
-        _Gunicorn(app_factory or (lambda: create_app(settings)), options).run()
-
-
 @main.command()
 @click.option('--host', default='127.0.0.1', show_default=True)
 @click.option('--port', type=int, default=None, help='Default: FEEDGEN_PORT or 8000.')
 @click.option('--workers', type=int, default=None, help='Default: FEEDGEN_WORKERS or 2.')
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int | None, workers: int | None) -> None:
-    """Serve the feeds (getFeedSkeleton, describeFeedGenerator, did.json) with gunicorn."""
+    """Serve the feeds (getFeedSkeleton, describeFeedGenerator, did.json)."""
     settings = _settings(ctx)
     _print_feed_urls(settings, host, port or settings.port)
     serve_forever(settings, host, port or settings.port, workers or settings.workers)
@@ -228,7 +177,7 @@ def run(ctx: click.Context, host: str, port: int | None) -> None:
 
 
 def run_main_job(settings: Settings, host: str, port: int) -> None:
-    """Ingest (a supervised child process, with the scheduled jobs) and gunicorn serving, until stopped."""
+    """Ingest (a supervised child process, with the scheduled jobs) and serving, until stopped."""
     stopping = threading.Event()
     supervisor = threading.Thread(target=_supervise_ingest, args=(settings, stopping), daemon=True)
     supervisor.start()

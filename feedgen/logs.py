@@ -1,7 +1,7 @@
 """Logs: where feedgen's log lines go and what they look like, plain text or one JSON object per line.
 
-Owns the log format of every process feedgen starts (the command itself, the ingest child, gunicorn's master
-and workers): `FEEDGEN_LOG_FORMAT=text` (the default) for people, `json` for log collectors. It never decides
+Owns the log format of every process feedgen starts (the command itself, the ingest child, the server's
+processes): `FEEDGEN_LOG_FORMAT=text` (the default) for people, `json` for log collectors. It never decides
 what is logged; each module logs through its own `logging.getLogger(__name__)`.
 """
 
@@ -39,17 +39,3 @@ def setup_logging(verbose: bool = False, log_format: str = 'text') -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == 'json' else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
-
-
-def gunicorn_log_options(log_format: str) -> dict[str, Any]:
-    """Gunicorn options that make its own lines (master and workers) follow `log_format` too."""
-    if log_format != 'json':
-        return {}
-    formatter = {'()': f'{__name__}.{JsonFormatter.__name__}'}
-    level = logging.getLevelName(logging.getLogger().level)
-    return {
-        'logconfig_dict': {
-            'formatters': {'generic': formatter},
-            'root': {'level': level, 'handlers': ['error_console']},
-        }
-    }

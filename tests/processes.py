@@ -1,7 +1,7 @@
 """Running `feedgen` commands as real subprocesses in tests: start, wait until serving, read logs, stop.
 
 Each process gets the test's environment without any `FEEDGEN_*` variable of the machine, its own process
-group (so stopping it stops gunicorn's workers too), and its output in files, never in pipes that could fill
+group (so stopping it stops the server's workers too), and its output in files, never in pipes that could fill
 and block it.
 """
 

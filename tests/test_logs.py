@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 
-from feedgen.logs import JsonFormatter, gunicorn_log_options, setup_logging
+from feedgen.logs import JsonFormatter, setup_logging
+from tests.processes import FeedgenProcess, free_port
 
 
 def test_a_record_is_one_json_line_even_with_newlines_and_a_traceback() -> None:
@@ -39,7 +41,17 @@ def test_setup_logging_writes_json_to_stderr(capsys: pytest.CaptureFixture[str])
     assert json.loads(line)['message'] == 'hello there'
 
 
-def test_gunicorn_follows_the_format() -> None:
-    assert gunicorn_log_options('text') == {}
-    config = gunicorn_log_options('json')['logconfig_dict']
-    assert config['formatters']['generic'] == {'()': 'feedgen.logs.JsonFormatter'}
+@pytest.mark.timeout(120)
+def test_the_server_s_own_lines_follow_the_format(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        'FEEDGEN_DATABASE': str(tmp_path / 'f.db'),
+        'FEEDGEN_HOSTNAME': f'localhost:{port}',
+        'FEEDGEN_LOG_FORMAT': 'json',
+    }
+    with FeedgenProcess(['serve', '--port', str(port), '--workers', '2'], env, tmp_path) as serve:
+        serve.wait_http(f'http://127.0.0.1:{port}/xrpc/_health')
+        serve.stop()
+    lines = serve.log().splitlines()
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert sum('worker' in entry['message'].lower() for entry in entries) >= 2, lines

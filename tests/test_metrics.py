@@ -143,7 +143,7 @@ def test_two_serving_processes_report_the_same_totals_and_log_json(tmp_path: Pat
     with FeedgenProcess(['serve', '--port', str(port), '--workers', '2'], env, tmp_path) as serve:
         serve.wait_http(base + '/xrpc/_health')
         requests = 40
-        for _ in range(requests):  # new connections: gunicorn spreads them over both workers
+        for _ in range(requests):  # new connections: the server spreads them over both workers
             assert httpx.get(f'{base}/xrpc/app.bsky.feed.getFeedSkeleton?feed={feed}').status_code == 200
         scrapes = [httpx.get(base + '/metrics').text for _ in range(8)]
     key = (

@@ -85,7 +85,7 @@ for rkey in ('latest', 'topic', 'latest'):
 
 
 def test_counts_add_up_over_serving_processes(client: FlaskClient, settings: Settings, posts: list[str]) -> None:
-    # Another process stands for a second gunicorn worker on the same store.
+    # Another process stands for a second serving worker on the same store.
     subprocess.run([sys.executable, '-c', WORKER, PUBLISHER, settings.database], check=True, timeout=60)
     skeleton(client, 'latest')
     skeleton(client, 'topic')

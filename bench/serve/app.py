@@ -4,10 +4,10 @@ Personalized feeds need a signed-in viewer: a service JWT that `feedgen.serve.au
 issuer's signing key. In production the key is resolved through PLC; here the benchmark signs the viewer's
 tokens with a local key (`tests.jwts.SigningKey`) and passes its `did:key` in `FEEDGEN_BENCH_VIEWER_KEYS`
 (`did=did:key,...`), so every request still pays for a real signature check, and nothing leaves loopback.
-Everything else (settings, gunicorn options, the app) is `feedgen.cli.serve_forever`'s.
+Everything else (settings, server options, the app) is `feedgen.serve.server.serve_forever`'s.
 
-`--server` picks what serves the app, for comparing servers in one run: gunicorn with feedgen's worker (`fair`),
-gunicorn's own `sync` or `gthread` workers, or `granian` (a Rust HTTP server running the WSGI app).
+`--server` picks what serves the app, for comparing servers in one run: feedgen's own (`granian`, the default) or
+gunicorn's `sync` or `gthread` workers (gunicorn is a benchmark dependency only).
 
 Usage: `FEEDGEN_BENCH_VIEWER_KEYS=did:plc:x=did:key:z... python -m bench.serve.app --port 8000 --workers 2`
 """
@@ -21,13 +21,11 @@ import time
 from dataclasses import dataclass
 
 from flask import Flask
-from granian import Granian
-from granian.constants import Interfaces
-from granian.log import LogLevels
+from gunicorn.app.base import BaseApplication
 
-from feedgen.cli import serve_forever
 from feedgen.serve.app import create_app
 from feedgen.serve.auth import FEED_SKELETON_LXM, ServiceAuth
+from feedgen.serve.server import serve_forever
 from feedgen.settings import Settings
 from tests.jwts import SigningKey, service_claims
 
@@ -49,21 +47,32 @@ def viewer_token(key: SigningKey, viewer: str, service_did: str, ttl_seconds: in
     return f'Bearer {key.jwt(claims)}'
 
 
-GUNICORN_WORKERS = {
-    'fair': 'feedgen.serve.workers.FairThreadWorker',
-    'sync': 'sync',
-    'gthread': 'gthread',
-}
-SERVERS = (*GUNICORN_WORKERS, 'granian')
+GUNICORN_WORKERS = ('sync', 'gthread')
+SERVERS = ('granian', *GUNICORN_WORKERS)
 
 
 def bench_app() -> Flask:
-    """The app as `feedgen serve` builds it, with the benchmark's viewer keys (a factory for granian's workers)."""
+    """The app as `feedgen serve` builds it, with the benchmark's viewer keys."""
     settings = Settings.from_env(env_file=None)
     pairs = [pair.split('=', 1) for pair in os.environ.get('FEEDGEN_BENCH_VIEWER_KEYS', '').split(',') if pair]
-    app = create_app(settings, auth=ServiceAuth(settings.service_did, StaticKeys(dict(pairs))))
-    gc.freeze()  # as feedgen's gunicorn workers do
-    return app
+    return create_app(settings, auth=ServiceAuth(settings.service_did, StaticKeys(dict(pairs))))
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    """Gunicorn embedded with one of its own worker classes, for comparison with feedgen's server."""
+
+    def __init__(self, options: dict[str, object]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        app = bench_app()
+        gc.freeze()  # as feedgen's server does in each worker
+        return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,22 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=int, required=True)
     parser.add_argument('--workers', type=int, default=2)
-    parser.add_argument('--server', choices=SERVERS, default='fair')
+    parser.add_argument('--server', choices=SERVERS, default='granian')
     args = parser.parse_args(argv)
     settings = Settings.from_env(env_file=None)
     if args.server == 'granian':
-        Granian(
-            'bench.serve.app:bench_app',
-            address=args.host,
-            port=args.port,
-            interface=Interfaces.WSGI,
-            workers=args.workers,
-            blocking_threads=settings.threads,
-            factory=True,
-            log_level=LogLevels.warning,
-        ).serve()
+        serve_forever(settings, args.host, args.port, args.workers, bench_app)
         return 0
-    serve_forever(settings, args.host, args.port, args.workers, bench_app, GUNICORN_WORKERS[args.server])
+    options = {'bind': f'{args.host}:{args.port}', 'workers': args.workers, 'worker_class': args.server}
+    _Gunicorn(options | {'threads': settings.threads, 'accesslog': None, 'loglevel': 'warning'}).run()
     return 0
 
 

@@ -2,12 +2,13 @@
 
 A minimal Flask app answering one indexed keyset page query (`latest`'s, on the same store file) with a raw
 `sqlite3` connection per thread, and nothing else: no feed lookup, no cursor checks, no algorithm objects.
-Run under gunicorn by `bench.serve.run` with the same worker settings as `feedgen serve`; it reads the store
-and never writes.
+Run under granian by `bench.serve.run` with the same worker settings as `feedgen serve` (`app_from_env` reads
+the store's path from `BENCH_CEILING_DATABASE`); it reads the store and never writes.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 
@@ -37,3 +38,8 @@ def create_app(database: str) -> Flask:
         return jsonify(body)
 
     return app
+
+
+def app_from_env() -> Flask:
+    """The ceiling app over the store at `$BENCH_CEILING_DATABASE`, for a server that imports a factory by name."""
+    return create_app(os.environ['BENCH_CEILING_DATABASE'])

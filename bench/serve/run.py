@@ -7,7 +7,7 @@ with a feeds config covering every installed algorithm (`latest`, `topic` by has
 scheduled jobs once, collects first-page and deep
 (10,000+ items down) cursors by walking each feed, and runs wrk at 1, 16 and 64 connections per feed and
 page depth, sampling the server's CPU and memory. In the same run it measures the ceiling app
-(`bench.serve.ceiling`) under gunicorn with the same worker settings. Prints markdown tables. With
+(`bench.serve.ceiling`) under granian with the same worker settings. Prints markdown tables. With
 `--database postgresql://...` the server reads a PostgreSQL copy of the store (`bench.serve.postgres`); the
 server CPU column then leaves out PostgreSQL's own processes.
 
@@ -199,7 +199,7 @@ def serve_rows(
     everything: bool,
     receipts: str | None = None,
     only: Sequence[str] = (),
-    server: str = 'fair',
+    server: str = 'granian',
 ) -> list[Row]:
     """Starts `bench.serve.app` (feedgen's server, viewers' keys local) and measures every benchmarked feed."""
     algorithms = discover_algorithms()
@@ -234,15 +234,16 @@ def serve_rows(
 
 
 def ceiling_rows(store: Path, seconds: float, connections: Sequence[int], workers: int) -> list[Row]:
-    """The minimal app under gunicorn (same worker class and threads as `feedgen serve`), first and deep pages."""
+    """The minimal app under granian (same workers and threads as `feedgen serve`), first and deep pages."""
     port = free_port()
     command = [
-        sys.executable, '-m', 'gunicorn', '--bind', f'127.0.0.1:{port}', '--workers', str(workers),
-        '--worker-class', 'feedgen.serve.workers.FairThreadWorker', '--threads', '4', '--log-level', 'warning',
-        f'bench.serve.ceiling:create_app({str(store)!r})',
+        sys.executable, '-m', 'granian', '--interface', 'wsgi', '--host', '127.0.0.1', '--port', str(port),
+        '--workers', str(workers), '--blocking-threads', '4', '--log-level', 'warning', '--factory',
+        'bench.serve.ceiling:app_from_env',
     ]  # fmt: skip
     rows = []
-    with running(command, {'PYTHONPATH': str(ROOT)}, port, '/page?limit=1') as server:
+    env = {'PYTHONPATH': str(ROOT), 'BENCH_CEILING_DATABASE': str(store)}
+    with running(command, env, port, '/page?limit=1') as server:
         cursor = None
         cursors = []
         for _ in range(DEEP_ITEMS // 100 + DEEP_CURSORS):
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--posts', type=int, default=1_000_000)
     parser.add_argument('--seconds', type=float, default=5.0, help='Length of each wrk run.')
     parser.add_argument('--connections', default='1,16,64')
-    parser.add_argument('--workers', type=int, default=2, help='gunicorn workers, for feedgen and the ceiling.')
+    parser.add_argument('--workers', type=int, default=2, help='Serving processes, for feedgen and the ceiling.')
     parser.add_argument('--all-algorithms', action='store_true', help='Also every other installed algorithm.')
     parser.add_argument('--receipts', default=None, help='FEEDGEN_RECEIPTS for the server (default: its default).')
     parser.add_argument('--feeds', default='', help='Only these benchmark feeds (comma-separated record keys).')
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f'Store: {info.posts:,} posts, {info.likes:,} likes, {info.reposts:,} reposts, {info.follows:,} follows, '
         f'{info.accounts:,} accounts; `#{info.tag}` on {info.tagged_posts:,} posts; the viewer follows '
-        f'{info.viewer_follows}. {args.seconds:g} s of wrk per row, {args.workers} gunicorn workers, '
+        f'{info.viewer_follows}. {args.seconds:g} s of wrk per row, {args.workers} serving processes, '
         f'FEEDGEN_RECEIPTS={args.receipts or "default (50/s per process)"}.\n'
     )
     print(f'Load averages before: {load_averages()}\n')

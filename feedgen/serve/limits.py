@@ -2,10 +2,10 @@
 
 Owns the largest query string, header and body a request may carry, and that the query string is UTF-8 (werkzeug
 would raise a `UnicodeDecodeError` from inside a view). An oversized request is refused with a
-werkzeug HTTP error (414, 431, 413) that the server's error handler answers as an XRPC JSON body. Gunicorn's own
-limits (`limit_request_line`, `limit_request_field_size`, `limit_request_fields` in `feedgen.cli`) are set higher,
-as a backstop: what these limits refuse is refused by the app, in JSON; only a request too large for gunicorn to
-parse at all gets gunicorn's plain-text 400. It never reads the store.
+werkzeug HTTP error (414, 431, 413) that the server's error handler answers as an XRPC JSON body. The HTTP
+server's own buffer (`feedgen.serve.server`) is larger, as a backstop: what these limits refuse is refused by the
+app, in JSON; only a request head too large for the server to buffer at all gets its bare 431. It never reads the
+store.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Owns what is measured and what it is called. Ingest runs in its own process, so its numbers come from the store:
 the `IngestStat` row the ingest pipeline updates in each batch's own transaction (so they are as durable as the
 data, and any serving process reads the same) and `IngestState` (the cursor and its event time). Requests and
-their latency, by endpoint and feed, are counted in the serving processes with prometheus_client: under gunicorn
-in its multiprocess files (`PROMETHEUS_MULTIPROC_DIR`, which `feedgen serve` sets up), so whichever worker
+their latency, by endpoint and feed, are counted in the serving processes with prometheus_client: with several
+workers in multiprocess files (`PROMETHEUS_MULTIPROC_DIR`, which `feedgen serve` sets up), so whichever worker
 answers a scrape reports the totals of all of them. It never writes the store.
 """
 
@@ -133,12 +133,12 @@ class StoreCollector(Collector):
 
 class RequestMetrics:
     """Request counters and latencies of one app; kept in the multiprocess files when `PROMETHEUS_MULTIPROC_DIR`
-    is set (gunicorn workers), in this process otherwise (tests, a single process)."""
+    is set (the server's workers), in this process otherwise (tests, a single process)."""
 
     def __init__(self) -> None:
         self.directory = os.environ.get(MULTIPROC_ENV)
         if self.directory:
-            # prometheus_client picks its value store when imported, which may be before gunicorn set the
+            # prometheus_client picks its value store when imported, which may be before the server set the
             # directory; this worker's metrics must live in the shared files, so pick again.
             values.ValueClass = values.MultiProcessValue()
         self.requests = Counter(

@@ -157,7 +157,7 @@ class RequestLog:
         payload = None if receipt is None else receipt()
         with self._lock:
             self._pending.append((rkey, req_id, payload, int(time.time() * 1000)))
-            if self._thread is None or self._pid != os.getpid():  # started lazily: gunicorn forks workers
+            if self._thread is None or self._pid != os.getpid():  # started lazily: the server forks workers
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name='feedgen-request-log', daemon=True)
                 self._thread.start()
