@@ -25,6 +25,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from feedgen.authoring.commands import new_algorithm, preview
+from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import CaptureError, read_capture
 from feedgen.ingest.firehose import Backoff, Firehose
 from feedgen.ingest.indexer import Indexer
@@ -90,6 +91,7 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     """Runs the firehose ingest and the scheduled jobs until stopped (or the stream ends, with `once`)."""
     stop = stop or threading.Event()
     pipeline = make_pipeline(settings, settings.subscribe_url)
+    pipeline.backfill = Backfill.plan(pipeline.indexer, settings.backfill_window_hours)
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()))
     firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
