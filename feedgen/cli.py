@@ -288,7 +288,12 @@ def demo(ctx: click.Context, port: int, capture: Path) -> None:
     folder = Path(tempfile.mkdtemp(prefix='feedgen-demo-'))
     with CaptureRelay(list(read_capture(capture)), close_when_done=False) as relay:
         settings = Settings(
-            hostname=f'localhost:{port}', port=port, database=str(folder / 'demo.db'), firehose=relay.url, workers=1
+            hostname=f'localhost:{port}',
+            port=port,
+            database=str(folder / 'demo.db'),
+            firehose=relay.url,
+            workers=1,
+            backfill_hours=0,  # the loopback relay replays the whole capture to a connection without a cursor
         )
         click.echo(f'demo: a loopback relay at {relay.url} replays {capture.name}; store {settings.database}', err=True)
         _print_feed_urls(settings, '127.0.0.1', port)
