@@ -53,6 +53,7 @@ class Backfill:
         self._started = clock()
         self._events_at_start = row.events
         self._observed = 0
+        self._newest: Event | None = None
         self._first: tuple[float, int] | None = None
         """(wall clock, event time in ms) of the first event this process read: the ETA's starting point."""
         self._last_report = self._started
@@ -109,24 +110,26 @@ class Backfill:
         self._from_start = from_start
 
     def observe(self, event: Event) -> None:
-        """Takes one sequenced event read from the source (before the pipeline batches it)."""
+        """Takes one sequenced event read from the source (before the pipeline batches it). Cheap: it runs for every
+        event; the newest one is looked at when the batch is saved."""
         self._observed += 1
+        self._newest = event
+        if self._first is None or self._from_start:
+            self._note_first(event)
+
+    def _note_first(self, event: Event) -> None:
+        """The first event this process reads, and the first of a connection that asked for the whole window."""
         moment = event_time_ms(event)
         if moment is None:
             return
-        row = self.row
         if self._first is None:
             self._first = (self.clock(), moment)
         if self._from_start:
             self._from_start = False
-            if moment > row.horizon:
+            if moment > self.row.horizon:
                 self.holds_less(f'its oldest event is from {_iso(moment)}')
-        if row.first_event_time is None and moment >= row.horizon:
-            row.first_event_time = moment
-        if row.event_time is None or moment > row.event_time:
-            row.event_time = moment
-        if moment >= (self.clock() - LIVE_SECONDS) * 1000:
-            self.finish(f'an event is from {_iso(moment)}, within {LIVE_SECONDS:g} s of now')
+            if self.row.first_event_time is None:
+                self.row.first_event_time = max(moment, self.row.horizon)
 
     def holds_less(self, what: str) -> None:
         """Says once, in one line, that the source holds less history than the backfill asked for."""
@@ -148,6 +151,11 @@ class Backfill:
         """Writes the progress (and the end, once reached) into the current transaction, with the batch it covers."""
         row = self.row
         now = self.clock()
+        moment = None if self._newest is None else event_time_ms(self._newest)
+        if moment is not None:
+            row.event_time = moment
+            if moment >= (now - LIVE_SECONDS) * 1000:
+                self.finish(f'an event is from {_iso(moment)}, within {LIVE_SECONDS:g} s of now')
         row.events = self._events_at_start + self._observed
         seconds = max(now - self._started, 1e-3)
         row.rate = self._observed / seconds
@@ -161,10 +169,10 @@ class Backfill:
             row.eta_seconds = 0.0
         row.save()
 
-    def report(self, force: bool = False) -> None:
+    def report(self) -> None:
         """Logs the progress every `PROGRESS_SECONDS` (and the end, once)."""
         now = self.clock()
-        if not force and not self.done_because and now - self._last_report < PROGRESS_SECONDS:
+        if not self.done_because and now - self._last_report < PROGRESS_SECONDS:
             return
         self._last_report = now
         progress = backfill_progress(self.row)

@@ -152,7 +152,7 @@ class BackfillState(BaseModel):
     started_at = peewee.BigIntegerField()
     finished_at = peewee.BigIntegerField(null=True)
     first_event_time = peewee.BigIntegerField(null=True)
-    """The `time` of the oldest event read at or after the horizon."""
+    """Where the source's history begins for this backfill: the `time` of its oldest event, or the horizon if older."""
     event_time = peewee.BigIntegerField(null=True)
     """The `time` of the newest event committed."""
     events = peewee.BigIntegerField(default=0)
