@@ -300,3 +300,15 @@ def _score_snapshots(store: Path) -> int:
 def test_every_sequenced_event_has_a_time() -> None:
     """The horizon compares `time`s: the capture's sequenced events all carry one."""
     assert all(event_time_ms(event) for event in map(decode_frame, FRAMES) if isinstance(event, SEQUENCED))
+
+
+def test_backfill_hours_0_ends_an_unfinished_backfill(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger='feedgen')
+    db = open_database(tmp_path / 'feedgen.db')
+    assert Backfill.plan(Indexer(db, RELAY), 24, clock=lambda: NOW) is not None  # then the process dies
+    assert Backfill.plan(Indexer(db, RELAY), 0, clock=lambda: NOW) is None
+    assert BackfillState.get().finished_at == int(NOW * 1000)
+    assert any(r.getMessage().startswith('backfill: turned off (FEEDGEN_BACKFILL_HOURS=0)') for r in caplog.records)
+    app = create_app(Settings(database=str(tmp_path / 'feedgen.db')), db=db)
+    assert app.test_client().get('/xrpc/_health').get_json()['status'] == 'ok'
+    db.close()
