@@ -155,7 +155,12 @@ class _Gunicorn(BaseApplication):
 
 
 def serve_forever(
-    settings: Settings, host: str, port: int, workers: int, app_factory: Callable[[], Flask] | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    app_factory: Callable[[], Flask] | None = None,
+    worker_class: str = 'feedgen.serve.workers.FairThreadWorker',
 ) -> None:
     """Serves `create_app(settings)` (or `app_factory()`, built in each worker) with gunicorn until stopped."""
     # Load once in the master so a bad feeds config or plugin fails here with one line, not in every worker.
@@ -164,7 +169,7 @@ def serve_forever(
     options = {
         'bind': f'{host}:{port}',
         'workers': workers,
-        'worker_class': 'feedgen.serve.workers.FairThreadWorker',  # gthread that shares connections fairly
+        'worker_class': worker_class,
         'threads': settings.threads,
         'accesslog': None,
         'limit_request_line': 8190,

@@ -21,7 +21,8 @@ def test_it_is_registered_as_a_pytest_plugin() -> None:
 def test_importing_it_imports_nothing_of_feedgen_and_touches_nothing() -> None:
     script = (
         'import sys, feedgen.authoring.pytest_plugin; '
-        'loaded = sorted(m for m in sys.modules if m.startswith(("feedgen.", "peewee", "flask", "feedgen_algorithms"))); '
+        'prefixes = ("feedgen.", "peewee", "flask", "feedgen_algorithms"); '
+        'loaded = sorted(m for m in sys.modules if m.startswith(prefixes)); '
         'print(loaded)'
     )
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, check=True)

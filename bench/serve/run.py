@@ -28,12 +28,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
 from bench.measure import TreeSampler, load_averages, markdown_table
-from bench.serve.app import viewer_token
+from bench.serve.app import SERVERS, viewer_token
 from bench.serve.fill import TAG, StoreInfo, cached_store
 from bench.serve.loadgen import Load, require_wrk, run_wrk
 from bench.serve.postgres import copy_store
@@ -199,6 +199,7 @@ def serve_rows(
     everything: bool,
     receipts: str | None = None,
     only: Sequence[str] = (),
+    server: str = 'fair',
 ) -> list[Row]:
     """Starts `bench.serve.app` (feedgen's server, viewers' keys local) and measures every benchmarked feed."""
     algorithms = discover_algorithms()
@@ -217,16 +218,18 @@ def serve_rows(
         'PYTHONPATH': str(ROOT),
     } | ({'FEEDGEN_RECEIPTS': receipts} if receipts else {})
     command = [sys.executable, '-m', 'bench.serve.app', '--port', str(port), '--workers', str(workers)]
+    command += ['--server', server]
     authorization = viewer_token(key, info.viewer, PUBLISHER)
     rows = []
-    with running(command, env, port, '/xrpc/app.bsky.feed.describeFeedGenerator') as server:
+    with running(command, env, port, '/xrpc/app.bsky.feed.describeFeedGenerator') as process:
         targets = []
         for rkey, algorithm, _ in feeds:
             targets += targets_for(port, rkey, authorization if algorithms[algorithm].personalized else None)
         for target in targets:
             run_wrk(port, target.requests, 4, 1)  # warm-up
         for count in connections:
-            rows += [measure(server, port, target, count, seconds) for target in targets]
+            rows += [measure(process, port, replace(target, feed=f'{target.feed} ({server})'), count, seconds)
+                     for target in targets]  # fmt: skip
     return rows
 
 
@@ -266,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--feeds', default='', help='Only these benchmark feeds (comma-separated record keys).')
     parser.add_argument('--no-ceiling', action='store_true', help='Leave out the ceiling app.')
     parser.add_argument(
+        '--servers',
+        default='fair',
+        help=f'What serves feedgen, one after another (comma-separated: {", ".join(SERVERS)}).',
+    )
+    parser.add_argument(
         '--database',
         default='',
         help='Serve from this postgresql:// database instead, after copying the store into it (bench.serve.postgres).',
@@ -290,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         copy_store(store, args.database).close()
         served = args.database
         print(f'Served from PostgreSQL ({args.database}); the ceiling reads the SQLite file.\n')
-    rows = serve_rows(info, served, args.seconds, connections, args.workers, args.all_algorithms, args.receipts, only)
+    rows = []
+    for server in args.servers.split(','):
+        rows += serve_rows(
+            info, served, args.seconds, connections, args.workers, args.all_algorithms, args.receipts, only, server
+        )
     if not args.no_ceiling:
         rows += ceiling_rows(store, args.seconds, connections, args.workers)
     rows.sort(key=lambda row: (row.target == 'ceiling', row.connections))
