@@ -43,7 +43,11 @@ def measure(rate: float, seconds: float, accounts: int) -> tuple[list[float], in
     feedgen = shutil.which('feedgen', path=str(Path(sys.executable).parent)) or 'feedgen'
     seen: dict[int, float] = {}
     with CaptureRelay(frames, rate=rate) as relay, open(OUT / 'freshness-ingest.log', 'w') as log:
-        env = os.environ | {'FEEDGEN_DATABASE': str(database), 'FEEDGEN_FIREHOSE': relay.url}
+        env = os.environ | {
+            'FEEDGEN_DATABASE': str(database),
+            'FEEDGEN_FIREHOSE': relay.url,
+            'FEEDGEN_BACKFILL_HOURS': '0',
+        }
         process = subprocess.Popen([feedgen, 'ingest', '--once'], env=env, stdout=subprocess.DEVNULL, stderr=log)
         while not database.exists():
             time.sleep(POLL_SECONDS)

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import click
 
 from feedgen.authoring.commands import new_algorithm, preview
+from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import CaptureError, read_capture
 from feedgen.ingest.firehose import Backoff, Firehose
 from feedgen.ingest.indexer import Indexer
@@ -87,6 +88,7 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     """Runs the firehose ingest and the scheduled jobs until stopped (or the stream ends, with `once`)."""
     stop = stop or threading.Event()
     pipeline = make_pipeline(settings, settings.subscribe_url)
+    pipeline.backfill = Backfill.plan(pipeline.indexer, settings.backfill_window_hours)
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()))
     firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
@@ -240,7 +242,12 @@ def demo(ctx: click.Context, port: int, capture: Path) -> None:
     folder = Path(tempfile.mkdtemp(prefix='feedgen-demo-'))
     with CaptureRelay(list(read_capture(capture)), close_when_done=False) as relay:
         settings = Settings(
-            hostname=f'localhost:{port}', port=port, database=str(folder / 'demo.db'), firehose=relay.url, workers=1
+            hostname=f'localhost:{port}',
+            port=port,
+            database=str(folder / 'demo.db'),
+            firehose=relay.url,
+            workers=1,
+            backfill_hours=0,  # the loopback relay replays the whole capture to a connection without a cursor
         )
         click.echo(f'demo: a loopback relay at {relay.url} replays {capture.name}; store {settings.database}', err=True)
         _print_feed_urls(settings, '127.0.0.1', port)

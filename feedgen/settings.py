@@ -48,6 +48,16 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str, str], Any]:
     return parse
 
 
+def _not_negative(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f'{PREFIX}{name}: {value!r} is not a number') from None
+    if not number >= 0:
+        raise SettingsError(f'{PREFIX}{name}: must be 0 or more, got {number}')
+    return number
+
+
 def _websocket_url(name: str, value: str) -> str:
     if not value.startswith(('ws://', 'wss://')):
         raise SettingsError(f'{PREFIX}{name}: {value!r} must start with ws:// or wss://')
@@ -132,6 +142,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'firehose': _websocket_url,
     'plc_url': _http_url,
     'retention_hours': _positive(float),
+    'backfill_hours': _not_negative,
     'batch_size': _positive(int),
     'batch_seconds': _positive(float),
     'stall_seconds': _positive(float),
@@ -168,6 +179,9 @@ class Settings:
     """PLC directory used to resolve did:plc identities when verifying service auth."""
     retention_hours: float = 72.0
     """Posts, likes and reposts older than this (by indexing time) are pruned."""
+    backfill_hours: float = 24.0
+    """On the first start with an empty store, ingest first this many hours of the source's history (at most
+    `retention_hours`); 0 starts at the live stream instead."""
     batch_size: int = 10000
     """Firehose events written per database transaction (at most). Live, `batch_seconds` ends a batch long before;
     catching up, big batches share the pages they dirty (bench/ingest: 2,000 -> 10,000 is 1.4x the frames/s)."""
@@ -230,6 +244,11 @@ class Settings:
         for name in names:
             if not getattr(self, name):
                 raise SettingsError(f'{PREFIX}{name.upper()} is required for this command')
+
+    @property
+    def backfill_window_hours(self) -> float:
+        """The hours a first start backfills: `backfill_hours`, never more than `retention_hours`."""
+        return min(self.backfill_hours, self.retention_hours)
 
     @property
     def subscribe_url(self) -> str:

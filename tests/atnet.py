@@ -199,13 +199,15 @@ class Feedgen:
             [sys.executable, '-m', 'feedgen', *args], env=self.env, capture_output=True, text=True, timeout=120
         )
 
-    def start(self) -> None:
+    def start(self, backfill: bool = False) -> None:
         """Starts `feedgen run` and waits until it serves. Ingest starts at the beginning of the PDS's stream
-        (cursor 0), so nothing the tests write is missed while the websocket connects."""
-        db = open_database(self.settings.database)
-        with db.atomic():
-            save_cursor(self.settings.subscribe_url, 0)
-        db.close()
+        (cursor 0), so nothing the tests write is missed while the websocket connects: a saved cursor 0, or with
+        `backfill` a fresh store, whose first start backfills (`feedgen.ingest.backfill`)."""
+        if not backfill:
+            db = open_database(self.settings.database)
+            with db.atomic():
+                save_cursor(self.settings.subscribe_url, 0)
+            db.close()
         with self.log.open('w') as log:
             self.process = subprocess.Popen(
                 [sys.executable, '-m', 'feedgen', 'run', '--host', '127.0.0.1'],

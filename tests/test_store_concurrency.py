@@ -53,7 +53,12 @@ def test_64_readers_while_ingest_writes_at_full_speed(tmp_path: Path) -> None:
     messages = list(synth.Synthesizer(frames=40_000, accounts=3_000, seed=5).messages())
     port = free_port()
     store = tmp_path / 'feedgen.db'
-    env = {'FEEDGEN_DATABASE': str(store), 'FEEDGEN_HOSTNAME': f'localhost:{port}', 'FEEDGEN_BATCH_SIZE': '500'}
+    env = {
+        'FEEDGEN_DATABASE': str(store),
+        'FEEDGEN_HOSTNAME': f'localhost:{port}',
+        'FEEDGEN_BATCH_SIZE': '500',
+        'FEEDGEN_BACKFILL_HOURS': '0',  # index every synthetic event, however old its time
+    }
     feed = f'at://did:web:localhost%3A{port}/app.bsky.feed.generator/latest'
     base = f'http://127.0.0.1:{port}'
     with (

@@ -2,11 +2,12 @@
 
 Owns the ingest measurement: it makes (or reuses) a synthetic capture with the live mix (`synth.py`, cached
 in `bench/out/`), replays it over a loopback `CaptureRelay` as fast as each consumer reads, and runs, one
-after the other, `feedgen ingest --once` and `bench/ingest/baseline.py`, each in its own process on a fresh
-store. CPU time and peak RSS come from the kernel's accounting of each process (`wait4`). It checks that
-feedgen's store holds what the capture's truth says, and prints a markdown table.
+after the other, `feedgen ingest --once` and `bench/ingest/baseline.py` (and with `--backfill`, `feedgen ingest
+--once` as a first start that backfills the whole capture), each in its own process on a fresh store. CPU time
+and peak RSS come from the kernel's accounting of each process (`wait4`). It checks that feedgen's store holds
+what the capture's truth says, and prints a markdown table.
 
-Usage: `python -m bench.ingest.run [--frames 200000]`
+Usage: `python -m bench.ingest.run [--frames 200000] [--backfill]`
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from bench.ingest.synth import truth_path, write_synthetic
 from bench.measure import MB, Usage, load_averages, markdown_table
 from feedgen.ingest.capture import read_capture
+from feedgen.ingest.events import decode_frame, event_time_ms
 from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
 from feedgen.ingest.relay import CaptureRelay
 
@@ -110,19 +112,39 @@ def deleted(truth: dict) -> int:
     return sum(truth['op_counts'].get(f'delete {collection}', 0) for collection in KINDS.values())
 
 
-def run_feedgen(relay: CaptureRelay, truth: dict, batch_size: int | None) -> Run:
+def backfill_hours(frames: Sequence[bytes]) -> float:
+    """Hours from the capture's first event to now, and one more: a backfill asked for them ingests every event."""
+    first = event_time_ms(decode_frame(frames[0])) or 0
+    return (time.time() - first / 1000) / 3600 + 1
+
+
+def run_feedgen(relay: CaptureRelay, truth: dict, batch_size: int | None, backfill: float = 0) -> Run:
+    """`feedgen ingest --once` on a fresh store: live ingest from the relay's start, or with `backfill` hours a
+    first-start backfill (`cursor=0`, the horizon before the capture's first event, so nothing is skipped)."""
     database = OUT / 'ingest-feedgen.db'
     for suffix in ('', '-wal', '-shm'):
         Path(f'{database}{suffix}').unlink(missing_ok=True)
     feedgen = shutil.which('feedgen', path=str(Path(sys.executable).parent)) or 'feedgen'
-    env = {'FEEDGEN_DATABASE': str(database), 'FEEDGEN_FIREHOSE': relay.url}
+    env = {'FEEDGEN_DATABASE': str(database), 'FEEDGEN_FIREHOSE': relay.url, 'FEEDGEN_BACKFILL_HOURS': str(backfill)}
+    if backfill:
+        env['FEEDGEN_RETENTION_HOURS'] = str(backfill)
     if batch_size:
         env['FEEDGEN_BATCH_SIZE'] = str(batch_size)
     stdout, usage = run_measured([feedgen, 'ingest', '--once'], env, OUT / 'ingest-feedgen.log')
     summary = json.loads(stdout.strip().splitlines()[-1])
     check_store(database, truth)
+    if backfill:
+        check_backfilled(database)
     indexed = {kind: created(truth, collection) for kind, collection in KINDS.items()} | {'deletes': deleted(truth)}
-    return Run('feedgen', summary['frames'], summary['seconds'], usage, indexed)
+    return Run('feedgen backfill' if backfill else 'feedgen', summary['frames'], summary['seconds'], usage, indexed)
+
+
+def check_backfilled(database: Path) -> None:
+    """Raises unless the store's backfill ran to its end."""
+    with sqlite3.connect(database) as conn:
+        row = conn.execute('SELECT finished_at FROM backfill_state').fetchone()
+    if row is None or row[0] is None:
+        raise AssertionError('feedgen did not backfill, or its backfill did not finish')
 
 
 def check_store(database: Path, truth: dict) -> None:
@@ -151,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--accounts', type=int, default=20_000)
     parser.add_argument('--batch-size', type=int, default=None, help='FEEDGEN_BATCH_SIZE (default: the setting).')
     parser.add_argument('--skip-baseline', action='store_true')
+    parser.add_argument(
+        '--backfill', action='store_true', help="Also measure a first start's backfill (FEEDGEN_BACKFILL_HOURS)."
+    )
     args = parser.parse_args(argv)
     capture, truth = ensure_capture(args.frames, args.accounts)
     frames = list(read_capture(capture))
@@ -159,11 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f'Load averages before: {load_averages()}\n')
     with CaptureRelay(frames) as relay:
         runs = [run_feedgen(relay, truth, args.batch_size)]
+        if args.backfill:
+            runs.append(run_feedgen(relay, truth, args.batch_size, backfill_hours(frames)))
         if not args.skip_baseline:
             runs.append(run_baseline(relay, truth))
     print(markdown_table(HEADERS, [run.cells(commits) for run in runs]))
-    if len(runs) == 2:
-        ratio = (runs[0].frames / runs[0].seconds) / (runs[1].frames / runs[1].seconds)
+    if not args.skip_baseline:
+        ratio = (runs[0].frames / runs[0].seconds) / (runs[-1].frames / runs[-1].seconds)
         print(f'\nfeedgen / baseline: {ratio:.1f}x the frames per second.')
     print("feedgen's store matches the capture's truth (live posts and their like counts).")
     print(f'Load averages after: {load_averages()}')

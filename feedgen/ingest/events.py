@@ -116,6 +116,18 @@ Event = Commit | Account | Identity | Sync | Info | ErrorFrame
 SEQUENCED = (Commit, Account, Identity, Sync)
 
 
+def event_time_ms(event: Event) -> int | None:
+    """The relay's `time` of a sequenced event in milliseconds; None for other frames or a time that does not parse."""
+    if isinstance(event, Commit):
+        return event.time_ms
+    if isinstance(event, Account | Identity | Sync):
+        try:
+            return parse_datetime_ms(event.time)
+        except RecordError:
+            return None
+    return None
+
+
 def decode_frame(message: bytes) -> Event:
     """Decodes one binary websocket message of `com.atproto.sync.subscribeRepos`.
 

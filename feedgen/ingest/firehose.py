@@ -6,7 +6,9 @@ backoff and full jitter after any drop or error frame, logging each in one line.
 once a connection delivers an event, so a relay that answers every connection with an error frame is retried
 ever more slowly (up to `Backoff.cap`), never in a tight loop. A `FutureCursor` error frame means the relay's
 sequence is behind the saved cursor (it was reset): the pipeline takes the relay's new sequence and the next
-connection asks for none. It never decodes frames or writes the store.
+connection asks for none. During a history backfill (`feedgen.ingest.backfill`) a connection without a saved cursor
+asks for the source's whole window (`cursor=0`); the backfill ends when the source goes quiet or closes the stream.
+It never decodes frames or writes the store.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
+from feedgen.ingest.backfill import IDLE_SECONDS as BACKFILL_IDLE_SECONDS
 from feedgen.ingest.events import ErrorFrame, Info
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.ingest.websocket import connect
@@ -72,6 +75,8 @@ class Firehose:
 
     def connect_url(self) -> str:
         cursor = self.pipeline.indexer.cursor
+        if cursor is None and self.pipeline.backfill is not None:
+            cursor = 0
         return self.url if cursor is None else f'{self.url}?cursor={cursor}'
 
     def run(self, once: bool = False) -> None:
@@ -80,6 +85,8 @@ class Firehose:
             try:
                 self._consume()
             except StreamEnded:
+                if self.pipeline.backfill is not None:
+                    self.pipeline.backfill.finish('the source closed the stream')
                 self.pipeline.flush()
                 if once:
                     log.info('relay closed the stream; cursor %s', self.pipeline.indexer.cursor)
@@ -126,9 +133,13 @@ class Firehose:
                 try:
                     message = socket.recv(timeout=self.pipeline.batch_seconds)
                 except TimeoutError:
+                    quiet = time.monotonic() - last_message
+                    backfill = self.pipeline.backfill
+                    if backfill is not None and quiet >= BACKFILL_IDLE_SECONDS:
+                        backfill.finish(f'the source sent nothing for {BACKFILL_IDLE_SECONDS:g} s')
                     if self.pipeline.due():
                         self.pipeline.flush()
-                    if time.monotonic() - last_message > self.stall_seconds:
+                    if quiet > self.stall_seconds:
                         raise StalledError(self.stall_seconds) from None
                     continue
                 except ConnectionClosedOK:
@@ -141,7 +152,10 @@ class Firehose:
                 if isinstance(notice, ErrorFrame):
                     raise RelayError(notice, self.pipeline.indexer.cursor)
                 if isinstance(notice, Info):
-                    log.warning('relay info %s: %s', notice.name, notice.message)
+                    if notice.name == 'OutdatedCursor' and self.pipeline.backfill is not None:
+                        self.pipeline.backfill.holds_less(f'it answered OutdatedCursor: {notice.message}')
+                    else:
+                        log.warning('relay info %s: %s', notice.name, notice.message)
                 else:
                     self.backoff.reset()
                 if self.pipeline.due():

@@ -30,6 +30,7 @@ from feedgen.ingest.events import (
     PostCreate,
     RecordDelete,
     SubjectCreate,
+    event_time_ms,
 )
 from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
 from feedgen.store.models import Actor, Follow, Like, Post, PostTerm, Repost, get_cursor, save_cursor
@@ -171,6 +172,9 @@ class Indexer:
         self.inactive = {did for (did,) in Actor.select(Actor.did).where(Actor.status.in_(HIDING_STATUSES)).tuples()}
         self.skipped: Counter[str] = Counter()
         self.written: Counter[str] = Counter()
+        self.horizon_ms: int | None = None
+        """During a backfill (`feedgen.ingest.backfill`): sequenced events whose `time` is older are skipped, counted
+        as `before_horizon`, and the cursor still moves past them."""
 
     def write(self, events: Sequence[Event]) -> BatchResult:
         """Writes `events` and the cursor of the last sequenced one in one transaction."""
@@ -185,6 +189,9 @@ class Indexer:
                         skipped['duplicate_seq'] += 1
                         continue
                     cursor, time_text = event.seq, event.time
+                    if self.horizon_ms is not None and (event_time_ms(event) or self.horizon_ms) < self.horizon_ms:
+                        skipped['before_horizon'] += 1
+                        continue
                 if isinstance(event, Commit):
                     if event.skipped:
                         skipped.update(event.skipped)

@@ -3,7 +3,8 @@
 Owns batching (a batch is written when it holds `batch_size` events or is `batch_seconds` old), the
 counters of what was seen and skipped and their running totals in the store (`IngestStat`, updated in the
 batch's own transaction, so they are exactly as durable as the data they count), noticing a relay whose
-sequence went backwards, and replaying ATFH capture files. Decoding is `feedgen.ingest.events`, writing is
+sequence went backwards, a running backfill's progress (`feedgen.ingest.backfill`, saved in the same transaction),
+and replaying ATFH capture files. Decoding is `feedgen.ingest.events`, writing is
 `feedgen.ingest.indexer`; the websocket is `feedgen.ingest.firehose`.
 
 A relay reset: the indexer skips every sequenced event at or below its saved cursor as a duplicate. A relay that
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import read_capture
 from feedgen.ingest.events import SEQUENCED, ErrorFrame, Event, FrameError, Info, decode_frame
 from feedgen.ingest.indexer import Indexer
@@ -84,8 +86,11 @@ class Pipeline:
         batch_size: int = 2000,
         batch_seconds: float = 0.25,
         on_batch: Callable[[Pipeline], None] | None = None,
+        backfill: Backfill | None = None,
     ) -> None:
         self.indexer = indexer
+        self.backfill = backfill
+        """The running history backfill (`feedgen.ingest.backfill`), None once ingest is live."""
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self.on_batch = on_batch
@@ -111,6 +116,8 @@ class Pipeline:
         self.stats.events[kind] += 1
         if isinstance(event, ErrorFrame | Info):
             return event
+        if self.backfill is not None and isinstance(event, SEQUENCED):
+            self.backfill.observe(event)
         if self._new_connection and isinstance(event, SEQUENCED):
             self._new_connection = False
             cursor = self.indexer.cursor
@@ -126,6 +133,8 @@ class Pipeline:
     def connected(self) -> None:
         """Notes that a new connection starts: its first sequenced event is checked for a relay reset."""
         self._new_connection = True
+        if self.backfill is not None:
+            self.backfill.connected(from_start=self.indexer.cursor is None)
 
     def restart_sequence(self, why: str) -> None:
         """Takes the relay's sequence afresh: the next sequenced event is indexed whatever its seq.
@@ -157,6 +166,8 @@ class Pipeline:
 
     def _unsaved(self) -> bool:
         saved = self._saved
+        if self.backfill is not None and not self.backfill.running:
+            return True
         return (
             self.stats.frames != saved.get('frames', 0)
             or self.stats.relay_resets != saved.get('relay_resets', 0)
@@ -176,7 +187,13 @@ class Pipeline:
                 self.stats.last_event_time = getattr(events[-1], 'time', self.stats.last_event_time)
             totals = self.stats.totals() | {'ops': dict(self.indexer.written)}
             self._save(totals)
+            if self.backfill is not None:
+                self.backfill.save()
         self._saved, self._saved_at = totals, time.monotonic()
+        if self.backfill is not None:
+            self.backfill.report()
+            if not self.backfill.running:
+                self.backfill, self.indexer.horizon_ms = None, None
         if events and self.on_batch:
             self.on_batch(self)
 

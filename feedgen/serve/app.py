@@ -15,6 +15,7 @@ import peewee
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from feedgen.ingest.backfill import backfill_progress
 from feedgen.ranking.algorithm import MAX_LIMIT, FeedRequest, InvalidCursor
 from feedgen.ranking.feed_catalog import algorithm_stamp
 from feedgen.ranking.languages import accepted_languages, reader_feed
@@ -27,7 +28,7 @@ from feedgen.serve.receipts import ReceiptSampler, skeleton_response
 from feedgen.serve.transparency import transparency
 from feedgen.serve.xrpc import XrpcError, feed_viewer, find_feed, xrpc_error_response
 from feedgen.settings import Settings
-from feedgen.store.models import IngestState, open_database
+from feedgen.store.models import BackfillState, IngestState, open_database
 
 DEFAULT_LIMIT = 50
 CURSOR_SEPARATOR = ':'
@@ -161,8 +162,12 @@ def create_app(
 
     @app.get('/xrpc/_health')
     def health() -> Any:
+        """`status` is `backfilling` while a history backfill runs (`feedgen.ingest.backfill`), `ok` otherwise."""
         states = [{'firehose': s.firehose, 'cursor': s.cursor, 'time': s.time} for s in IngestState.select()]
-        return jsonify({'status': 'ok', 'service': settings.service_did, 'ingest': states})
+        backfills = {row.firehose: backfill_progress(row) for row in BackfillState.select()}
+        running = any(progress['state'] == 'backfilling' for progress in backfills.values())
+        body = {'status': 'backfilling' if running else 'ok', 'service': settings.service_did, 'ingest': states}
+        return jsonify(body | ({'backfill': backfills} if backfills else {}))
 
     app.register_blueprint(transparency)
     app.register_blueprint(interactions)

@@ -2,9 +2,10 @@
 
 Owns what is measured and what it is called. Ingest runs in its own process, so its numbers come from the store:
 the `IngestStat` row the ingest pipeline updates in each batch's own transaction (so they are as durable as the
-data, and any serving process reads the same) and `IngestState` (the cursor and its event time). Requests and
-their latency, by endpoint and feed, are counted in the serving processes with prometheus_client: with several
-workers in multiprocess files (`PROMETHEUS_MULTIPROC_DIR`, which `feedgen serve` sets up), so whichever worker
+data, and any serving process reads the same), `IngestState` (the cursor and its event time) and `BackfillState`
+(a history backfill's progress). Requests and their latency, by endpoint and feed, are counted in the serving
+processes with prometheus_client: with several workers in multiprocess files (`PROMETHEUS_MULTIPROC_DIR`, which
+`feedgen serve` sets up), so whichever worker
 answers a scrape reports the totals of all of them. It never writes the store.
 """
 
@@ -27,9 +28,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from feedgen.ingest.backfill import backfill_progress
 from feedgen.ingest.pipeline import RATE_WINDOW_SECONDS
 from feedgen.ingest.records import RecordError, parse_datetime_ms
-from feedgen.store.models import IngestStat, IngestState
+from feedgen.store.models import BackfillState, IngestStat, IngestState
 
 MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
@@ -52,6 +54,8 @@ class IngestSnapshot:
     `RATE_WINDOW_SECONDS` ago."""
     totals: dict[str, Any] = field(default_factory=dict)
     """`frames`, `batches`, `relay_resets`, and by label: `events`, `skipped`, `ops`, `reconnects`."""
+    backfill: dict[str, Any] | None = None
+    """The history backfill's `backfill_progress`, None when this firehose never backfilled."""
 
 
 def ingest_snapshots(now: float | None = None) -> list[IngestSnapshot]:
@@ -69,6 +73,8 @@ def ingest_snapshots(now: float | None = None) -> list[IngestSnapshot]:
         snapshot.updated_at = stat.updated_at / 1000
         fresh = now - snapshot.updated_at <= RATE_WINDOW_SECONDS
         snapshot.events_per_second = stat.rate if fresh else 0.0
+    for row in BackfillState.select():
+        snapshots.setdefault(row.firehose, IngestSnapshot(row.firehose)).backfill = backfill_progress(row)
     return [snapshots[name] for name in sorted(snapshots)]
 
 
@@ -126,9 +132,33 @@ class StoreCollector(Collector):
                 for key, count in sorted(snapshot.totals.get(name, {}).items()):
                     family.add_metric([snapshot.firehose, key.lower()], count)
             yield family
+        yield from _backfill_families(snapshots)
         size = database_bytes(self.db)
         if size is not None:
             yield GaugeMetricFamily('feedgen_database_bytes', 'Size of the store on disk (SQLite file and WAL).', size)
+
+
+_BACKFILL_GAUGES = {
+    'active': ('1 while the history backfill runs (ingest is not live yet), 0 once it finished.', None),
+    'events': ('Events the backfill read from the source (skipped ones included).', 'events'),
+    'hours_covered': ('Hours of history the backfill has ingested.', 'hours_covered'),
+    'hours': ('Hours of history the backfill was asked for.', 'hours'),
+    'events_per_second': ('Events per second the backfill reads.', 'events_per_second'),
+    'eta_seconds': ('Estimated seconds until ingest is live.', 'eta_seconds'),
+}
+
+
+def _backfill_families(snapshots: list[IngestSnapshot]) -> Iterator[Metric]:
+    for name, (doc, key) in _BACKFILL_GAUGES.items():
+        family = GaugeMetricFamily(f'feedgen_backfill_{name}', doc, labels=['firehose'])
+        for snapshot in snapshots:
+            progress = snapshot.backfill
+            if progress is None:
+                continue
+            value = (progress['state'] == 'backfilling') if key is None else progress[key]
+            if value is not None:
+                family.add_metric([snapshot.firehose], float(value))
+        yield family
 
 
 class RequestMetrics:
@@ -245,6 +275,17 @@ def status_report(db: peewee.Database) -> dict[str, Any]:
     return {'database_bytes': database_bytes(db), 'ingest': [asdict(s) for s in ingest_snapshots()]}
 
 
+def _format_backfill(progress: dict[str, Any]) -> list[str]:
+    eta = progress['eta_seconds']
+    running = progress['state'] == 'backfilling'
+    return [
+        f'  backfill    {progress["state"]}: {progress["events"]} events, {progress["hours_covered"]:.1f} of '
+        f'{progress["hours"]:g} h covered (from {progress["horizon"]}, up to {progress["event_time"] or "none yet"})',
+        f'              {progress["events_per_second"]:.0f} events/s, '
+        + (('ETA unknown' if eta is None else f'ETA {eta:.0f} s') if running else 'ingest is live'),
+    ]
+
+
 def format_status(report: dict[str, Any], now: float | None = None) -> str:
     """`status_report` for a person: one block per firehose, one line per number."""
     now = time.time() if now is None else now
@@ -267,6 +308,8 @@ def format_status(report: dict[str, Any], now: float | None = None) -> str:
             shown = ', '.join(f'{key} {count}' for key, count in sorted(counts.items())) or 'none'
             lines.append(f'  {name:<11} {shown}')
         lines.append(f'  resets      {totals.get("relay_resets", 0)} (relay sequence went backwards)')
+        if snapshot.get('backfill'):
+            lines += _format_backfill(snapshot['backfill'])
     if not report['ingest']:
         lines.append('ingest        nothing ingested into this store yet')
     lines.append('requests      by feed, with latency: GET /metrics on the running server')

@@ -1,6 +1,6 @@
 """Store: the peewee models feedgen indexes into, and opening the database they live in.
 
-Owns the schema (posts and their search terms, likes, reposts, follows, actors, the firehose cursor)
+Owns the schema (posts and their search terms, likes, reposts, follows, actors, the firehose cursor and backfill)
 and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise). The indexer is
 the only writer of records; algorithms read through these models and never write. Other writers keep to
 their own tables, in a `write_transaction`: algorithms' jobs (score snapshots, feed entries) and the
@@ -140,6 +140,29 @@ class IngestState(BaseModel):
     """The `time` of the event at `cursor`, as the relay stamped it."""
 
 
+class BackfillState(BaseModel):
+    """A firehose's history backfill (`feedgen.ingest.backfill`): its horizon, fixed when it starts, and its progress,
+    updated in each batch's transaction. `finished_at` set: ingest is live and the backfill never starts again."""
+
+    firehose = peewee.TextField(primary_key=True)
+    hours = peewee.FloatField()
+    """How far back it was asked to reach (`FEEDGEN_BACKFILL_HOURS`, at most the retention)."""
+    horizon = peewee.BigIntegerField()
+    """Events older than this (their `time`, in milliseconds) are skipped."""
+    started_at = peewee.BigIntegerField()
+    finished_at = peewee.BigIntegerField(null=True)
+    first_event_time = peewee.BigIntegerField(null=True)
+    """Where the source's history begins for this backfill: the `time` of its oldest event, or the horizon if older."""
+    event_time = peewee.BigIntegerField(null=True)
+    """The `time` of the newest event committed."""
+    events = peewee.BigIntegerField(default=0)
+    """Events read from the source (skipped ones included) in committed batches."""
+    rate = peewee.FloatField(default=0.0)
+    """Events read per second by the running backfill."""
+    eta_seconds = peewee.FloatField(null=True)
+    """Estimated seconds until ingest is live, at the rate the event times advance; None when unknown."""
+
+
 class IngestStat(BaseModel):
     """Running totals of what ingest read from each firehose, updated in each batch's transaction."""
 
@@ -241,7 +264,7 @@ class Interaction(BaseModel):
 
 
 MODELS: tuple[type[BaseModel], ...] = (
-    *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, IngestStat, Receipt, FeedStat),
+    *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, BackfillState, IngestStat, Receipt, FeedStat),
     *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction),
 )
 
