@@ -188,7 +188,7 @@ def _closed_port() -> str:
         (
             lambda pds, resolver: (setattr(pds, 'mode', 'error'), setattr(pds, 'error_name', 'RepoTakendown')),
             'repo_unavailable',
-        ),  # noqa: E501
+        ),
         (lambda pds, resolver: (setattr(pds, 'mode', 'error'), setattr(pds, 'error_name', 'Oops')), 'pds_error'),
         (lambda pds, resolver: (setattr(pds, 'mode', 'slow'), setattr(pds, 'delay', 2.0)), 'timeout'),
         (lambda pds, resolver: resolver.add(READER, _closed_port()), 'pds_down'),
