@@ -106,12 +106,18 @@ def _handler(pds: FakePds) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up on a slow answer (the sync's timeout) is expected here, not an error."""
+
+
 @contextmanager
 def running_pds(pds: FakePds | None = None, port: int = 0) -> Iterator[FakePds]:
     """Serves `pds` on 127.0.0.1 (`port`, or a free one) until the block ends."""
     pds = pds or FakePds()
-    server = ThreadingHTTPServer(('127.0.0.1', port), _handler(pds))
-    server.daemon_threads = True
+    server = _Server(('127.0.0.1', port), _handler(pds))
     pds.url = f'http://127.0.0.1:{server.server_address[1]}'
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

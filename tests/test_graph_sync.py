@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import peewee
@@ -28,9 +29,11 @@ from feedgen.serve.reader_graph import HEADER, NOTES
 from feedgen.settings import Settings
 from feedgen.store.models import Follow, ReaderGraph, ReaderGraphDelete
 from feedgen.store.reader_graphs import graph_counts
+from tests.atnet import eventually
 from tests.conftest import feed_uri
 from tests.fake_pds import FakePds, document, follow_uri, running_pds, web_did
 from tests.jwts import FakeKeys, SigningKey, service_claims
+from tests.processes import FeedgenProcess, free_port
 from tests.test_server import SKELETON
 
 READER, OTHER = 'did:plc:reader', 'did:plc:other'
@@ -381,3 +384,49 @@ def test_syncs_are_counted_in_metrics_and_status(
     report = status_report(db)
     assert report['reader_graphs']['failed_by_reason'] == {'did_unresolved': 1}
     assert 'readers       1 synced (0 cut at the cap), 0 pending, 1 failed (did_unresolved 1)' in format_status(report)
+
+
+def test_a_first_page_waiting_for_its_pds_holds_up_no_other_request_of_its_worker(tmp_path: Path) -> None:
+    port = free_port()
+    service_did = f'did:web:localhost%3A{port}'
+    env = {
+        'FEEDGEN_HOSTNAME': f'localhost:{port}',
+        'FEEDGEN_DATABASE': str(tmp_path / 'feedgen.db'),
+        'FEEDGEN_PLC_URL': 'http://127.0.0.1:9',
+        'FEEDGEN_GRAPH_WAIT_SECONDS': '30',
+    }
+    base = f'http://127.0.0.1:{port}'
+    with (
+        running_pds(FakePds(mode='hang')) as pds,
+        FeedgenProcess(['serve', '--port', str(port), '--workers', '1'], env, tmp_path) as serve,
+    ):
+        serve.wait_http(base + '/xrpc/_health')
+        reader, key = web_did(pds), SigningKey()
+        pds.documents[reader.removeprefix('did:web:').replace('%3A', ':')] = document(reader, pds.url, key.multikey)
+        pds.follows[reader] = [(follow_uri(reader, 1), 'did:plc:bob')]
+        token = key.jwt(service_claims(reader, service_did))
+        answers: list[httpx.Response] = []
+
+        def first_page() -> None:
+            answers.append(
+                httpx.get(
+                    base + SKELETON,
+                    params={'feed': f'at://{service_did}/app.bsky.feed.generator/following'},
+                    headers={'Authorization': f'Bearer {token}'},
+                    timeout=60,
+                )
+            )
+
+        waiting = threading.Thread(target=first_page)
+        waiting.start()
+
+        def asked() -> None:
+            assert pds.pages == [(reader, 0)]  # the first page now waits for the PDS
+
+        eventually(asked)
+        latest = httpx.get(base + SKELETON, params={'feed': f'at://{service_did}/app.bsky.feed.generator/latest'})
+        assert latest.status_code == 200
+        assert waiting.is_alive() and answers == []
+        pds.release.set()
+        waiting.join(timeout=60)
+        assert answers[0].status_code == 200 and HEADER not in answers[0].headers

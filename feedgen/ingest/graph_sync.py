@@ -92,6 +92,10 @@ class ReaderGraphs:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
+    def known(self, did: str) -> bool:
+        """Whether this process knows `did`'s follows are synced (then `seen` returns at once)."""
+        return did in self._synced
+
     def seen(self, did: str, wait: float = 0.0) -> str:
         """Notes a verified request of reader `did`; starts their sync if it is due; waits up to `wait` seconds for a
         sync of theirs running in this process. Returns `synced`, `loading` (a sync runs or is due) or

@@ -4,12 +4,15 @@ Owns calling `ReaderGraphs.seen` for each verified reader (waiting up to `FEEDGE
 personalized feed, whose page depends on the follows) and the note a page of a personalized feed carries while the
 reader's follows are not all known: appended to each item's `feedContext`, and, since the lexicon has no place for
 the reason of an empty page, in the `Feedgen-Reader-Graph` response header and the page's receipt (`trace`).
+A request that may wait is served by a worker thread, never on the worker's loop (`may_wait`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from atproto_server.auth.jwt import get_jwt_payload
+from atproto_server.exceptions import TokenDecodeError
 from flask import Response
 
 from feedgen.ingest.graph_sync import LOADING, UNAVAILABLE, ReaderGraphs
@@ -29,6 +32,20 @@ def reader_seen(graphs: ReaderGraphs | None, viewer: str | None, wait: float) ->
     if graphs is None or viewer is None:
         return None
     return graphs.seen(viewer, wait)
+
+
+def may_wait(graphs: ReaderGraphs, authorization: str | None) -> bool:
+    """Whether a request with this `Authorization` header may wait for its reader's follows: its token's issuer is
+    not known here to be synced. The token is read unverified, only to choose the thread that serves it (the worker
+    serves a request that cannot wait on its loop, `feedgen.serve.workers`); the server verifies it."""
+    scheme, _, token = (authorization or '').partition(' ')
+    if scheme.lower() != 'bearer':
+        return False
+    try:
+        issuer = get_jwt_payload(token.strip()).iss
+    except (TokenDecodeError, ValueError):
+        return False
+    return isinstance(issuer, str) and not graphs.known(issuer)
 
 
 def noted_page(page: Page, state: str | None) -> Page:

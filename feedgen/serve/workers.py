@@ -26,6 +26,8 @@ other threads run. Here the loop peeks at a readable connection; when the whole 
 client) still goes to a thread, which waits for the rest while the loop serves the others, and so does every request
 of a slow route (a path and its `feed`): one that took over `SLOW_SECONDS` sends the next ones to the threads until
 one of them is quick again, so a slow feed holds up the worker's other connections once, not at every request. A
+request that may wait for its reader's follows to be read (a token whose issuer this process has not seen synced,
+`feedgen.serve.reader_graph.may_wait`) goes to a thread too. A
 pass over the ready connections now takes as long as serving them, so while connections arrive in a burst the loop
 also tries to take one after each request it serves (taking one a pass, 64 connections opened at once waited about
 half a second; the ceiling's p99 at 64 connections went from 195-297 to 52-55 ms). What it costs: a client that
@@ -44,6 +46,8 @@ from socket import MSG_DONTWAIT, MSG_PEEK, socket
 from urllib.parse import parse_qs
 
 from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
+
+from feedgen.serve.reader_graph import may_wait
 
 HOLD_SECONDS = 0.005
 """How long a worker at its share of connections leaves new ones to the others."""
@@ -99,11 +103,17 @@ class FairThreadWorker(ThreadWorker):
             return
         conn.route = None if request is None else _route(request)
         conn.data_ready = conn.data_ready or request is not None
-        if request is None or conn.route in self._slow_routes:
+        if request is None or conn.route in self._slow_routes or self._may_wait(request):
             super().enqueue_req(conn)
         else:
             self.finish_request(conn, _outcome(lambda: self.handle(conn)))
             self._accept_between_requests()
+
+    def _may_wait(self, head: bytes) -> bool:
+        """Whether the request may wait for its reader's follows to be read (`feedgen.serve.reader_graph`)."""
+        extensions = getattr(self.wsgi, 'extensions', {})
+        graphs = extensions.get('feedgen', {}).get('graphs')
+        return graphs is not None and may_wait(graphs, _header(head, b'authorization'))
 
     def _accept_between_requests(self) -> None:
         """While connections arrive in a burst, tries to take one after each request served on the loop: a pass
@@ -174,6 +184,15 @@ def _whole_request(sock: socket) -> bytes | None:
                 return None
             body_length = int(value)
     return head if len(data) >= head_end + 4 + body_length else None
+
+
+def _header(head: bytes, name: bytes) -> str | None:
+    """The value of the header `name` (lower case) in a request head, or None."""
+    for line in head.split(b'\r\n')[1:]:
+        key, _, value = line.partition(b':')
+        if key.strip().lower() == name:
+            return value.strip().decode('latin-1')
+    return None
 
 
 def _route(head: bytes) -> str:
