@@ -105,7 +105,7 @@ class ReaderGraphs:
         future = self._running.get(did) or self._start(did)
         if future is not None:
             try:
-                return future.result(timeout=wait) if wait > 0 else LOADING
+                return future.result(timeout=wait) if wait > 0 or future.done() else LOADING
             except FutureTimeout:
                 return LOADING
         row = reader_graphs.state_of(did)
@@ -116,17 +116,14 @@ class ReaderGraphs:
 
     def _start(self, did: str) -> Future[str] | None:
         """Claims and queues `did`'s sync; None when it is not due, or runs elsewhere, or the queue is full."""
+        row = reader_graphs.state_of(did)
+        now_ms = int(self.clock() * 1000)
+        not_due = row is not None and (row.state == SYNCED or row.next_at > now_ms)
+        if not_due or len(self._running) >= MAX_QUEUED:
+            return None
+        if not reader_graphs.claim(self.db, did, now_ms, int(LEASE_SECONDS * 1000)):
+            return self._running.get(did)  # another request of this process may have claimed it a moment ago
         with self._lock:
-            if did in self._running:
-                return self._running[did]
-            if len(self._running) >= MAX_QUEUED:
-                return None
-            row = reader_graphs.state_of(did)
-            now_ms = int(self.clock() * 1000)
-            if row is not None and (row.state == SYNCED or row.next_at > now_ms):
-                return None
-            if not reader_graphs.claim(self.db, did, now_ms, int(LEASE_SECONDS * 1000)):
-                return None
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix='feedgen-graph')
             future = self._pool.submit(self._sync, did)
