@@ -52,7 +52,8 @@ class Following(Algorithm):
     description = 'Posts of the accounts you follow, newest first, and nothing else.'
     ranking = (
         'Newest first by the time the post was made (createdAt, capped at the moment the network saw it); '
-        'only posts whose author you follow, as the firehose has shown this feed generator.'
+        'only posts whose author you follow (read from your PDS when you first open a feed, then kept up to date '
+        'from the firehose).'
     )
     personalized = True
 

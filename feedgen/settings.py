@@ -58,6 +58,16 @@ def _not_negative(name: str, value: str) -> float:
     return number
 
 
+def _seconds(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f'{PREFIX}{name}: {value!r} is not a number of seconds') from None
+    if not 0 <= number <= 60:
+        raise SettingsError(f'{PREFIX}{name}: must be from 0 to 60 seconds, got {number}')
+    return number
+
+
 def _websocket_url(name: str, value: str) -> str:
     if not value.startswith(('ws://', 'wss://')):
         raise SettingsError(f'{PREFIX}{name}: {value!r} must start with ws:// or wss://')
@@ -156,6 +166,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'workers': _positive(int),
     'threads': _positive(int),
     'receipts': _receipts,
+    'graph_wait_seconds': _seconds,
+    'graph_max_follows': _positive(int),
+    'graph_retry_seconds': _positive(float),
 }
 
 
@@ -210,6 +223,13 @@ class Settings:
     receipts: ReceiptPolicy = DEFAULT_RECEIPTS
     """Which skeleton requests' receipts are kept for a day: `on` (all), `off`, a share like `0.1`, or at most a rate
     per serving process like `50/s` (the default: every request's while a process serves fewer a second)."""
+    graph_wait_seconds: float = 3.0
+    """How long a reader's first request waits for their follows to be read from their PDS (0 to 60 s)."""
+    graph_max_follows: int = 100_000
+    """The most follow records read from one reader's repository (the newest are kept)."""
+    graph_retry_seconds: float = 60.0
+    """After a failed read of a reader's follows, the wait before a request of theirs retries it; it doubles with
+    each failure, up to 6 hours."""
 
     def __post_init__(self) -> None:
         if not self.service_did:

@@ -96,9 +96,12 @@ class Account:
         record = models.AppBskyFeedPost.Record(text=text, langs=['en'], created_at=self.client.get_current_time_iso())
         return self.client.app.bsky.feed.post.create(self.did, record)
 
-    def follow(self, other: Account) -> None:
+    def follow(self, other: Account) -> models.AppBskyGraphFollow.CreateRecordResponse:
         record = models.AppBskyGraphFollow.Record(subject=other.did, created_at=self.client.get_current_time_iso())
-        self.client.app.bsky.graph.follow.create(self.did, record)
+        return self.client.app.bsky.graph.follow.create(self.did, record)
+
+    def unfollow(self, follow: models.AppBskyGraphFollow.CreateRecordResponse) -> None:
+        self.client.app.bsky.graph.follow.delete(self.did, follow.uri.rsplit('/', 1)[-1])
 
     def like(self, post: models.AppBskyFeedPost.CreateRecordResponse) -> None:
         subject = models.ComAtprotoRepoStrongRef.Main(uri=post.uri, cid=post.cid)
@@ -166,7 +169,17 @@ def register_plc_service(network: Network, endpoint: str) -> str:
 class Feedgen:
     """`feedgen run` as a subprocess on a free loopback port, ingesting the PDS firehose into a fresh store."""
 
-    def __init__(self, network: Network, publisher: Account, folder: Path, service_did: str = '', port: int = 0):
+    def __init__(
+        self,
+        network: Network,
+        publisher: Account,
+        folder: Path,
+        service_did: str = '',
+        port: int = 0,
+        env: dict[str, str] | None = None,
+        from_start: bool = True,
+    ):
+        self.from_start = from_start
         self.port = port or free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         folder.mkdir(parents=True, exist_ok=True)
@@ -186,6 +199,7 @@ class Feedgen:
         }
         if service_did:
             self.env['FEEDGEN_SERVICE_DID'] = service_did
+        self.env.update(env or {})
         self.settings = Settings.from_env(self.env, env_file=None)
         self.log = folder / 'feedgen.log'
         self.process: subprocess.Popen | None = None
@@ -201,9 +215,10 @@ class Feedgen:
 
     def start(self, backfill: bool = False) -> None:
         """Starts `feedgen run` and waits until it serves. Ingest starts at the beginning of the PDS's stream
-        (cursor 0), so nothing the tests write is missed while the websocket connects: a saved cursor 0, or with
-        `backfill` a fresh store, whose first start backfills (`feedgen.ingest.backfill`)."""
-        if not backfill:
+        (cursor 0), so nothing the tests write is missed while the websocket connects: a saved cursor 0. Without
+        `from_start`, or with `backfill`, on a fresh store as a new deployment does (whose first start backfills,
+        `feedgen.ingest.backfill`, unless FEEDGEN_BACKFILL_HOURS=0)."""
+        if self.from_start and not backfill:
             db = open_database(self.settings.database)
             with db.atomic():
                 save_cursor(self.settings.subscribe_url, 0)
@@ -240,10 +255,16 @@ class Feedgen:
 
 
 def running_feedgen(
-    network: Network, publisher: Account, folder: Path, service_did: str = '', port: int = 0
+    network: Network,
+    publisher: Account,
+    folder: Path,
+    service_did: str = '',
+    port: int = 0,
+    env: dict[str, str] | None = None,
+    from_start: bool = True,
 ) -> Iterator[Feedgen]:
     """Starts a `Feedgen` and publishes its feeds; stops it afterwards (for fixtures)."""
-    feedgen = Feedgen(network, publisher, folder, service_did, port)
+    feedgen = Feedgen(network, publisher, folder, service_did, port, env, from_start)
     feedgen.start()
     try:
         published = feedgen.command('publish')

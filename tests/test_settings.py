@@ -25,6 +25,8 @@ def test_environment_values_are_parsed() -> None:
             'FEEDGEN_FIREHOSE': 'ws://localhost:2583/xrpc',
             'FEEDGEN_BATCH_SIZE': '500',
             'FEEDGEN_RETENTION_HOURS': '1.5',
+            'FEEDGEN_GRAPH_WAIT_SECONDS': '0',
+            'FEEDGEN_GRAPH_MAX_FOLLOWS': '5000',
         },
         env_file=None,
     )
@@ -33,6 +35,7 @@ def test_environment_values_are_parsed() -> None:
     assert settings.publisher_did == 'did:plc:abc123'
     assert settings.subscribe_url == 'ws://localhost:2583/xrpc/com.atproto.sync.subscribeRepos'
     assert (settings.batch_size, settings.retention_hours) == (500, 1.5)
+    assert (settings.graph_wait_seconds, settings.graph_max_follows, settings.graph_retry_seconds) == (0, 5000, 60)
 
 
 def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
@@ -53,6 +56,9 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ('FEEDGEN_RETENTION_HOURS', '-1'),
         ('FEEDGEN_HOSTNAME', 'https://x.com/'),
         ('FEEDGEN_PLC_URL', 'plc.directory'),
+        ('FEEDGEN_GRAPH_WAIT_SECONDS', '61'),
+        ('FEEDGEN_GRAPH_WAIT_SECONDS', 'soon'),
+        ('FEEDGEN_GRAPH_RETRY_SECONDS', '0'),
     ],
 )
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:

@@ -7,7 +7,8 @@ duplicates. Counters (likes, reposts, replies) are recounted from the rows for e
 touches, so they stay exact whatever order or duplication the stream has.
 
 Account status: `deleted` purges the account's posts, likes, reposts and follows; `deactivated`,
-`takendown` and `suspended` hide its posts until an `#account` frame says it is active again.
+`takendown` and `suspended` hide its posts until an `#account` frame says it is active again. A follow delete
+whose author's reader-graph sync is running is noted for that sync (`feedgen.store.reader_graphs`).
 It never reads the network; events come from `feedgen.ingest.events`.
 """
 
@@ -34,6 +35,7 @@ from feedgen.ingest.events import (
 )
 from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
 from feedgen.store.models import Actor, Follow, Like, Post, PostTerm, Repost, get_cursor, save_cursor
+from feedgen.store.reader_graphs import note_follow_deletes
 from feedgen.store.writes import (
     Recount,
     chunks,
@@ -115,6 +117,8 @@ class _Batch:
                 by_collection.setdefault(collection, []).append(uri)
             for chunk in chunks(by_collection.get(POST, [])):
                 delete_posts(Post.uri.in_(chunk), self.recount)
+            if by_collection.get(FOLLOW):
+                note_follow_deletes(self.db, by_collection[FOLLOW])  # before the delete: see reader_graphs
             for collection in (LIKE, REPOST, FOLLOW):
                 model = _SUBJECT_MODELS[collection]
                 for chunk in chunks(by_collection.get(collection, [])):

@@ -2,7 +2,8 @@
 
 Owns HTTP: routing, parsing and validating query parameters, XRPC error bodies, and wrapping each
 algorithm's cursor with its feed's record key (so a cursor from another feed is refused). It reads the
-store only through algorithms; its only writes, receipts and request counters, are `feedgen.serve.receipts`'s.
+store only through algorithms; its writes are `feedgen.serve.receipts`'s (receipts, request counters) and, for
+each verified reader seen the first time, the sync of their follows (`feedgen.serve.reader_graph`).
 `create_app(settings)` builds an app; importing this module does nothing.
 """
 
@@ -16,6 +17,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from feedgen.ingest.backfill import backfill_progress
+from feedgen.ingest.graph_sync import ReaderGraphs
 from feedgen.ranking.algorithm import MAX_LIMIT, FeedRequest, InvalidCursor
 from feedgen.ranking.feed_catalog import algorithm_stamp
 from feedgen.ranking.languages import accepted_languages, reader_feed
@@ -24,6 +26,7 @@ from feedgen.serve import limits, metrics
 from feedgen.serve.auth import AuthError, ServiceAuth, did_resolver
 from feedgen.serve.interactions import interactions
 from feedgen.serve.jsonio import OrjsonProvider
+from feedgen.serve.reader_graph import note_header, noted_page, reader_seen
 from feedgen.serve.receipts import ReceiptSampler, skeleton_response
 from feedgen.serve.transparency import transparency
 from feedgen.serve.xrpc import XrpcError, feed_viewer, find_feed, xrpc_error_response
@@ -62,6 +65,7 @@ def create_app(
     feeds: dict[str, Feed] | None = None,
     db: peewee.Database | None = None,
     auth: ServiceAuth | None = None,
+    graphs: ReaderGraphs | None = None,
 ) -> Flask:
     """Builds the feed generator's WSGI app.
 
@@ -70,14 +74,19 @@ def create_app(
         feeds: the feeds to serve, by record key; default: discovered plugins and `settings.feeds_config`.
         db: an open store; default: `open_database(settings.database)`.
         auth: verifies viewers' service JWTs; default: resolving issuers at `settings.plc_url`.
+        graphs: reads each verified reader's follows from their PDS once; default: one sharing the default `auth`'s
+            DID resolver (none when `auth` is given: a test's `auth` has no resolver to share).
     """
     app = Flask('feedgen')
     app.json = OrjsonProvider(app)
     db = db or open_database(settings.database)
     if feeds is None:
         feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
-    auth = auth or ServiceAuth(settings.service_did, did_resolver(settings.plc_url))
-    app.extensions['feedgen'] = {'settings': settings, 'feeds': feeds, 'db': db, 'auth': auth}
+    if auth is None:
+        resolver = did_resolver(settings.plc_url)
+        auth = ServiceAuth(settings.service_did, resolver)
+        graphs = graphs or ReaderGraphs(db, resolver, settings.graph_max_follows, settings.graph_retry_seconds)
+    app.extensions['feedgen'] = {'settings': settings, 'feeds': feeds, 'db': db, 'auth': auth, 'graphs': graphs}
     limits.register(app)
     metrics.register(app)
     receipts = ReceiptSampler(settings.receipts)
@@ -143,11 +152,16 @@ def create_app(
             cursor=unwrap_cursor(feed, request.args.get('cursor')),
             langs=accepted_languages(request.headers.get('Accept-Language')),
         )
+        personalized = feed.algorithm.personalized
+        wait = settings.graph_wait_seconds if personalized and feed_request.cursor is None else 0.0
+        graph = reader_seen(graphs, viewer, wait)  # a reader's first page waits a moment for their follows
         feed = reader_feed(feed, feed_request)
         try:
             page = feed.algorithm.page(feed_request)
         except InvalidCursor as error:
             raise XrpcError(400, 'InvalidRequest', f'bad cursor: {error}') from None
+        if personalized:
+            page = noted_page(page, graph)
         body: dict[str, Any] = {
             'feed': [
                 {'post': item.post, 'feedContext': item.context} if item.context else {'post': item.post}
@@ -158,7 +172,8 @@ def create_app(
             body['cursor'] = feed.rkey + CURSOR_SEPARATOR + page.cursor
         keep = receipts.keep()
         request_metrics.count_receipt(feed.rkey, keep)
-        return skeleton_response(body, feed, feed_request, page, settings.publisher_did, db, keep)
+        response = skeleton_response(body, feed, feed_request, page, settings.publisher_did, db, keep)
+        return note_header(response, graph) if personalized else response
 
     @app.get('/xrpc/_health')
     def health() -> Any:

@@ -4,8 +4,9 @@ Owns a Flask blueprint answering `POST /xrpc/app.bsky.feed.sendInteractions`: it
 JWT (scoped to that method), validates the body with the atproto SDK's lexicon model, and keeps the feedback
 feeds use (`requestLess`, `requestMore`, `interactionSeen`) as one `Interaction` row per reader, kind and post,
 the latest winning, in one short write transaction of the serving process. Other events (clickthroughs, likes
-in the app...) are accepted and not kept. Also the job that forgets feedback after `FEEDBACK_DAYS`. What the
-feedback does to rankings is `feedgen.ranking.feedback`'s; this module never reads posts.
+in the app...) are accepted and not kept. A verified reader is noted for the sync of their follows
+(`feedgen.serve.reader_graph`), without waiting for it. Also the job that forgets feedback after
+`FEEDBACK_DAYS`. What the feedback does to rankings is `feedgen.ranking.feedback`'s; this module never reads posts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from feedgen.ranking.feedback import DAY_MS, FEEDBACK_DAYS, LESS, MORE, SEEN
 from feedgen.serve.auth import ServiceAuth
+from feedgen.serve.reader_graph import reader_seen
 from feedgen.serve.xrpc import XrpcError
 from feedgen.store.models import Interaction, write_transaction
 
@@ -111,6 +113,7 @@ def record_feedback(db: peewee.Database, rows: list[dict[str, Any]]) -> None:
 @interactions.post('/xrpc/app.bsky.feed.sendInteractions')
 def send_interactions() -> Response:
     viewer = viewer_did()
+    reader_seen(current_app.extensions['feedgen'].get('graphs'), viewer, wait=0.0)
     items = parse_interactions(request.get_json(silent=True))
     rows = feedback_rows(viewer, items, int(time.time() * 1000))
     if rows:

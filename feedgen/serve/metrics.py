@@ -5,8 +5,9 @@ the `IngestStat` row the ingest pipeline updates in each batch's own transaction
 data, and any serving process reads the same), `IngestState` (the cursor and its event time) and `BackfillState`
 (a history backfill's progress). Requests and their latency, by endpoint and feed, are counted in the serving
 processes with prometheus_client: with several workers in multiprocess files (`PROMETHEUS_MULTIPROC_DIR`, which
-`feedgen serve` sets up), so whichever worker
-answers a scrape reports the totals of all of them. It never writes the store.
+`feedgen serve` sets up), so whichever worker answers a scrape reports the totals of all of them. Reader-graph
+syncs (readers synced, pending, failed by reason) are counted from their `ReaderGraph` rows. It never writes the
+store.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from feedgen.ingest.backfill import backfill_progress
 from feedgen.ingest.pipeline import RATE_WINDOW_SECONDS
 from feedgen.ingest.records import RecordError, parse_datetime_ms
 from feedgen.store.models import BackfillState, IngestStat, IngestState
+from feedgen.store.reader_graphs import graph_counts
 
 MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
@@ -133,6 +135,7 @@ class StoreCollector(Collector):
                     family.add_metric([snapshot.firehose, key.lower()], count)
             yield family
         yield from _backfill_families(snapshots)
+        yield from reader_graph_families(graph_counts())
         size = database_bytes(self.db)
         if size is not None:
             yield GaugeMetricFamily('feedgen_database_bytes', 'Size of the store on disk (SQLite file and WAL).', size)
@@ -159,6 +162,27 @@ def _backfill_families(snapshots: list[IngestSnapshot]) -> Iterator[Metric]:
             if value is not None:
                 family.add_metric([snapshot.firehose], float(value))
         yield family
+
+
+def reader_graph_families(counts: dict[str, Any]) -> Iterator[Metric]:
+    """The reader-graph syncs (`feedgen.store.reader_graphs.graph_counts`) as Prometheus gauges."""
+    readers = GaugeMetricFamily(
+        'feedgen_reader_graphs', 'Readers whose follows were read from their PDS, by state.', labels=['state']
+    )
+    for state in ('synced', 'pending', 'failed'):
+        readers.add_metric([state], counts[state])
+    yield readers
+    failed = GaugeMetricFamily(
+        'feedgen_reader_graph_failures', 'Readers whose last follow sync failed, by reason.', labels=['reason']
+    )
+    for reason, count in sorted(counts['failed_by_reason'].items()):
+        failed.add_metric([reason], count)
+    yield failed
+    yield GaugeMetricFamily(
+        'feedgen_reader_graphs_truncated',
+        'Synced readers who follow more accounts than FEEDGEN_GRAPH_MAX_FOLLOWS (the newest are kept).',
+        counts['truncated'],
+    )
 
 
 class RequestMetrics:
@@ -272,7 +296,11 @@ def multiprocess_directory() -> Iterator[str]:
 def status_report(db: peewee.Database) -> dict[str, Any]:
     """What `feedgen status` shows: the store's size and each firehose's ingest snapshot, as JSON-able data."""
     db.connect(reuse_if_open=True)
-    return {'database_bytes': database_bytes(db), 'ingest': [asdict(s) for s in ingest_snapshots()]}
+    return {
+        'database_bytes': database_bytes(db),
+        'ingest': [asdict(s) for s in ingest_snapshots()],
+        'reader_graphs': graph_counts(),
+    }
 
 
 def _format_backfill(progress: dict[str, Any]) -> list[str]:
@@ -312,5 +340,11 @@ def format_status(report: dict[str, Any], now: float | None = None) -> str:
             lines += _format_backfill(snapshot['backfill'])
     if not report['ingest']:
         lines.append('ingest        nothing ingested into this store yet')
+    graphs = report['reader_graphs']
+    failures = ', '.join(f'{reason} {count}' for reason, count in sorted(graphs['failed_by_reason'].items()))
+    lines.append(
+        f'readers       {graphs["synced"]} synced ({graphs["truncated"]} cut at the cap), {graphs["pending"]} pending, '
+        f'{graphs["failed"]} failed' + (f' ({failures})' if failures else '') + ': follows read from their PDS'
+    )
     lines.append('requests      by feed, with latency: GET /metrics on the running server')
     return '\n'.join(lines)

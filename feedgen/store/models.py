@@ -2,9 +2,11 @@
 
 Owns the schema (posts and their search terms, likes, reposts, follows, actors, the firehose cursor and backfill)
 and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise). The indexer is
-the only writer of records; algorithms read through these models and never write. Other writers keep to
-their own tables, in a `write_transaction`: algorithms' jobs (score snapshots, feed entries) and the
-serving process (receipts, reader feedback). Nothing here knows about the firehose or HTTP.
+the only writer of posts, likes and reposts; follows have one more writer, the reader-graph sync
+(`feedgen.store.reader_graphs` says how the two agree). Algorithms read through these models and never
+write. Other writers keep to their own tables, in a `write_transaction`: algorithms' jobs (score
+snapshots, feed entries) and the serving process (receipts, reader feedback, reader-graph syncs).
+Nothing here knows about the firehose or HTTP.
 
 Times are integer milliseconds since the Unix epoch. `Post.sort_at` is the time a feed sorts by: the
 record's `createdAt`, but never later than the moment the network saw the post (a post cannot jump to
@@ -263,9 +265,33 @@ class Interaction(BaseModel):
         indexes = ((('viewer', 'at'), False),)  # a reader's latest feedback, newest first, without a sort
 
 
+class ReaderGraph(BaseModel):
+    """Where the sync of one reader's follows from their own repository stands (`feedgen.store.reader_graphs`)."""
+
+    did = peewee.TextField(primary_key=True)
+    state = peewee.TextField()
+    """`pending` (a sync runs, or ran in a process that died), `synced` or `failed`."""
+    reason = peewee.TextField(default='')
+    """Why the last sync failed (`pds_down`, `timeout`, ...), or `truncated` for a sync that stopped at the cap."""
+    follows = peewee.IntegerField(default=0)
+    """Follow records the last sync read from the repository."""
+    attempts = peewee.IntegerField(default=0)
+    """Syncs started since the last success."""
+    next_at = peewee.BigIntegerField(default=0)
+    """Pending: when the running sync's claim lapses; failed: the earliest retry (milliseconds)."""
+    updated_at = peewee.BigIntegerField(default=0)
+
+
+class ReaderGraphDelete(BaseModel):
+    """A follow delete the firehose delivered while its author's graph sync was pending: the sync must not keep it."""
+
+    uri = peewee.TextField(primary_key=True)
+    reader = peewee.TextField(index=True)
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, BackfillState, IngestStat, Receipt, FeedStat),
-    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction),
+    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction, ReaderGraph, ReaderGraphDelete),
 )
 
 
