@@ -37,8 +37,16 @@ algorithm = 'latest'
 [[feed]]
 rkey = 'following'
 algorithm = 'following'
+
+[[feed]]
+rkey = 'network'
+algorithm = 'network'
+
+[[feed]]
+rkey = 'quiet'
+algorithm = 'quiet'
 """
-"""The feeds the end-to-end generator serves (and publishes): a public one and a personalized one."""
+"""The feeds the end-to-end generator serves (and publishes): a public one and three personalized ones."""
 
 
 def _unavailable(reason: str) -> None:
