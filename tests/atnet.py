@@ -29,24 +29,10 @@ from feedgen.store.models import open_database, save_cursor
 
 T = TypeVar('T')
 PASSWORD = 'e2e-password'
-FEEDS_CONFIG = """
-[[feed]]
-rkey = 'latest'
-algorithm = 'latest'
-
-[[feed]]
-rkey = 'following'
-algorithm = 'following'
-
-[[feed]]
-rkey = 'network'
-algorithm = 'network'
-
-[[feed]]
-rkey = 'quiet'
-algorithm = 'quiet'
-"""
-"""The feeds the end-to-end generator serves (and publishes): a public one and three personalized ones."""
+FEEDS = ('latest', 'following', 'network', 'quiet')
+"""The feeds the end-to-end generator serves (and publishes), each under its algorithm's name: a public one and
+three personalized ones."""
+FEEDS_CONFIG = ''.join(f"[[feed]]\nrkey = '{name}'\nalgorithm = '{name}'\n\n" for name in FEEDS)
 
 
 def _unavailable(reason: str) -> None:

@@ -11,7 +11,7 @@ from feedgen.publish import GENERATOR, MAX_DESCRIPTION, Publisher, PublishError,
 from feedgen.ranking.algorithm import Algorithm
 from feedgen.ranking.plugins import Feed, discover_algorithms, load_feeds, make_feed
 from feedgen.settings import Settings
-from tests.atnet import Account, Feedgen, Network, create_account, find_network, free_port
+from tests.atnet import FEEDS, Account, Feedgen, Network, create_account, find_network, free_port
 
 SERVICE = 'did:web:feeds.example.test'
 PUBLISHER = 'did:plc:publisher0000000000000000'
@@ -160,9 +160,9 @@ def test_publish_writes_each_feed_once_and_then_changes_nothing(
     feedgen = Feedgen(network, publisher, tmp_path, port=8123)
     first = feedgen.command('publish')
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count('create') == 2
+    assert first.stdout.count('create') == len(FEEDS)
     published = records(publisher)
-    assert set(published) == {'latest', 'following'}
+    assert set(published) == set(FEEDS)
     following = published['following'][1]
     assert following.did == 'did:web:localhost%3A8123'
     assert following.display_name == 'Following'
@@ -170,14 +170,14 @@ def test_publish_writes_each_feed_once_and_then_changes_nothing(
 
     again = feedgen.command('publish')
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count('unchanged') == 2
-    assert 'wrote 0 of 2' in again.stderr
+    assert again.stdout.count('unchanged') == len(FEEDS)
+    assert f'wrote 0 of {len(FEEDS)}' in again.stderr
     assert records(publisher) == published
 
     moved = Feedgen(network, publisher, tmp_path, port=8124)
     dry = moved.command('publish', '--dry-run')
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.count('would update') == 2 and '(did changed)' in dry.stdout
+    assert dry.stdout.count('would update') == len(FEEDS) and '(did changed)' in dry.stdout
     assert records(publisher) == published
     publish(moved)
     assert {record.did for _, record in records(publisher).values()} == {'did:web:localhost%3A8124'}
@@ -191,10 +191,10 @@ def test_unpublish_deletes_one_record_and_says_when_there_is_none(
     publish(feedgen)
     (tmp_path / 'feeds.toml').write_text("[[feed]]\nrkey = 'latest'\nalgorithm = 'latest'\n")
     stale = feedgen.command('publish', '--dry-run')
-    assert 'stale      following' in stale.stdout
+    assert stale.stdout.count('stale ') == len(FEEDS) - 1 and 'stale      following' in stale.stdout
     deleted = feedgen.command('unpublish', 'following')
     assert deleted.returncode == 0, deleted.stderr
-    assert set(records(publisher)) == {'latest'}
+    assert set(records(publisher)) == set(FEEDS) - {'following'}
     missing = feedgen.command('unpublish', 'following')
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == f'error: {feedgen.feed_uri("following")} does not exist'
