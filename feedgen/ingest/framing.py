@@ -141,7 +141,7 @@ class Receiver:
                 (length,) = _LENGTH_64.unpack_from(data, start)
                 start += 8
             if self.max_size is not None:
-                self._check_size(length)
+                self._check_size(length, self.max_size)
             stop = start + length
             if stop > end:
                 break
@@ -152,8 +152,8 @@ class Receiver:
                 self._frame(head, opcode, data[start:stop])
         return position
 
-    def _check_size(self, length: int) -> None:
-        room = self.max_size if self._fragments_size is None else self.max_size - self._fragments_size
+    def _check_size(self, length: int, max_size: int) -> None:
+        room = max_size if self._fragments_size is None else max_size - self._fragments_size
         if length > room:
             raise PayloadTooBig(length, room, self._fragments_size)
 

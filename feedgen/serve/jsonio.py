@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from flask import Response, current_app
 from flask.json.provider import DefaultJSONProvider
 
 OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -30,6 +31,9 @@ class OrjsonProvider(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         return dumps_bytes(obj).decode()
 
-    def response(self, *args: Any, **kwargs: Any) -> Any:
-        obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(dumps_bytes(obj) + b'\n', mimetype=self.mimetype)
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        """`jsonify`'s response: one value as itself, several as a list, keywords as an object, none as null."""
+        if args and kwargs:
+            raise TypeError('response() takes either args or kwargs, not both')
+        obj = args[0] if len(args) == 1 else (args or kwargs or None)
+        return current_app.response_class(dumps_bytes(obj) + b'\n', mimetype=self.mimetype)

@@ -242,7 +242,7 @@ def prune_receipts(db: peewee.Database, max_age_hours: float = RECEIPT_TTL_HOURS
     while True:
         with db.atomic():
             old = Receipt.select(Receipt.req_id).where(Receipt.created_at < cutoff).limit(PRUNE_CHUNK)
-            count = Receipt.delete().where(Receipt.req_id.in_(old)).execute()
+            count: int = Receipt.delete().where(Receipt.req_id.in_(old)).execute()
         removed += count
         if count < PRUNE_CHUNK:
             log.info('pruned %d receipts older than %.1f hours', removed, max_age_hours)

@@ -11,7 +11,7 @@ database cursor (building peewee model instances cost as much again). It runs re
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ class _Compiled:
     sql: str
     params: list[Any]
     slots: tuple[int, ...]
-    row_type: type | None = None
+    make_row: Callable[[Iterable[Any]], Row] | None = None
 
 
 @dataclass(eq=False)
@@ -56,10 +56,11 @@ class Prepared:
         for slot, value in zip(compiled.slots, values, strict=True):
             params[slot] = value
         cursor = database.execute_sql(compiled.sql, params)
-        if compiled.row_type is None:
+        if compiled.make_row is None:
             names = [column[0] for column in cursor.description]
-            compiled.row_type = namedtuple('Row', names, rename=True)  # type: ignore[misc]
-        return map(compiled.row_type._make, cursor)
+            row_type = namedtuple('Row', names, rename=True)  # type: ignore[misc]  # its fields are the cursor's columns
+            compiled.make_row = row_type._make
+        return map(compiled.make_row, cursor)
 
     def _compile(self) -> _Compiled:
         sql, params = self.query.sql()
