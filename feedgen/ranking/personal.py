@@ -12,13 +12,12 @@ pages do not reorder it. The two are kept apart because a replayed capture is in
 recorded: a preview ranks as of the capture's time, over everything indexed.
 
 Ranking a session reads every candidate (tens of thousands for a reader following hundreds of busy
-accounts: 0.1 to 0.2 s, most of it SQLite reading each row), so a first page keeps the session's best
-`SESSION_DEPTH` entries in order, in a small in-process cache (`Sessions`), and the pages its cursors lead to
-are sliced from them (a millisecond). A page the cache cannot answer (another worker process, an evicted or
-deeper session) ranks the session again from the store, from its cursor down: the same moment, watermark and
-feedback give the same order. Records deleted after a session began are the one difference: a kept session
-leaves out posts deleted or hidden since (an item fewer on that page) but still counts a like deleted since,
-which a session ranked again no longer counts.
+accounts; docs/design.md, "Personal rankings"), so a first page keeps the session's best `SESSION_DEPTH` entries
+in order, in a small in-process cache (`Sessions`), and the pages its cursors lead to are sliced from them. A
+page the cache cannot answer (another worker process, an evicted or deeper session) ranks the session again from
+the store, from its cursor down: the same moment, watermark and feedback give the same order. Records deleted
+after a session began are the one difference: a kept session leaves out posts deleted or hidden since (an item
+fewer on that page) but still counts a like deleted since, which a session ranked again does not count.
 Reads the store; never writes.
 """
 

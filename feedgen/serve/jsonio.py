@@ -1,10 +1,9 @@
 """JSON I/O: the Flask JSON provider every feedgen app answers with, backed by orjson.
 
-Owns how responses (skeletons, errors, receipts, the transparency pages' data) are encoded. The standard library's
-encoder took 32 microseconds for a page of 50 items, a tenth of a `latest` request's CPU; orjson takes 4. Output is
-compact UTF-8 with keys in insertion order (as `sort_keys = False` gave before); values orjson cannot encode natively
-are written with `str`, as receipts always were. Decoding stays the standard library's (requests carry no JSON body
-but sendInteractions', and that is small).
+Owns how responses (skeletons, errors, receipts, the transparency pages' data) are encoded, with orjson because
+encoding is a noticeable share of a cheap request's CPU (docs/design.md, "Serving"). Output is compact UTF-8 with
+keys in insertion order; values orjson cannot encode natively are written with `str`. Decoding stays the standard
+library's (requests carry no JSON body but sendInteractions', and that is small).
 """
 
 from __future__ import annotations

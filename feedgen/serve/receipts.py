@@ -105,9 +105,8 @@ class ReceiptSampler:
     """Decides, request by request, whether a receipt is kept, by a `ReceiptPolicy` (`FEEDGEN_RECEIPTS`).
 
     A rate is a token bucket per serving process: up to `per_second` receipts a second (and bursts of as many), so
-    every request of a process serving fewer gets one, and a busy one stores a bounded number: a receipt costs about
-    a sixth of a `latest` request's CPU in-process (a fifth to a quarter of bench/serve's requests a second) and
-    a kilobyte of store for a day.
+    every request of a process serving fewer gets one, and a busy one stores a bounded number: a receipt is a
+    sizeable share of a cheap request's CPU and a kilobyte of store for a day (docs/design.md, "Serving").
     """
 
     def __init__(self, policy: ReceiptPolicy, clock: Callable[[], float] = time.monotonic) -> None:

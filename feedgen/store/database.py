@@ -6,9 +6,9 @@ the database file now and then, fsync included) on a short-lived thread, with th
 use of the database waits for that commit to end and raises its error, if any, so the writer never runs a statement
 while its previous transaction is still committing, and a failed commit stops ingest like a failed statement does.
 SQLite releases the GIL while it commits, so the writer decodes the next batch on one core while its previous batch is
-committed on the other: bench/ingest measured the commits at about a fifth of ingest's time. What a batch commits is
-unchanged (its records with the cursor that covers them, in one transaction), and readers see it once its commit ends,
-as before. Other threads (the scheduler's jobs) commit as usual, each on its own connection.
+committed on the other (docs/design.md, "Ingest"). A batch still commits its records with the cursor that covers
+them, in one transaction, and readers see it once its commit ends. Other threads (the scheduler's jobs) commit as
+usual, each on its own connection.
 
 Connections are opened without `sqlite3`'s same-thread check, so a writer's connection can be handed to its commit
 thread; peewee still gives every thread its own connection.

@@ -1,11 +1,11 @@
 """Prepared queries: a peewee select compiled to SQL once, then run again and again with new values.
 
 Owns `Prepared` and the stand-in values (markers) a query is written with where a request's values go. peewee
-builds a query's SQL in Python on every execution: for a page of 50 posts that cost more than SQLite's index walk
-itself (80 of 230 microseconds for `latest`). A `Prepared` compiles once per kind of database (SQLite and
-PostgreSQL quote and mark parameters differently), finds where its markers landed in the parameter list, and
-from then on only fills them in. Rows come back as named tuples of the selected columns, straight off the
-database cursor (building peewee model instances cost as much again). It runs reads; it never writes.
+builds a query's SQL in Python on every execution, which for a page of posts costs about as much as SQLite's index
+walk itself (docs/design.md, "Serving"). A `Prepared` compiles once per kind of database (SQLite and PostgreSQL
+quote and mark parameters differently), finds where its markers landed in the parameter list, and from then on
+only fills them in. Rows come back as named tuples of the selected columns, straight off the database cursor,
+without building peewee model instances. It runs reads; it never writes.
 """
 
 from __future__ import annotations
