@@ -1,8 +1,7 @@
 """feedgen reads no other library's private attributes, so a library's next release cannot break it silently.
 
 Allowed, because the library documents them: peewee's `Model._meta` (its model metadata; peewee's docs tell users to
-read it) and a named tuple's `_make` and `_asdict`. `feedgen/serve/workers.py` is the one place that builds on
-gunicorn's private internals, until it is replaced (docs/design.md, "The public API and private internals").
+read it) and a named tuple's `_make` and `_asdict` (docs/design.md, "The public API and private internals").
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 DOCUMENTED = {'_meta', '_make', '_asdict'}
-THE_ONE_PLACE = ROOT / 'feedgen' / 'serve' / 'workers.py'
 SOURCES = sorted([*(ROOT / 'feedgen').rglob('*.py'), *(ROOT / 'algorithms').glob('*.py')])
 
 
@@ -49,7 +47,7 @@ def private_uses(source: str, own: set[str]) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize('path', [path for path in SOURCES if path != THE_ONE_PLACE], ids=lambda path: path.stem)
+@pytest.mark.parametrize('path', SOURCES, ids=lambda path: path.stem)
 def test_no_private_attribute_of_another_library(path: Path) -> None:
     assert not private_uses(path.read_text(), _own_names()), f'{path.relative_to(ROOT)} reads private internals'
 
@@ -59,8 +57,3 @@ def test_the_guard_sees_private_reads_and_imports() -> None:
     found = sorted(private_uses(source, own=set()))
     assert found == ['client._session (line 2)', 'lib.mod._hidden', 'self._cache (line 3)']
     assert private_uses('self._cache.pop(x)\n', own={'_cache'}) == []
-
-
-def test_the_one_place_is_still_needed() -> None:
-    # When workers.py stops using gunicorn's internals, this test and THE_ONE_PLACE go.
-    assert private_uses(THE_ONE_PLACE.read_text(), _own_names())
