@@ -15,8 +15,7 @@ from typing import Any
 
 import peewee
 
-from feedgen.ranking.feedback import feedback_note, seen_posts
-from feedgen.ranking.scores import Counts, SnapshotAlgorithm, SnapshotParams
+from feedgen.ranking import Counts, SnapshotAlgorithm, SnapshotParams, feedback_note, seen_posts
 
 
 @dataclass(frozen=True)

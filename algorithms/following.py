@@ -8,10 +8,20 @@ from typing import Any
 
 import peewee
 
-from feedgen.ranking.algorithm import MAX_LIMIT, Algorithm, FeedRequest, Item, Page
-from feedgen.ranking.pagination import Stream
-from feedgen.store.models import Actor, Follow, Post, visible_posts
-from feedgen.store.prepared import Prepared, marker
+from feedgen.ranking import (
+    MAX_LIMIT,
+    Actor,
+    Algorithm,
+    FeedRequest,
+    Follow,
+    Item,
+    Page,
+    Post,
+    Prepared,
+    Stream,
+    marker,
+    visible_posts,
+)
 
 SCAN_ROWS = 2000
 """How many of the newest posts below the cursor a page walks for followed authors before seeking them one by one."""

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedgen.ranking.feedback import feedback_note
-from feedgen.ranking.scores import HOUR_MS, Counts, SnapshotAlgorithm, SnapshotParams
+from feedgen.ranking import HOUR_MS, Counts, SnapshotAlgorithm, SnapshotParams, feedback_note
 
 REPOST_WEIGHT = 2
 AGE_OFFSET_HOURS = 2.0

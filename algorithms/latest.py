@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedgen.ranking.algorithm import Algorithm, FeedRequest, Page
-from feedgen.ranking.pagination import Stream
-from feedgen.store.models import Post, visible_posts
+from feedgen.ranking import Algorithm, FeedRequest, Page, Post, Stream, visible_posts
 
 ORDER = 'newest first'
 FILTERS = ["the author's account is active"]

@@ -23,9 +23,19 @@ from typing import Any
 
 import peewee
 
-from feedgen.ranking.personal import Candidate, PersonalAlgorithm, Ranking, decay, rows
-from feedgen.ranking.scores import HOUR_MS, require_positive
-from feedgen.store.models import Follow, Like, Post, Repost
+from feedgen.ranking import (
+    HOUR_MS,
+    Candidate,
+    Follow,
+    Like,
+    PersonalAlgorithm,
+    Post,
+    Ranking,
+    Repost,
+    decay,
+    require_positive,
+    rows,
+)
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,25 @@ from typing import Any
 
 import peewee
 
-from feedgen.ranking import personal
-from feedgen.ranking.feedback import weigh
-from feedgen.ranking.personal import Candidate, Ordering, PersonalAlgorithm, Ranking, decay, rank_score, rows
-from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE, require_positive
-from feedgen.store.models import Follow, Post, visible_posts
-from feedgen.store.prepared import Prepared, marker
+from feedgen.ranking import (
+    HOUR_MS,
+    SCORE_SCALE,
+    SESSION_DEPTH,
+    Candidate,
+    Follow,
+    Ordering,
+    PersonalAlgorithm,
+    Post,
+    Prepared,
+    Ranking,
+    decay,
+    marker,
+    rank_score,
+    require_positive,
+    rows,
+    visible_posts,
+    weigh,
+)
 
 BATCH = 8
 """How many of each author's newest posts a session reads first."""
@@ -119,8 +132,8 @@ class Quiet(PersonalAlgorithm):
                 for walk in walks:
                     read = walk.read(self._posts, since, indexed_until, params.half_life_hours, batch)
                     found.extend(entry for entry in read if start is None or (entry[0], entry[1]) < start)
-                best = heapq.nlargest(personal.SESSION_DEPTH, found)
-                floor = best[-1][0] if len(best) == personal.SESSION_DEPTH else None
+                best = heapq.nlargest(SESSION_DEPTH, found)
+                floor = best[-1][0] if len(best) == SESSION_DEPTH else None
                 walks = [walk for walk in walks if walk.more]
                 left_out = left_out or any(floor is not None and walk.bound < floor for walk in walks)
                 walks = [walk for walk in walks if floor is None or walk.bound >= floor]

@@ -19,11 +19,23 @@ from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
 
-from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidParams, Job, Page
-from feedgen.ranking.filters import FilterParams, filtered_streams, match_filters
-from feedgen.ranking.keyword_matches import entries_stream, has_entry, index_matches
-from feedgen.ranking.pagination import Stream, streams_page
-from feedgen.store.models import Post, visible_posts
+from feedgen.ranking import (
+    Algorithm,
+    FeedRequest,
+    FilterParams,
+    InvalidParams,
+    Job,
+    Page,
+    Post,
+    Stream,
+    entries_stream,
+    filtered_streams,
+    has_entry,
+    index_matches,
+    match_filters,
+    streams_page,
+    visible_posts,
+)
 
 KEYWORD_JOB_SECONDS = 10.0
 

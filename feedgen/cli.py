@@ -43,7 +43,8 @@ DEMO_CAPTURE = Path(__file__).parent / 'data' / 'demo.atfh'
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj['settings']
+    settings: Settings = ctx.obj['settings']
+    return settings
 
 
 def _setup_logging(verbose: bool, log_format: str) -> None:
@@ -93,7 +94,7 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()))
     firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
     # Modules, plugins and settings live as long as the process: frozen, the cyclic collector stops rescanning them
-    # at every full collection, which a batch's worth of pending events triggers (bench/ingest: 11% of the CPU).
+    # at every full collection, which a batch's worth of pending events triggers (docs/design.md, "Ingest").
     gc.freeze()
     db = pipeline.indexer.db
     if isinstance(db, SqliteDatabase):

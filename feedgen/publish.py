@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from atproto import Client, models
+from atproto import Client, Session, models
 from atproto_client.exceptions import NetworkError, RequestErrorBase
 from atproto_client.models.utils import get_model_as_dict
 
@@ -111,7 +111,7 @@ class Publisher:
             settings.publisher_password,
             fetch_bsky_profile=False,
         )
-        did = client._session.did  # the SDK keeps the session private; `client.me` needs an AppView
+        did = Session.decode(client.export_session_string()).did  # `client.me` would need an AppView
         if did != settings.publisher_did:
             raise PublishError(
                 f'{settings.publisher_handle} is {did}, but the feeds are served under FEEDGEN_PUBLISHER_DID='

@@ -197,7 +197,7 @@ class Settings:
     `retention_hours`); 0 starts at the live stream instead."""
     batch_size: int = 10000
     """Firehose events written per database transaction (at most). Live, `batch_seconds` ends a batch long before;
-    catching up, big batches share the pages they dirty (bench/ingest: 2,000 -> 10,000 is 1.4x the frames/s)."""
+    catching up, big batches share the pages they dirty (docs/design.md, "Ingest")."""
     batch_seconds: float = 0.25
     """A partial batch is written after this many seconds, so feeds stay fresh."""
     stall_seconds: float = 60.0

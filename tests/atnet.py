@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from atproto import Client, models
+from atproto import Client, Session, models
 from atproto_client.exceptions import RequestErrorBase
 
 from feedgen.settings import Settings
@@ -118,7 +118,7 @@ def create_account(network: Network, name: str) -> Account:
     Client(base_url=network.xrpc).com.atproto.server.create_account(data)
     client = Client(base_url=network.xrpc)
     client.login(handle, PASSWORD, fetch_bsky_profile=False)
-    return Account(handle=handle, did=client._session.did, client=client)
+    return Account(handle=handle, did=Session.decode(client.export_session_string()).did, client=client)
 
 
 def eventually(check: Callable[[], T], timeout: float = 90.0, retry: tuple[type[Exception], ...] = ()) -> T:

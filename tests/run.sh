@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test run, on a fresh machine: installs and starts what the tests need, runs pytest, stops it all.
+# The whole test run, on a fresh machine: checks the code with ruff and mypy, installs and starts what the tests
+# need, runs pytest, stops it all.
 #   - the local AT Protocol network (../shared/atnet: PLC, PDS, AppView) for the end-to-end tests;
 #   - a throwaway PostgreSQL on loopback (the store, indexer and server suites also run on it);
 #   - Debian's chromium (the /algorithms page is rendered in a real headless browser).
@@ -10,6 +11,9 @@ export ATNET_HOME="${ATNET_HOME:-$HOME/.cache/atnet}"
 ATNET=../shared/atnet
 
 python -m pip install -q -e '.[test]'
+ruff check .
+ruff format --check .
+mypy  # --strict over feedgen/ and algorithms/, as configured in pyproject.toml
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 bash "$ATNET/install.sh" "$ATNET_HOME" --appview --python

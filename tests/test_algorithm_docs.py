@@ -1,4 +1,5 @@
-"""docs/algorithms.md: its reference names every public name of the plugin API, and nothing that does not exist."""
+"""docs/algorithms.md: its reference names every public name (`feedgen.ranking`, `feedgen.authoring`, the pytest
+fixtures), and nothing that does not exist."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import dataclasses
 import inspect
 import re
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from feedgen import publish
+import feedgen.authoring
+import feedgen.ranking
 from feedgen.authoring import builder, contract
 from feedgen.authoring import pytest_plugin as testing
-from feedgen.ranking import algorithm, pagination
+from feedgen.ranking import algorithm
 
 DOC = Path(__file__).parent.parent / 'docs' / 'algorithms.md'
 ENTRY = re.compile(r'^- `([A-Za-z_][\w.]*)')
@@ -36,15 +37,6 @@ def reference_entries() -> list[str]:
     return [match[1] for line in reference.splitlines() if (match := ENTRY.match(line))]
 
 
-def defined_in(module: ModuleType) -> dict[str, Any]:
-    """The public names `module` defines itself (not those it imports)."""
-    return {
-        name: value
-        for name, value in vars(module).items()
-        if not name.startswith('_') and getattr(value, '__module__', None) == module.__name__
-    }
-
-
 def members(cls: type) -> set[str]:
     """Public attributes of `cls`: dataclass fields, class attributes and methods, and `self.x =` in `__init__`
     (not what a named tuple inherits from `tuple`)."""
@@ -57,25 +49,23 @@ def members(cls: type) -> set[str]:
     return {name for name in names if not name.startswith('_')}
 
 
+def public_names() -> dict[str, Any]:
+    """The public API (both `__all__`s) and the pytest fixtures, by name."""
+    exported = {
+        name: getattr(package, name) for package in (feedgen.ranking, feedgen.authoring) for name in package.__all__
+    }
+    fixtures = {name: value for name, value in vars(testing).items() if name.startswith('feedgen_')}
+    return exported | fixtures
+
+
 def api_names() -> set[str]:
-    """Every name the reference must document: the plugin API, the testing fixtures, builder and contract."""
-    fixtures = {name for name in vars(testing) if name.startswith('feedgen_')}
-    modules = defined_in(algorithm) | defined_in(contract) | defined_in(builder)
-    public = {name for name, value in modules.items() if inspect.isclass(value) or inspect.isfunction(value)}
-    public -= {'did'}  # builder's helper for short author names, described with make_post
+    """Every name the reference must document: the public API, the fixtures, and the members of the API classes."""
     qualified = {f'{cls.__name__}.{member}' for cls in API_CLASSES for member in members(cls)}
-    return fixtures | public | qualified | {'feed_description'}
+    return set(public_names()) | qualified
 
 
 def resolves(name: str) -> bool:
-    namespace = {
-        **defined_in(algorithm),
-        **defined_in(builder),
-        **defined_in(contract),
-        'feed_description': publish.feed_description,
-        **defined_in(pagination),
-        **{name: value for name, value in vars(testing).items() if name.startswith('feedgen_')},
-    }
+    namespace = public_names()
     head, _, member = name.partition('.')
     if head not in namespace:
         return False

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import peewee
 import pytest
 from atproto_crypto.consts import P256_JWT_ALG, SECP256K1_JWT_ALG
+from atproto_identity.cache.models import CachedDidResult
 from flask import Flask, jsonify
 from werkzeug.serving import make_server
 
@@ -263,3 +265,30 @@ def test_a_public_feed_serves_anonymous_and_signed_in_viewers(
         SKELETON, query_string={'feed': feed_uri('latest')}, headers={'Authorization': f'Bearer {expired}'}
     )
     assert (response.status_code, response.json['error']) == (401, 'JwtExpired')
+
+
+def test_a_cached_document_past_its_lifetime_is_resolved_again(directory: Directory) -> None:
+    key = SigningKey()
+    directory.documents[ALICE] = did_document(ALICE, key)
+    cache = DidCache()
+    resolver = did_resolver(directory.url, cache=cache)
+    auth = ServiceAuth(SERVICE, resolver)
+    assert auth.verify(key.jwt(service_claims(ALICE, SERVICE))) == ALICE
+    cached = cache.entries[ALICE]
+    assert cache.get(ALICE) == CachedDidResult(ALICE, cached.document, cached.updated_at, stale=False, expired=False)
+    cached.updated_at -= timedelta(seconds=cache.max_ttl + 1)
+    assert cache.get(ALICE).expired  # type: ignore[union-attr]
+    auth = ServiceAuth(SERVICE, resolver)  # one that has not verified the token before, with the same cache
+    assert auth.verify(key.jwt(service_claims(ALICE, SERVICE))) == ALICE
+    assert directory.requests == [ALICE, ALICE]
+
+
+@pytest.mark.parametrize(
+    ('issuer', 'error'), [('did:example:alice', 'BadJwtIssuer'), ('did:plc', 'BadJwtIssuer'), ('alice', 'BadJwt')]
+)
+def test_an_issuer_of_another_did_method_or_no_did_is_refused_unasked(
+    directory: Directory, issuer: str, error: str
+) -> None:
+    auth = ServiceAuth(SERVICE, did_resolver(directory.url))
+    assert rejection(auth, SigningKey().jwt(service_claims(issuer, SERVICE))).error == error
+    assert directory.requests == []

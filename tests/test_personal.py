@@ -105,6 +105,12 @@ def pages(algorithm: PersonalAlgorithm, viewer: str, limit: int, fresh: bool = F
             return
 
 
+def keep_session_depth(monkeypatch: pytest.MonkeyPatch, depth: int) -> None:
+    """Sessions keep `depth` entries: in the base class and in `quiet`, which walks only as far as they need."""
+    monkeypatch.setattr(personal, 'SESSION_DEPTH', depth)
+    monkeypatch.setattr(quiet_module, 'SESSION_DEPTH', depth)
+
+
 @pytest.mark.parametrize('algorithm', [Network, Quiet])
 def test_sessions_follow_the_published_formula(
     store: tuple[Path, str], algorithm: type[PersonalAlgorithm], monkeypatch: pytest.MonkeyPatch
@@ -117,7 +123,7 @@ def test_sessions_follow_the_published_formula(
     assert {page.trace['candidates'] for page in kept} == {candidates}
     ranked_again = [item.post for page in pages(algorithm(), viewer, 100, fresh=True) for item in page.items]
     assert ranked_again == expected
-    monkeypatch.setattr(personal, 'SESSION_DEPTH', 250)  # a session keeps less than it pages through
+    keep_session_depth(monkeypatch, 250)  # a session keeps less than it pages through
     shallow = algorithm()
     assert [item.post for page in pages(shallow, viewer, 60) for item in page.items] == expected
     assert len(shallow.sessions._orderings) == 1, 'the pages of one session share one entry'
@@ -134,7 +140,7 @@ def test_quiet_reads_only_the_posts_its_best_entries_need(
     assert sorted(weights.values()) == [0.25, 0.25, 2.0]
     everything = PersonalAlgorithm.order(quiet, viewer, AS_OF, NOW_MS, weights, None)
     starts = [None] + [entry[:2] for entry in everything.entries[:: len(everything.entries) // 5]]
-    monkeypatch.setattr(personal, 'SESSION_DEPTH', depth)
+    keep_session_depth(monkeypatch, depth)
     for start in starts:
         walked = quiet.order(viewer, AS_OF, NOW_MS, weights, start)
         ranked = PersonalAlgorithm.order(quiet, viewer, AS_OF, NOW_MS, weights, start)
@@ -157,7 +163,7 @@ def test_quiet_reads_far_enough_through_posts_that_tie(
     weights = author_weights(READER, NOW_MS)
     everything = PersonalAlgorithm.order(quiet, READER, NOW_MS, NOW_MS, weights, None)
     assert len({entry[0] for entry in everything.entries}) < len(everything.entries) / 2, 'most scores tie'
-    monkeypatch.setattr(personal, 'SESSION_DEPTH', depth)
+    keep_session_depth(monkeypatch, depth)
     for start in [None, *(entry[:2] for entry in everything.entries)]:
         walked = quiet.order(READER, NOW_MS, NOW_MS, weights, start)
         assert walked.entries == PersonalAlgorithm.order(quiet, READER, NOW_MS, NOW_MS, weights, start).entries

@@ -12,6 +12,7 @@ is missing or malformed, or of a collection feedgen does not index, is left out 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import libipld
 
@@ -163,7 +164,7 @@ def decode_frame(message: bytes) -> Event:
     raise FrameError('unknown_type', repr(kind)[:40])
 
 
-def _commit(body: dict) -> Commit:
+def _commit(body: dict[str, Any]) -> Commit:
     repo = _did(body, 'repo')
     time = _str(body, 'time')
     try:
@@ -212,7 +213,7 @@ def _commit(body: dict) -> Commit:
     return commit
 
 
-def _created(collection: str, uri: str, repo: str, cid: object, blocks: dict) -> RecordOp | str:
+def _created(collection: str, uri: str, repo: str, cid: object, blocks: dict[Any, Any]) -> RecordOp | str:
     """The create op for one record, or the reason it was skipped."""
     if not isinstance(cid, bytes) or cid not in blocks:
         return 'missing_block'
@@ -227,7 +228,7 @@ def _created(collection: str, uri: str, repo: str, cid: object, blocks: dict) ->
     return SubjectCreate(collection=collection, uri=uri, author=repo, subject=subject)
 
 
-def _blocks(body: dict, cids: set) -> dict:
+def _blocks(body: dict[str, Any], cids: set[Any]) -> dict[Any, Any]:
     """The decoded blocks of the commit's CAR whose CIDs are in `cids` (the records its ops point at).
 
     Only those blocks are decoded (most of a commit's CAR is MST nodes and the signed commit, which feedgen
@@ -293,26 +294,26 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
             raise ValueError('varint longer than 9 bytes')
 
 
-def _seq(body: dict) -> int:
+def _seq(body: dict[str, Any]) -> int:
     seq = body.get('seq')
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise FrameError('bad_body', f'seq {seq!r}')
     return seq
 
 
-def _str(body: dict, key: str) -> str:
+def _str(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str):
         raise FrameError('bad_body', f'{key} is not a string')
     return value
 
 
-def _optional_str(body: dict, key: str) -> str | None:
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     return value if isinstance(value, str) else None
 
 
-def _did(body: dict, key: str) -> str:
+def _did(body: dict[str, Any], key: str) -> str:
     value = _str(body, key)
     if not value.startswith('did:'):
         raise FrameError('bad_body', f'{key} {value[:40]!r} is not a DID')

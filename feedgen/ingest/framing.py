@@ -12,14 +12,10 @@ exceptions: a connection ends with `ConnectionClosedOK` or `ConnectionClosedErro
 the codes with which, `websockets`' own `Protocol` would end it (tests/test_framing.py checks both on arbitrary
 frame sequences split at arbitrary byte boundaries).
 
-Why it replaces `websockets`' reading of frames: `Protocol.receive_data` runs a generator per frame
-(`Frame.parse` over `StreamReader.read_exact`, which copies each piece out of a bytearray and deletes it from
-the front), an `Opcode` enum lookup, a `Frame` dataclass and its `check()` for every message. A relay sends tens
-of thousands of small unmasked binary frames a second, and `py-spy record --gil` of `feedgen ingest --once`
-(bench/ingest, 200,000 frames) put 21% of the ingest process's GIL time there (18.6% in `Frame.parse`).
-Here a whole binary frame is two byte reads, a length and a slice; the rare frames (fragments, text, control
-frames) take a slower path. Fed that capture's 200,000 frames in 256 KiB reads, `websockets`' protocol takes
-2.9 us a frame and this one 0.6 us; what it did for `feedgen ingest` is in bench/RESULTS.md, "Ingest".
+It exists because a relay sends tens of thousands of small unmasked binary frames a second, and `websockets`'
+generic reading of frames is a large share of ingest's time (docs/design.md, "Ingest"): here a whole binary frame
+is two byte reads, a length and a slice, and only the rare frames (fragments, text, control frames) take a slower
+path.
 """
 
 from __future__ import annotations
@@ -141,7 +137,7 @@ class Receiver:
                 (length,) = _LENGTH_64.unpack_from(data, start)
                 start += 8
             if self.max_size is not None:
-                self._check_size(length)
+                self._check_size(length, self.max_size)
             stop = start + length
             if stop > end:
                 break
@@ -152,8 +148,8 @@ class Receiver:
                 self._frame(head, opcode, data[start:stop])
         return position
 
-    def _check_size(self, length: int) -> None:
-        room = self.max_size if self._fragments_size is None else self.max_size - self._fragments_size
+    def _check_size(self, length: int, max_size: int) -> None:
+        room = max_size if self._fragments_size is None else max_size - self._fragments_size
         if length > room:
             raise PayloadTooBig(length, room, self._fragments_size)
 

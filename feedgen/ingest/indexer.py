@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -72,7 +73,7 @@ class _Batch:
         self.now_ms = now_ms
         self.inactive = inactive
         self.recount = recount
-        self.creates: dict[str, tuple[str, tuple]] = {}
+        self.creates: dict[str, tuple[str, tuple[Any, ...]]] = {}
         """uri -> (collection, row) of the create that decides the record's end state, in stream order."""
         self.deletes: dict[str, str] = {}
         """uri -> collection of the records to delete from the store."""
@@ -91,7 +92,7 @@ class _Batch:
             else:
                 self.creates[uri] = (op.collection, (uri, op.author, op.subject, self.now_ms))
 
-    def _post_row(self, op: PostCreate, commit: Commit) -> tuple:
+    def _post_row(self, op: PostCreate, commit: Commit) -> tuple[Any, ...]:
         post = op.post
         return (
             op.uri,
@@ -124,7 +125,7 @@ class _Batch:
                 for chunk in chunks(by_collection.get(collection, [])):
                     delete_subject_records(model, model.uri.in_(chunk), self.recount)
         if self.creates:
-            rows: dict[str, list[tuple]] = {POST: [], LIKE: [], REPOST: [], FOLLOW: []}
+            rows: dict[str, list[tuple[Any, ...]]] = {POST: [], LIKE: [], REPOST: [], FOLLOW: []}
             for collection, row in self.creates.values():
                 rows[collection].append(row)
             if rows[POST]:
@@ -136,10 +137,10 @@ class _Batch:
             self.recount.reposts.update(row[2] for row in rows[REPOST])
         self.creates, self.deletes, self.authors = {}, {}, set()
 
-    def _insert_posts(self, rows: list[tuple]) -> None:
+    def _insert_posts(self, rows: list[tuple[Any, ...]]) -> None:
         insert_ignore(self.db, Post, POST_COLUMNS, rows)
         uris = [row[0] for row in rows]
-        terms = []
+        terms: list[tuple[str, int, int]] = []
         for chunk in chunks(uris):
             for post_id, sort_at, tags, langs in (
                 Post.select(Post.id, Post.sort_at, Post.tags, Post.langs).where(Post.uri.in_(chunk)).tuples()
@@ -169,7 +170,7 @@ class Indexer:
         self.clock = clock
         if isinstance(db, peewee.SqliteDatabase):
             # The writer's pages are written, not read back: no memory map, and a 32 MB page cache keeps the ingest
-            # process under 200 MB resident at no measured cost in speed (bench/ingest).
+            # process under 200 MB resident at no cost in speed (docs/design.md).
             db.execute_sql('PRAGMA mmap_size = 0')
             db.execute_sql('PRAGMA cache_size = -32000')
         self.cursor = get_cursor(firehose)

@@ -168,11 +168,12 @@ class Pipeline:
         saved = self._saved
         if self.backfill is not None and not self.backfill.running:
             return True
-        return (
+        unsaved: bool = (
             self.stats.frames != saved.get('frames', 0)
             or self.stats.relay_resets != saved.get('relay_resets', 0)
             or sum(self.stats.reconnects.values()) != sum(saved.get('reconnects', {}).values())
         )
+        return unsaved
 
     def flush(self) -> None:
         """Writes the pending events, their cursor and the counters' increase, in one transaction."""

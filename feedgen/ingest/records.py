@@ -83,10 +83,11 @@ def _expect(record: Any, collection: str) -> dict[str, Any]:
 def _strong_ref_uri(ref: Any, field: str) -> str:
     if not isinstance(ref, dict) or not isinstance(ref.get('uri'), str) or not ref['uri'].startswith('at://'):
         raise RecordError('invalid_ref', field)
-    return ref['uri']
+    uri: str = ref['uri']
+    return uri
 
 
-def _array(value: Any, reason: str) -> list | tuple:
+def _array(value: Any, reason: str) -> list[Any] | tuple[()]:
     """An optional lexicon array: absent or null is empty; anything but a list raises `RecordError(reason)`."""
     if value is None:
         return ()

@@ -159,14 +159,14 @@ class CaptureRelay:
         if self._thread is not None:
             raise RuntimeError('relay is already running')
         ready = threading.Event()
-        self._startup_error = None
         self._thread = threading.Thread(target=self._run, args=(ready,), name='capture-relay', daemon=True)
         self._thread.start()
         ready.wait()
         if self._startup_error is not None:
+            error, self._startup_error = self._startup_error, None
             self._thread.join()
             self._thread = None
-            raise self._startup_error
+            raise error
         return self
 
     def stop(self) -> None:

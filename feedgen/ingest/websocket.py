@@ -2,12 +2,11 @@
 
 Owns the socket of one websocket connection: connecting (TCP, TLS for `wss://`), the opening handshake, and
 reading whole messages with a timeout. The opening handshake is the `websockets` library's Sans-I/O
-`ClientProtocol`; everything after it (frames, pings, closing, the size limit) is `feedgen.ingest.framing`, which reads
-a relay's frames for a fraction of what `websockets`' generic parser costs; this module only moves bytes between
-them and the socket. Unlike `websockets.sync.client`, which reads on a background thread and hands every message
-over through a lock and a condition, it does no hand-off per message: at tens of thousands of small messages a
-second that hand-off, and the GIL contention with the thread decoding them, cost about a quarter of ingest's CPU
-(bench/ingest). It raises the exceptions `websockets.sync.client` raises (`ConnectionClosedOK`,
+`ClientProtocol`; everything after it (frames, pings, closing, the size limit) is `feedgen.ingest.framing`; this
+module only moves bytes between them and the socket. Unlike `websockets.sync.client`, which reads on a background
+thread and hands every message over through a lock and a condition, it reads in the caller's thread, with no
+hand-off per message: at tens of thousands of small messages a second that hand-off is a large share of ingest's
+CPU (docs/design.md, "Ingest"). It raises the exceptions `websockets.sync.client` raises (`ConnectionClosedOK`,
 `ConnectionClosedError`, `InvalidHandshake`, `TimeoutError`, `OSError`) so callers treat both alike. It never
 decodes messages and sends no keepalive pings (the firehose notices a dead connection by its silence).
 """

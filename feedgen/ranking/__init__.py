@@ -2,4 +2,88 @@
 algorithms page with (keyset pagination, filters, score snapshots, personal rankings, reader feedback).
 
 Depends on the store; never touches the network.
+
+This package's `__all__` is feedgen's public API for algorithms: the plugin API, the helpers built-in algorithms
+page and rank with, and the store's models they read. Algorithms import from here (`from feedgen.ranking import
+Algorithm, Page`); every other module of feedgen is private and may change in any release. `tests/test_public_api.py`
+fails when a name is added or removed without its list changing, and docs/algorithms.md documents each one.
 """
+
+from feedgen.ranking.algorithm import (
+    MAX_LIMIT,
+    Algorithm,
+    FeedRequest,
+    InvalidCursor,
+    InvalidParams,
+    Item,
+    Job,
+    NoParams,
+    Page,
+    build_params,
+)
+from feedgen.ranking.feedback import feedback_note, seen_posts, weigh
+from feedgen.ranking.filters import FilterParams, filtered_streams, match_filters
+from feedgen.ranking.keyword_matches import entries_stream, has_entry, index_matches
+from feedgen.ranking.pagination import Stream, keyset_page, ranked_page, streams_page
+from feedgen.ranking.personal import (
+    SESSION_DEPTH,
+    Candidate,
+    Ordering,
+    PersonalAlgorithm,
+    Ranking,
+    decay,
+    rank_score,
+    rows,
+)
+from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE, Counts, SnapshotAlgorithm, SnapshotParams, require_positive
+from feedgen.store.models import Actor, Follow, Like, Post, Repost, visible_posts
+from feedgen.store.prepared import Prepared, Row, marker
+
+__all__ = [
+    'HOUR_MS',
+    'MAX_LIMIT',
+    'SCORE_SCALE',
+    'SESSION_DEPTH',
+    'Actor',
+    'Algorithm',
+    'Candidate',
+    'Counts',
+    'FeedRequest',
+    'FilterParams',
+    'Follow',
+    'InvalidCursor',
+    'InvalidParams',
+    'Item',
+    'Job',
+    'Like',
+    'NoParams',
+    'Ordering',
+    'Page',
+    'PersonalAlgorithm',
+    'Post',
+    'Prepared',
+    'Ranking',
+    'Repost',
+    'Row',
+    'SnapshotAlgorithm',
+    'SnapshotParams',
+    'Stream',
+    'build_params',
+    'decay',
+    'entries_stream',
+    'feedback_note',
+    'filtered_streams',
+    'has_entry',
+    'index_matches',
+    'keyset_page',
+    'marker',
+    'match_filters',
+    'rank_score',
+    'ranked_page',
+    'require_positive',
+    'rows',
+    'seen_posts',
+    'streams_page',
+    'visible_posts',
+    'weigh',
+]

@@ -74,8 +74,9 @@ def entries_stream(key: str, *columns: peewee.Field) -> Stream:
 
 def has_entry(key: str, post: Post) -> bool:
     """True when the job `key` has recorded `post`."""
-    return (
+    recorded: bool = (
         FeedEntry.select()
         .where(FeedEntry.key == key, FeedEntry.sort_at == post.sort_at, FeedEntry.post_id == post.id)
         .exists()
     )
+    return recorded

@@ -220,7 +220,7 @@ def streams_page(streams: Sequence[Stream], request: FeedRequest, context: Calla
     return _page(stream_rows(streams, _after(request), request.limit + 1), request, 'uri', context)
 
 
-def encode_session_cursor(session: Sequence[int], last: Sequence[int]) -> str:
+def encode_session_cursor(session: Sequence[int], last: tuple[int, int, *tuple[object, ...]]) -> str:
     """The cursor of a ranked page (what `session_cursor` reads): the session values, then the `(score, id)` of the
     page's last entry (`last` may hold more after those two)."""
     return encode_cursor(*session, last[0], last[1])

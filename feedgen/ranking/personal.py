@@ -12,13 +12,12 @@ pages do not reorder it. The two are kept apart because a replayed capture is in
 recorded: a preview ranks as of the capture's time, over everything indexed.
 
 Ranking a session reads every candidate (tens of thousands for a reader following hundreds of busy
-accounts: 0.1 to 0.2 s, most of it SQLite reading each row), so a first page keeps the session's best
-`SESSION_DEPTH` entries in order, in a small in-process cache (`Sessions`), and the pages its cursors lead to
-are sliced from them (a millisecond). A page the cache cannot answer (another worker process, an evicted or
-deeper session) ranks the session again from the store, from its cursor down: the same moment, watermark and
-feedback give the same order. Records deleted after a session began are the one difference: a kept session
-leaves out posts deleted or hidden since (an item fewer on that page) but still counts a like deleted since,
-which a session ranked again no longer counts.
+accounts; docs/design.md, "Personal rankings"), so a first page keeps the session's best `SESSION_DEPTH` entries
+in order, in a small in-process cache (`Sessions`), and the pages its cursors lead to are sliced from them. A
+page the cache cannot answer (another worker process, an evicted or deeper session) ranks the session again from
+the store, from its cursor down: the same moment, watermark and feedback give the same order. Records deleted
+after a session began are the one difference: a kept session leaves out posts deleted or hidden since (an item
+fewer on that page) but still counts a like deleted since, which a session ranked again does not count.
 Reads the store; never writes.
 """
 
@@ -26,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -84,6 +84,10 @@ class Ranking:
 Entry = tuple[int, int, Candidate]
 """A candidate in page order: its score as the reader's feedback weighs it (an integer), its post id, itself."""
 
+SessionKey = tuple[str, int, int, frozenset[tuple[str, float]], object]
+"""What a session's ranking depends on: the reader, the moment it ranks as of, the indexing it counts up to, the
+reader's feedback weights and the store."""
+
 
 @dataclass(frozen=True)
 class Ordering:
@@ -126,17 +130,17 @@ class Sessions:
 
     def __init__(self, size: int = SESSIONS) -> None:
         self.size = size
-        self._orderings: OrderedDict[tuple, Ordering] = OrderedDict()
+        self._orderings: OrderedDict[SessionKey, Ordering] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> Ordering | None:
+    def get(self, key: SessionKey) -> Ordering | None:
         with self._lock:
             ordering = self._orderings.get(key)
             if ordering is not None:
                 self._orderings.move_to_end(key)
             return ordering
 
-    def put(self, key: tuple, ordering: Ordering) -> None:
+    def put(self, key: SessionKey, ordering: Ordering) -> None:
         with self._lock:
             self._orderings[key] = ordering
             self._orderings.move_to_end(key)
@@ -146,7 +150,7 @@ class Sessions:
 
 def decay(age_ms: int, half_life_hours: float) -> float:
     """0.5 to the power of the age in half-lives: 1 now, 0.5 one half-life ago."""
-    return 0.5 ** (max(0, age_ms) / HOUR_MS / half_life_hours)
+    return math.pow(0.5, max(0, age_ms) / HOUR_MS / half_life_hours)
 
 
 def rank_score(score: float, weight: float) -> int:
@@ -160,9 +164,10 @@ def indexed_now() -> int:
     return max((moment for moment in latest if moment is not None), default=0)
 
 
-def rows(query: peewee.Query) -> list[tuple]:
+def rows(query: peewee.Query) -> list[tuple[Any, ...]]:
     """The rows of `query` as plain tuples, straight from the database cursor (no per-row model work)."""
-    return query.model._meta.database.execute(query).fetchall()
+    found: list[tuple[Any, ...]] = query.model._meta.database.execute(query).fetchall()
+    return found
 
 
 class PersonalAlgorithm(Algorithm):
@@ -213,7 +218,8 @@ class PersonalAlgorithm(Algorithm):
         key = (request.viewer, as_of, indexed_until, frozenset(weights.items()), Post._meta.database.obj)
         ordering = self.sessions.get(key) if session else None
         found = ordering.page(request.limit, after, (as_of, indexed_until)) if ordering else None
-        if found is None:  # a first page, or a session this process does not keep this far: rank from the cursor
+        if ordering is None or found is None:
+            # a first page, or a session this process does not keep this far: rank from the cursor
             ordering = self.order(request.viewer, as_of, indexed_until, weights, after)
             self.sessions.put(key, ordering)
             found = ordering.page(request.limit, after, (as_of, indexed_until))

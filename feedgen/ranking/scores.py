@@ -32,7 +32,7 @@ import peewee
 from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidParams, Item, Job, Page
 from feedgen.ranking.feedback import author_weights, feedback_summary, weigh
 from feedgen.ranking.filters import FilterParams, filtered_streams, match_filters
-from feedgen.ranking.pagination import Stream, encode_session_cursor, session_cursor
+from feedgen.ranking.pagination import Stream, decode_cursor, encode_session_cursor
 from feedgen.store.models import Post, ScoredPost, ScoreSnapshot, write_transaction
 from feedgen.store.prepared import Prepared, Row, marker
 
@@ -136,7 +136,9 @@ class SnapshotAlgorithm(Algorithm):
         ]
         fields = [ScoredPost.score, ScoredPost.post_id, ScoredPost.likes, ScoredPost.reposts, ScoredPost.replies]
         with write_transaction(db):
-            snapshot = ScoreSnapshot.create(key=self.state_key(), made_at=now, candidates=len(candidates))
+            snapshot: ScoreSnapshot = ScoreSnapshot.create(
+                key=self.state_key(), made_at=now, candidates=len(candidates)
+            )
             for start in range(0, len(rows), _INSERT_CHUNK):
                 chunk = [(snapshot.id, *row) for row in rows[start : start + _INSERT_CHUNK]]
                 ScoredPost.insert_many(chunk, fields=[ScoredPost.snapshot, *fields]).execute()
@@ -187,7 +189,8 @@ class SnapshotAlgorithm(Algorithm):
         }
 
     def _score(self, counts: Counts, now: int) -> int:
-        return round(self.score_parts(counts, now)['score'] * SCORE_SCALE)
+        score: float = self.score_parts(counts, now)['score']
+        return round(score * SCORE_SCALE)
 
     def _parts(self, row: dict[str, Any], snapshot: Row) -> dict[str, Any]:
         counts = Counts(row['likes'], row['reposts'], row['replies'], row['sort_at'])
@@ -198,7 +201,7 @@ class SnapshotAlgorithm(Algorithm):
         if request.cursor is None:
             as_of = request.time_ms()
             return _Session(newest, as_of, author_weights(request.viewer, as_of), None)
-        (snapshot_id, as_of), (rank, post_id) = session_cursor(request, 2)
+        snapshot_id, as_of, rank, post_id = decode_cursor(request.cursor, 4)
         weights = author_weights(request.viewer, as_of)
         snapshot = next(_SNAPSHOT_OF.run(snapshot_id, self._key), None)
         if snapshot is not None or newest is None:

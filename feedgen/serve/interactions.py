@@ -79,7 +79,7 @@ def feedback_rows(viewer: str, items: list[models.AppBskyFeedDefs.Interaction], 
     for item in items:
         event = KEPT_EVENTS.get(item.event or '')
         author = _post_author(item.item) if event else None
-        if event and author:
+        if event and author and item.item:
             rows[event, item.item] = {
                 'viewer': viewer,
                 'event': event,
@@ -130,7 +130,8 @@ def prune_interactions(db: peewee.Database, now: float | None = None) -> int:
     while True:
         with write_transaction(db):
             old = Interaction.select(Interaction.viewer, Interaction.event, Interaction.post)
-            count = Interaction.delete().where(key.in_(old.where(Interaction.at < cutoff).limit(PRUNE_CHUNK))).execute()
+            old = old.where(Interaction.at < cutoff).limit(PRUNE_CHUNK)
+            count: int = Interaction.delete().where(key.in_(old)).execute()
         removed += count
         if count < PRUNE_CHUNK:
             return removed

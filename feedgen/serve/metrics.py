@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         self.db.connect(reuse_if_open=True)
         snapshots = ingest_snapshots()
-        gauges = {
+        gauges: dict[str, tuple[str, Callable[[IngestSnapshot], float | None]]] = {
             'cursor': ('Last sequence number committed (with the events it covers).', lambda s: s.cursor),
             'lag_seconds': ('Now minus the relay time of the event at the cursor.', lambda s: s.lag_seconds),
             'events_per_second': (
@@ -107,10 +107,12 @@ class StoreCollector(Collector):
             'last_batch_timestamp_seconds': ('When ingest last committed a batch.', lambda s: s.updated_at),
         }
         for name, (doc, value) in gauges.items():
-            family = GaugeMetricFamily(f'feedgen_ingest_{name}', doc, labels=['firehose'])
+            family: GaugeMetricFamily | CounterMetricFamily = GaugeMetricFamily(
+                f'feedgen_ingest_{name}', doc, labels=['firehose']
+            )
             for snapshot in snapshots:
-                if value(snapshot) is not None:
-                    family.add_metric([snapshot.firehose], value(snapshot))
+                if (measured := value(snapshot)) is not None:
+                    family.add_metric([snapshot.firehose], measured)
             yield family
         counters = {
             'frames': 'Websocket messages read from the relay.',

@@ -105,9 +105,8 @@ class ReceiptSampler:
     """Decides, request by request, whether a receipt is kept, by a `ReceiptPolicy` (`FEEDGEN_RECEIPTS`).
 
     A rate is a token bucket per serving process: up to `per_second` receipts a second (and bursts of as many), so
-    every request of a process serving fewer gets one, and a busy one stores a bounded number: a receipt costs about
-    a sixth of a `latest` request's CPU in-process (a fifth to a quarter of bench/serve's requests a second) and
-    a kilobyte of store for a day.
+    every request of a process serving fewer gets one, and a busy one stores a bounded number: a receipt is a
+    sizeable share of a cheap request's CPU and a kilobyte of store for a day (docs/design.md, "Serving").
     """
 
     def __init__(self, policy: ReceiptPolicy, clock: Callable[[], float] = time.monotonic) -> None:
@@ -242,7 +241,7 @@ def prune_receipts(db: peewee.Database, max_age_hours: float = RECEIPT_TTL_HOURS
     while True:
         with db.atomic():
             old = Receipt.select(Receipt.req_id).where(Receipt.created_at < cutoff).limit(PRUNE_CHUNK)
-            count = Receipt.delete().where(Receipt.req_id.in_(old)).execute()
+            count: int = Receipt.delete().where(Receipt.req_id.in_(old)).execute()
         removed += count
         if count < PRUNE_CHUNK:
             log.info('pruned %d receipts older than %.1f hours', removed, max_age_hours)

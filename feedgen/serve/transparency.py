@@ -32,14 +32,16 @@ transparency = Blueprint('transparency', __name__, template_folder='templates')
 
 
 def _context() -> dict[str, Any]:
-    return current_app.extensions['feedgen']
+    context: dict[str, Any] = current_app.extensions['feedgen']
+    return context
 
 
 def _posts_indexed() -> int:
     cache = _context().setdefault('posts_indexed', {'at': float('-inf'), 'count': 0})
     if time.monotonic() - cache['at'] > POSTS_COUNT_SECONDS:
         cache.update(at=time.monotonic(), count=Post.select().count())
-    return cache['count']
+    count: int = cache['count']
+    return count
 
 
 def catalog() -> dict[str, Any]:

@@ -6,9 +6,9 @@ the database file now and then, fsync included) on a short-lived thread, with th
 use of the database waits for that commit to end and raises its error, if any, so the writer never runs a statement
 while its previous transaction is still committing, and a failed commit stops ingest like a failed statement does.
 SQLite releases the GIL while it commits, so the writer decodes the next batch on one core while its previous batch is
-committed on the other: bench/ingest measured the commits at about a fifth of ingest's time. What a batch commits is
-unchanged (its records with the cursor that covers them, in one transaction), and readers see it once its commit ends,
-as before. Other threads (the scheduler's jobs) commit as usual, each on its own connection.
+committed on the other (docs/design.md, "Ingest"). A batch still commits its records with the cursor that covers
+them, in one transaction, and readers see it once its commit ends. Other threads (the scheduler's jobs) commit as
+usual, each on its own connection.
 
 Connections are opened without `sqlite3`'s same-thread check, so a writer's connection can be handed to its commit
 thread; peewee still gives every thread its own connection.
@@ -23,7 +23,7 @@ from typing import Any
 import peewee
 
 
-class SqliteDatabase(peewee.SqliteDatabase):
+class SqliteDatabase(peewee.SqliteDatabase):  # type: ignore[misc]  # peewee is untyped (see pyproject.toml)
     """`peewee.SqliteDatabase` whose connections may commit on a background thread (`commit_in_background`)."""
 
     def __init__(self, database: str, **kwargs: Any) -> None:
@@ -48,8 +48,7 @@ class SqliteDatabase(peewee.SqliteDatabase):
         committing.join()
         error, self._commit_error = self._commit_error, None
         if error is not None:
-            with peewee.__exception_wrapper__:
-                raise error
+            raise getattr(peewee, type(error).__name__, peewee.DatabaseError)(error, *error.args) from error
 
     def committing(self) -> bool:
         """True while the calling thread's background commit is still running (it does not wait for it)."""
@@ -72,12 +71,15 @@ class SqliteDatabase(peewee.SqliteDatabase):
 
     def connection(self) -> sqlite3.Connection:
         self.wait_for_commit()
-        return super().connection()
+        connection: sqlite3.Connection = super().connection()
+        return connection
 
     def cursor(self, named_cursor: Any = None) -> sqlite3.Cursor:
         self.wait_for_commit()
-        return super().cursor(named_cursor)
+        cursor: sqlite3.Cursor = super().cursor(named_cursor)
+        return cursor
 
     def close(self) -> bool:
         self.wait_for_commit()
-        return super().close()
+        closed: bool = super().close()
+        return closed

@@ -38,11 +38,11 @@ SQLITE_PRAGMAS = {
     'wal_autocheckpoint': 10000,
 }
 """`wal_autocheckpoint`: copy the WAL into the database every 10,000 pages (40 MB) instead of 1,000. A batch of
-random-key inserts dirties thousands of pages, so the default checkpointed after nearly every batch; measured by
-bench/ingest: about 1.3x the frames per CPU-second of ingest."""
+random-key inserts dirties thousands of pages, so the default checkpoints after nearly every batch (docs/design.md,
+"Ingest")."""
 
 
-class BaseModel(peewee.Model):
+class BaseModel(peewee.Model):  # type: ignore[misc]  # peewee is untyped (see pyproject.toml)
     class Meta:
         database = database
         legacy_table_names = False
@@ -342,7 +342,10 @@ def save_cursor(firehose: str, cursor: int, time: str = '') -> None:
 def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
     """A write transaction (the ingest pipeline's batches, jobs, reader feedback): on SQLite it takes the write
     lock at once (`BEGIN IMMEDIATE`), so it waits out the busy timeout rather than fail to upgrade a read lock."""
-    return db.atomic('IMMEDIATE') if isinstance(db, peewee.SqliteDatabase) else db.atomic()
+    transaction: AbstractContextManager[Any] = (
+        db.atomic('IMMEDIATE') if isinstance(db, peewee.SqliteDatabase) else db.atomic()
+    )
+    return transaction
 
 
 def visible_posts() -> peewee.ModelSelect:

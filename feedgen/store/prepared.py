@@ -1,17 +1,17 @@
 """Prepared queries: a peewee select compiled to SQL once, then run again and again with new values.
 
 Owns `Prepared` and the stand-in values (markers) a query is written with where a request's values go. peewee
-builds a query's SQL in Python on every execution: for a page of 50 posts that cost more than SQLite's index walk
-itself (80 of 230 microseconds for `latest`). A `Prepared` compiles once per kind of database (SQLite and
-PostgreSQL quote and mark parameters differently), finds where its markers landed in the parameter list, and
-from then on only fills them in. Rows come back as named tuples of the selected columns, straight off the
-database cursor (building peewee model instances cost as much again). It runs reads; it never writes.
+builds a query's SQL in Python on every execution, which for a page of posts costs about as much as SQLite's index
+walk itself (docs/design.md, "Serving"). A `Prepared` compiles once per kind of database (SQLite and PostgreSQL
+quote and mark parameters differently), finds where its markers landed in the parameter list, and from then on
+only fills them in. Rows come back as named tuples of the selected columns, straight off the database cursor,
+without building peewee model instances. It runs reads; it never writes.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ class _Compiled:
     sql: str
     params: list[Any]
     slots: tuple[int, ...]
-    row_type: type | None = None
+    make_row: Callable[[Iterable[Any]], Row] | None = None
 
 
 @dataclass(eq=False)
@@ -56,10 +56,11 @@ class Prepared:
         for slot, value in zip(compiled.slots, values, strict=True):
             params[slot] = value
         cursor = database.execute_sql(compiled.sql, params)
-        if compiled.row_type is None:
+        if compiled.make_row is None:
             names = [column[0] for column in cursor.description]
-            compiled.row_type = namedtuple('Row', names, rename=True)  # type: ignore[misc]
-        return map(compiled.row_type._make, cursor)
+            row_type = namedtuple('Row', names, rename=True)  # type: ignore[misc]  # its fields are the cursor's columns
+            compiled.make_row = row_type._make
+        return map(compiled.make_row, cursor)
 
     def _compile(self) -> _Compiled:
         sql, params = self.query.sql()

@@ -34,7 +34,8 @@ def follow_author(uri: str) -> str:
 
 
 def state_of(did: str) -> ReaderGraph | None:
-    return ReaderGraph.get_or_none(ReaderGraph.did == did)
+    state: ReaderGraph | None = ReaderGraph.get_or_none(ReaderGraph.did == did)
+    return state
 
 
 def claim(db: peewee.Database, did: str, now_ms: int, lease_ms: int) -> bool:
@@ -45,7 +46,7 @@ def claim(db: peewee.Database, did: str, now_ms: int, lease_ms: int) -> bool:
         new = ReaderGraph.insert(did=did, state=PENDING, attempts=1, next_at=now_ms + lease_ms, updated_at=now_ms)
         if db.execute(new.on_conflict_ignore()).rowcount == 1:
             return True
-        updated = (
+        updated: int = (
             ReaderGraph.update(
                 state=PENDING, attempts=ReaderGraph.attempts + 1, next_at=now_ms + lease_ms, updated_at=now_ms
             )

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import peewee
 
 from feedgen.store.models import Follow, Like, Post, PostTerm, Repost
 
+T = TypeVar('T')
+
 _CHUNK = 500  # rows per statement: well under SQLite's bound-variable limit
 
 
-def chunks(items: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -55,7 +58,9 @@ class Recount:
                 db.execute_sql(f'UPDATE "{post}" SET "{column}" = ({count}) WHERE uri IN ({marks})', list(chunk))
 
 
-def insert_ignore(db: peewee.Database, model: type[peewee.Model], columns: Sequence[str], rows: list[tuple]) -> None:
+def insert_ignore(
+    db: peewee.Database, model: type[peewee.Model], columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
     """Inserts `rows` (values of `columns`; other columns get the model's defaults) into `model`'s table, skipping
     rows whose key is already stored.
 
@@ -107,7 +112,8 @@ def delete_subject_records(
         recount.likes.update(uri for (uri,) in model.select(model.subject).where(where).tuples())
     elif model is Repost:
         recount.reposts.update(uri for (uri,) in model.select(model.subject).where(where).tuples())
-    return model.delete().where(where).execute()
+    deleted: int = model.delete().where(where).execute()
+    return deleted
 
 
 def purge_account(did: str, recount: Recount) -> None:
