@@ -91,7 +91,7 @@ class FeedgenProcess:
         deadline = time.monotonic() + timeout
         while (running := group_processes(self.pid)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        return running
+        return list(running.values())
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM to the process group, then SIGKILL if it has not exited after `timeout`; returns the exit code."""
@@ -114,14 +114,15 @@ class FeedgenProcess:
         self.stop()
 
 
-def group_processes(pgid: int) -> list[str]:
-    """The command lines of the processes of group `pgid` that are running (not zombies), read from /proc."""
-    found = []
+def group_processes(pgid: int) -> dict[int, str]:
+    """pid -> command line of the processes of group `pgid` that are running (not zombies), read from /proc."""
+    found = {}
     for stat in Path('/proc').glob('[0-9]*/stat'):
         try:
             fields = stat.read_text().rsplit(')', 1)[1].split()
             if fields[0] != 'Z' and int(fields[2]) == pgid:
-                found.append((stat.parent / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace'))
+                cmdline = (stat.parent / 'cmdline').read_bytes().replace(b'\0', b' ')
+                found[int(stat.parent.name)] = cmdline.decode(errors='replace').strip()
         except (OSError, IndexError, ValueError):
             continue  # the process ended while it was read
     return found

@@ -11,6 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedgen.demo import DemoAuth, read_story
+from feedgen.ingest.capture import read_capture
+from feedgen.serve.auth import AuthError
+from tests.conftest import CAPTURE_20, expected_posts, load_session
+from tests.jwts import FakeKeys, SigningKey, service_claims
 from tests.processes import FeedgenProcess, free_port
 
 FEED_SKELETON = '/xrpc/app.bsky.feed.getFeedSkeleton?'
@@ -80,7 +85,7 @@ def test_demo_serves_every_feed_full_then_stops_and_removes_its_store(tmp_path: 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['ctrl-c', 'sigterm-to-the-group'])
 def test_demo_stops_cleanly_on_a_signal_to_its_process_group(tmp_path: Path, signum: int) -> None:
-    demo, port = _demo(tmp_path)
+    demo, _port = _demo(tmp_path)
     try:
         latest = next(url for url in _printed_urls(demo) if 'generator%2Flatest' in url)
         assert _first_page(latest), 'ingest runs before the signal'
@@ -88,3 +93,24 @@ def test_demo_stops_cleanly_on_a_signal_to_its_process_group(tmp_path: Path, sig
         demo.send(signum, group=True)
     _assert_stopped_cleanly(demo)
     assert not _store(demo).exists()
+
+
+def test_the_story_picks_a_viewer_who_follows_and_a_surviving_post() -> None:
+    story = read_story(read_capture(CAPTURE_20))
+    session = load_session(CAPTURE_20)
+    deleted = session['account_events']['admin_deleted']
+    assert story.viewer is not None and story.viewer != deleted
+    assert story.follows >= 3
+    assert story.viewer_handle.endswith('.test')
+    assert story.example_post in expected_posts(CAPTURE_20)
+
+
+def test_demo_auth_reads_an_anonymous_request_as_the_demo_viewer_and_still_checks_tokens() -> None:
+    key = SigningKey()
+    reader = 'did:plc:reader'
+    auth = DemoAuth('did:web:localhost', FakeKeys(published={reader: key.did_key}), 'did:plc:demo')
+    assert auth.viewer(None) == 'did:plc:demo'
+    token = key.jwt(service_claims(reader, 'did:web:localhost'))
+    assert auth.viewer(f'Bearer {token}') == reader
+    with pytest.raises(AuthError):
+        auth.viewer('Bearer not-a-token')
