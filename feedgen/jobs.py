@@ -3,12 +3,12 @@
 Owns the scheduler, which runs the pruning (records; receipts after a day), the expiry of reader
 feedback, and every `Job` the served feeds' algorithms declare (`Algorithm.jobs()`: refreshing scores,
 indexing keyword matches), once each when two feeds declare the same job. Each job runs first right
-away, then every `Job.seconds`; a run that is due while the previous one still runs is skipped. Each run
-logs one line with its outcome (what it returned, or its error); apscheduler's own lines are left out. Pruning
-deletes posts, likes and reposts indexed more than `retention_hours` ago, in small transactions so
-ingest is never blocked for long. Counters stay exact: a like or repost is always indexed after the post
-it points at, so it is never pruned while that post is kept, and the reply counts of kept parents are
-recounted.
+away (and again soon after ingest writes its first batch: `run_soon`), then every `Job.seconds`; a run
+that is due while the previous one still runs is skipped. Each run logs one line with its outcome (what
+it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts, likes and
+reposts indexed more than `retention_hours` ago, in small transactions so ingest is never blocked for
+long. Counters stay exact: a like or repost is always indexed after the post it points at, so it is
+never pruned while that post is kept, and the reply counts of kept parents are recounted.
 """
 
 from __future__ import annotations
