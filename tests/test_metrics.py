@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +26,7 @@ from feedgen.settings import ReceiptPolicy, Settings
 from feedgen.store.models import IngestStat
 from tests import frames
 from tests.conftest import CAPTURE_5, feed_uri
-from tests.processes import FeedgenProcess, free_port, group_processes
+from tests.processes import FeedgenProcess, free_port
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -158,24 +156,3 @@ def test_two_serving_processes_report_the_same_totals_and_log_json(tmp_path: Pat
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert {'time', 'level', 'logger', 'pid', 'message'} <= set(entries[0])
     assert len({entry['pid'] for entry in entries}) >= 2  # the master and the workers
-
-
-def test_a_replaced_worker_leaves_the_others_their_metrics_folder(tmp_path: Path) -> None:
-    port = free_port()
-    env = {'FEEDGEN_DATABASE': str(tmp_path / 'f.db'), 'FEEDGEN_HOSTNAME': f'localhost:{port}'}
-    base = f'http://127.0.0.1:{port}'
-    with FeedgenProcess(['serve', '--port', str(port), '--workers', '2'], env, tmp_path) as serve:
-        serve.wait_http(base + '/xrpc/_health')
-        workers = set(group_processes(serve.pid)) - {serve.pid}
-        assert len(workers) == 2
-        os.kill(min(workers), signal.SIGTERM)  # the worker exits as gunicorn's workers do; the master replaces it
-        deadline = time.monotonic() + 60
-        while True:
-            now = set(group_processes(serve.pid)) - {serve.pid}
-            if len(now) == 2 and now != workers:
-                break
-            assert time.monotonic() < deadline, serve.log()[-3000:]
-            time.sleep(0.1)
-        serve.wait_http(base + '/xrpc/_health')
-        answers = {httpx.get(base + '/xrpc/_health').status_code for _ in range(20)}  # spread over both workers
-    assert answers == {200}, serve.log()[-3000:]

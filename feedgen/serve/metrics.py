@@ -280,19 +280,17 @@ def register(app: Flask) -> None:
 @contextlib.contextmanager
 def multiprocess_directory() -> Iterator[str]:
     """Makes `PROMETHEUS_MULTIPROC_DIR` name a fresh folder for the serving processes started inside the block,
-    removed after it by the process that made it; an operator's own setting is kept as it is."""
+    removed after it; an operator's own setting is kept as it is."""
     if os.environ.get(MULTIPROC_ENV):
         yield os.environ[MULTIPROC_ENV]
         return
     folder = tempfile.mkdtemp(prefix='feedgen-metrics-')
     os.environ[MULTIPROC_ENV] = folder
-    owner = os.getpid()
     try:
         yield folder
     finally:
-        if os.getpid() == owner:  # gunicorn's workers are forks: each unwinds this block as it exits
-            del os.environ[MULTIPROC_ENV]
-            shutil.rmtree(folder, ignore_errors=True)
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def status_report(db: peewee.Database) -> dict[str, Any]:
