@@ -169,11 +169,10 @@ def run_main_job(settings: Settings, host: str, port: int, app_factory: Callable
 
     SIGTERM or SIGINT stops every process it started, and it returns (exit status 0).
     """
-    main_pid = os.getpid()
     for signum in (signal.SIGTERM, signal.SIGINT):  # until the server takes the signals over, and after it
         signal.signal(signum, _exit_quietly)
     stopping = threading.Event()
-    stop_main = functools.partial(os.kill, main_pid, signal.SIGTERM)
+    stop_main = functools.partial(os.kill, os.getpid(), signal.SIGTERM)
     supervisor = threading.Thread(
         target=supervise_ingest, args=(settings, stopping, stop_main), name='supervise-ingest', daemon=True
     )
@@ -181,9 +180,8 @@ def run_main_job(settings: Settings, host: str, port: int, app_factory: Callable
     try:
         serve_forever(settings, host, port, settings.workers, app_factory)
     finally:
-        if os.getpid() == main_pid:  # gunicorn's workers are forks: each unwinds this stack as it exits
-            stopping.set()
-            supervisor.join(timeout=2 * STOP_SECONDS)
+        stopping.set()
+        supervisor.join(timeout=2 * STOP_SECONDS)
 
 
 def _exit_quietly(signum: int, _frame: Any) -> None:
@@ -250,7 +248,6 @@ def demo(ctx: click.Context, port: int, capture: Path) -> None:
     The capture's times are moved to end now, so the feeds that rank by the clock show it; a request without a
     service JWT reads as the capture's most-following account, so the personalized feeds show theirs.
     """
-    main_pid = os.getpid()
     frames, shift_ms = retime(list(read_capture(capture)), int(time.time() * 1000))
     story = read_story(frames)
     folder = Path(tempfile.mkdtemp(prefix='feedgen-demo-'))
@@ -277,9 +274,8 @@ def demo(ctx: click.Context, port: int, capture: Path) -> None:
         _print_feed_urls(settings, '127.0.0.1', port, explain=story.example_post)
         run_main_job(settings, '127.0.0.1', port, app_factory)
     finally:
-        if os.getpid() == main_pid:  # gunicorn's workers are forks: each unwinds this stack as it exits
-            relay.stop()
-            shutil.rmtree(folder, ignore_errors=True)
+        relay.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @main.command(name='algorithms')

@@ -2,19 +2,18 @@
 
 Owns the ingest child's life. `supervise_ingest` (a thread of `feedgen run`) starts `python -m feedgen.supervise`,
 hands it the settings pickled on its stdin, restarts it with backoff when it crashes, and stops it (SIGTERM, then
-SIGKILL after `STOP_SECONDS`) when the main job stops. A child stopped by a signal says so on a pipe (`_Child`
-says why not by its exit status) and is not restarted: a signal sent to the whole process group (Ctrl-C,
-`systemctl stop`) stops the main job too, and a signal sent to the child alone stops the main job after
-`STOP_SECONDS`, as if it had been sent to the main process. The child installs its signal handlers before its
-heavy imports, and stops by itself when the process that started it is gone.
+SIGKILL after `STOP_SECONDS`) when the main job stops. A child stopped by a signal is not restarted: a signal
+sent to the whole process group (Ctrl-C, `systemctl stop`) stops the main job too, and a signal sent to the child
+alone stops the main job after `STOP_SECONDS`, as if it had been sent to the main process. The child installs its
+signal handlers before its heavy imports, and stops by itself when the process that started it is gone.
 
-It is a subprocess, not a `multiprocessing` child: gunicorn forks its workers from the serving process, and a
-fork that inherits a `multiprocessing` child tries to join it at exit, which fails with a traceback.
+It is a subprocess, not a `multiprocessing` child, so that its handlers are in place before it imports anything
+heavy: a spawned `multiprocessing` child imports its target's module (the command line, the SDK: a second or
+more) before the target runs, and a Ctrl-C in that time would end it with a KeyboardInterrupt traceback.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
@@ -35,8 +34,7 @@ STOP_SECONDS = 10.0
 signal waits for the main job to stop by itself before the supervisor stops it."""
 _POLL_SECONDS = 0.5
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_STOPPED = b'stopped'
-"""What the child writes on its status pipe when it stopped on a signal."""
+_STOPPED_STATUSES = frozenset({0, *(-signum for signum in _STOP_SIGNALS)})
 
 
 def supervise_ingest(settings: Settings, stopping: threading.Event, stop_main: Callable[[], None]) -> None:
@@ -64,52 +62,36 @@ def supervise_ingest(settings: Settings, stopping: threading.Event, stop_main: C
             return
         delay = backoff.next_delay()
         status = child.process.returncode
-        how = f'with status {status}' if status else 'without stopping cleanly'
-        log.error('ingest process %d exited %s; restarting in %.1fs', child.process.pid, how, delay)
+        log.error('ingest process %d exited with status %s; restarting in %.1fs', child.process.pid, status, delay)
         stopping.wait(delay)
 
 
 class _Child:
-    """One ingest process, and the pipe on which it says that it stopped on request.
-
-    Its exit status cannot tell: gunicorn's master reaps every child of the serving process, the ingest process
-    too, and a status it took reads as 0 here.
-    """
+    """One ingest process."""
 
     def __init__(self, settings: Settings) -> None:
-        self.status_pipe, write_end = os.pipe()
-        os.set_blocking(self.status_pipe, False)
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, '-m', 'feedgen.supervise'], stdin=subprocess.PIPE, pass_fds=(write_end,)
-            )
-        finally:
-            os.close(write_end)
+        self.process = subprocess.Popen([sys.executable, '-m', 'feedgen.supervise'], stdin=subprocess.PIPE)
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         assert self.process.stdin is not None  # stdin=PIPE
         with self.process.stdin:
-            self.process.stdin.write(pickle.dumps((settings, verbose, os.getpid(), write_end)))
+            self.process.stdin.write(pickle.dumps((settings, verbose, os.getpid())))
 
     def stopped_on_request(self) -> bool:
-        """Whether the process, now ended, said it stopped on a signal (read once)."""
-        try:
-            return os.read(self.status_pipe, len(_STOPPED)) == _STOPPED
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(self.status_pipe)
+        """Whether the process, now ended, stopped on a signal: it exits 0 then, or dies of the signal if it came
+        before its handler was set."""
+        return self.process.returncode in _STOPPED_STATUSES
 
     def stop(self) -> None:
         """Stops the process: SIGTERM, then SIGKILL after `STOP_SECONDS`."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.warning('ingest process %d did not stop within %.0fs; killing it', self.process.pid, STOP_SECONDS)
-                self.process.kill()
-                self.process.wait()
-        os.close(self.status_pipe)
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning('ingest process %d did not stop within %.0fs; killing it', self.process.pid, STOP_SECONDS)
+            self.process.kill()
+            self.process.wait()
 
 
 def _watch_parent(parent: int, stop: threading.Event) -> None:
@@ -130,7 +112,7 @@ def _child_main() -> None:
 
     for signum in _STOP_SIGNALS:
         signal.signal(signum, on_signal)
-    settings, verbose, parent, status_pipe = pickle.load(sys.stdin.buffer)  # from our own parent, through a pipe
+    settings, verbose, parent = pickle.load(sys.stdin.buffer)  # from our own parent, through a pipe
     # Imported once the handlers are in place: a Ctrl-C during these imports stops the child quietly.
     from feedgen.cli import ingest_forever
     from feedgen.logs import setup_logging
@@ -141,8 +123,6 @@ def _child_main() -> None:
         ingest_forever(settings, stop=stop)
     if received:
         log.info('ingest stopped on signal %s', signal.Signals(received[0]).name)
-        with contextlib.suppress(OSError):  # the parent may be gone, or not listening any more
-            os.write(status_pipe, _STOPPED)
 
 
 if __name__ == '__main__':
