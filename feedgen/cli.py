@@ -6,50 +6,54 @@ one-line errors a person sees when a setting is wrong. Everything it starts live
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
-import multiprocessing
+import os
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import click
+from flask import Flask
 
 from feedgen.authoring.commands import new_algorithm, preview
+from feedgen.demo import DemoAuth, read_story
 from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import CaptureError, read_capture
-from feedgen.ingest.firehose import Backoff, Firehose
+from feedgen.ingest.firehose import Firehose
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ingest.relay import CaptureRelay
-from feedgen.jobs import feed_jobs, start_scheduler
+from feedgen.ingest.retime import retime
+from feedgen.jobs import feed_jobs, run_soon, start_scheduler
 from feedgen.logs import setup_logging
 from feedgen.publish import PublishError, publish_command, unpublish_command
 from feedgen.ranking.plugins import PluginError, discover_algorithms, load_feeds
+from feedgen.serve.app import create_app
+from feedgen.serve.auth import did_resolver
 from feedgen.serve.metrics import format_status, status_report
 from feedgen.serve.server import serve_forever
 from feedgen.settings import Settings, SettingsError
 from feedgen.store.database import SqliteDatabase
 from feedgen.store.models import Post, open_database
+from feedgen.supervise import STOP_SECONDS, supervise_ingest
 
 log = logging.getLogger('feedgen')
-DEMO_CAPTURE = Path(__file__).parent / 'data' / 'demo.atfh'
+DEMO_CAPTURE = Path(__file__).parent / 'data' / 'demo.atfh.gz'
 
 
 def _settings(ctx: click.Context) -> Settings:
     settings: Settings = ctx.obj['settings']
     return settings
-
-
-def _setup_logging(verbose: bool, log_format: str) -> None:
-    setup_logging(verbose, log_format)
-    logging.getLogger('httpx').setLevel(logging.DEBUG if verbose else logging.WARNING)  # a line per XRPC/DID call
 
 
 class _FeedgenGroup(click.Group):
@@ -76,7 +80,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     except SettingsError as error:
         click.echo(f'error: {error}', err=True)
         sys.exit(2)
-    _setup_logging(verbose, settings.log_format)
+    setup_logging(verbose, settings.log_format)
     ctx.obj = {'settings': settings}
 
 
@@ -93,6 +97,12 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()))
     firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
+
+    def first_batch(written: Pipeline) -> None:
+        written.on_batch = None
+        run_soon(scheduler)  # the jobs' first runs may have found an empty store
+
+    pipeline.on_batch = first_batch
     # Modules, plugins and settings live as long as the process: frozen, the cyclic collector stops rescanning them
     # at every full collection, which a batch's worth of pending events triggers (docs/design.md, "Ingest").
     gc.freeze()
@@ -143,31 +153,6 @@ def serve(ctx: click.Context, host: str, port: int | None, workers: int | None) 
     serve_forever(settings, host, port or settings.port, workers or settings.workers)
 
 
-def _ingest_child(settings: Settings) -> None:
-    _setup_logging(False, settings.log_format)
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    ingest_forever(settings, stop=stop)
-
-
-def _supervise_ingest(settings: Settings, stopping: threading.Event) -> None:
-    """Keeps one ingest process alive, restarting it with backoff if it dies."""
-    backoff = Backoff(base=1.0, cap=60.0)
-    context = multiprocessing.get_context('spawn')
-    while not stopping.is_set():
-        child = context.Process(target=_ingest_child, args=(settings,), name='feedgen-ingest', daemon=True)
-        child.start()
-        while child.is_alive() and not stopping.is_set():
-            child.join(timeout=1.0)
-        if stopping.is_set():
-            child.terminate()
-            child.join(timeout=10)
-            return
-        delay = backoff.next_delay()
-        log.error('ingest process exited with status %s; restarting in %.1fs', child.exitcode, delay)
-        stopping.wait(delay)
-
-
 @main.command()
 @click.option('--host', default='0.0.0.0', show_default=True)
 @click.option('--port', type=int, default=None, help='Default: FEEDGEN_PORT or 8000.')
@@ -179,16 +164,30 @@ def run(ctx: click.Context, host: str, port: int | None) -> None:
     run_main_job(settings, host, port or settings.port)
 
 
-def run_main_job(settings: Settings, host: str, port: int) -> None:
-    """Ingest (a supervised child process, with the scheduled jobs) and serving, until stopped."""
+def run_main_job(settings: Settings, host: str, port: int, app_factory: Callable[[], Flask] | None = None) -> None:
+    """Ingest (a supervised child process, with the scheduled jobs) and serving `app_factory()` (default:
+    `create_app(settings)`), until stopped.
+
+    SIGTERM or SIGINT stops every process it started, and it returns (exit status 0).
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT):  # until the server takes the signals over, and after it
+        signal.signal(signum, _exit_quietly)
     stopping = threading.Event()
-    supervisor = threading.Thread(target=_supervise_ingest, args=(settings, stopping), daemon=True)
+    stop_main = functools.partial(os.kill, os.getpid(), signal.SIGTERM)
+    supervisor = threading.Thread(
+        target=supervise_ingest, args=(settings, stopping, stop_main), name='supervise-ingest', daemon=True
+    )
     supervisor.start()
     try:
-        serve_forever(settings, host, port, settings.workers)
+        serve_forever(settings, host, port, settings.workers, app_factory)
     finally:
         stopping.set()
-        supervisor.join(timeout=15)
+        supervisor.join(timeout=2 * STOP_SECONDS)
+
+
+def _exit_quietly(signum: int, _frame: Any) -> None:
+    log.info('received %s; stopping', signal.Signals(signum).name)
+    raise SystemExit(0)
 
 
 @main.command(name='replay')
@@ -219,7 +218,8 @@ def _replay(settings: Settings, path: Path) -> dict[str, Any]:
     }
 
 
-def _print_feed_urls(settings: Settings, host: str, port: int) -> None:
+def _print_feed_urls(settings: Settings, host: str, port: int, explain: str | None = None) -> None:
+    """Prints where each feed, the catalog and (with `explain`, a post URI) an explanation can be read."""
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     shown = '127.0.0.1' if host in ('0.0.0.0', '::') else host
     base = f'http://{shown}:{port}'
@@ -228,6 +228,11 @@ def _print_feed_urls(settings: Settings, host: str, port: int) -> None:
         feed_param = quote(feed.uri(settings.publisher_did), safe='')
         lines.append(f'  {base}/xrpc/app.bsky.feed.getFeedSkeleton?feed={feed_param}&limit=10')
     lines.append(f'  {base}/xrpc/app.bsky.feed.describeFeedGenerator')
+    lines.append(f'  {base}/algorithms')
+    if explain and feeds:
+        feed = next((f for f in feeds.values() if f.algorithm.name == 'hot'), next(iter(feeds.values())))
+        feed_param = quote(feed.uri(settings.publisher_did), safe='')
+        lines.append(f'  {base}/explain?feed={feed_param}&post={quote(explain, safe="")}')
     if settings.log_format == 'json':  # stderr carries only JSON lines then
         log.info('%s', '\n'.join(lines))
     else:
@@ -239,9 +244,16 @@ def _print_feed_urls(settings: Settings, host: str, port: int) -> None:
 @click.option('--capture', type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEMO_CAPTURE)
 @click.pass_context
 def demo(ctx: click.Context, port: int, capture: Path) -> None:
-    """Offline demo: the main job, ingesting a bundled capture from a loopback relay, served on localhost."""
+    """Offline demo: the main job, ingesting a bundled capture from a loopback relay, served on localhost.
+
+    The capture's times are moved to end now, so the feeds that rank by the clock show it; a request without a
+    service JWT reads as the capture's most-following account, so the personalized feeds show theirs.
+    """
+    frames, shift_ms = retime(list(read_capture(capture)), int(time.time() * 1000))
+    story = read_story(frames)
     folder = Path(tempfile.mkdtemp(prefix='feedgen-demo-'))
-    with CaptureRelay(list(read_capture(capture)), close_when_done=False) as relay:
+    relay = CaptureRelay(frames, close_when_done=False).start()
+    try:
         settings = Settings(
             hostname=f'localhost:{port}',
             port=port,
@@ -249,10 +261,22 @@ def demo(ctx: click.Context, port: int, capture: Path) -> None:
             firehose=relay.url,
             workers=1,
             backfill_hours=0,  # the loopback relay replays the whole capture to a connection without a cursor
+            plc_url=f'http://127.0.0.1:{port}',  # no PLC offline: a DID in a token resolves nowhere public
         )
-        click.echo(f'demo: a loopback relay at {relay.url} replays {capture.name}; store {settings.database}', err=True)
-        _print_feed_urls(settings, '127.0.0.1', port)
-        run_main_job(settings, '127.0.0.1', port)
+        say = functools.partial(click.echo, err=True)
+        say(f'demo: a loopback relay at {relay.url} replays {capture.name} ({len(frames)} frames); store {folder}')
+        say(f"demo: the capture's times are moved {shift_ms / 86_400_000:.1f} days forward to end now")
+        app_factory = None
+        if story.viewer:
+            who = f'{story.viewer_handle} ({story.viewer}), who follows {story.follows} accounts'
+            say(f'demo: a request without a service JWT reads as {who}')
+            auth = DemoAuth(settings.service_did, did_resolver(settings.plc_url), story.viewer)
+            app_factory = functools.partial(create_app, settings, auth=auth)
+        _print_feed_urls(settings, '127.0.0.1', port, explain=story.example_post)
+        run_main_job(settings, '127.0.0.1', port, app_factory)
+    finally:
+        relay.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @main.command(name='algorithms')

@@ -3,11 +3,12 @@
 Owns the scheduler, which runs the pruning (records; receipts after a day), the expiry of reader
 feedback, and every `Job` the served feeds' algorithms declare (`Algorithm.jobs()`: refreshing scores,
 indexing keyword matches), once each when two feeds declare the same job. Each job runs first right
-away, then every `Job.seconds`; a run that is due while the previous one still runs is skipped. Pruning
-deletes posts, likes and reposts indexed more than `retention_hours` ago, in small transactions so
-ingest is never blocked for long. Counters stay exact: a like or repost is always indexed after the post
-it points at, so it is never pruned while that post is kept, and the reply counts of kept parents are
-recounted.
+away (and again soon after ingest writes its first batch: `run_soon`), then every `Job.seconds`; a run
+that is due while the previous one still runs is skipped. Each run logs one line with its outcome (what
+it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts, likes and
+reposts indexed more than `retention_hours` ago, in small transactions so ingest is never blocked for
+long. Counters stay exact: a like or repost is always indexed after the post it points at, so it is
+never pruned while that post is kept, and the reply counts of kept parents are recounted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import peewee
@@ -53,13 +54,31 @@ def prune(db: peewee.Database, retention_hours: float, now: float | None = None)
             removed[name] += count
             if count < PRUNE_CHUNK:
                 break
-    log.info('pruned records indexed before %d: %s', cutoff, removed)
     return removed
 
 
 def feed_jobs(feeds: Iterable[Feed]) -> list[Job]:
     """The jobs the algorithms of `feeds` declare, each name once."""
     return list({job.name: job for feed in feeds for job in feed.algorithm.jobs()}.values())
+
+
+def run_logged(job: Job, db: peewee.Database) -> None:
+    """Runs `job` once and logs one line with its outcome: what it returned (a count or counts), or its error."""
+    started = time.monotonic()
+    try:
+        result = job.run(db)
+    except Exception as error:
+        log.exception('job %s failed after %.3fs: %s', job.name, time.monotonic() - started, error)
+        return
+    log.info('job %s done in %.3fs%s', job.name, time.monotonic() - started, _outcome(result))
+
+
+def _outcome(result: object) -> str:
+    if isinstance(result, dict):
+        return ': ' + ', '.join(f'{key} {value}' for key, value in result.items())
+    if isinstance(result, int):
+        return f': {result}'
+    return ''
 
 
 def start_scheduler(db: peewee.Database, retention_hours: float, jobs: Iterable[Job] = ()) -> BackgroundScheduler:
@@ -72,10 +91,10 @@ def start_scheduler(db: peewee.Database, retention_hours: float, jobs: Iterable[
     ]
     for job in [*builtin, *jobs]:
         scheduler.add_job(
-            job.run,
+            run_logged,
             'interval',
             seconds=job.seconds,
-            args=(db,),
+            args=(job, db),
             id=job.name,
             name=job.name,
             next_run_time=datetime.now(UTC),
@@ -84,3 +103,11 @@ def start_scheduler(db: peewee.Database, retention_hours: float, jobs: Iterable[
         )
     scheduler.start()
     return scheduler
+
+
+def run_soon(scheduler: BackgroundScheduler, seconds: float = 1.0) -> None:
+    """Moves every job's next run to `seconds` from now: once the first records are in, say, rather than a period
+    after a first run that found the store empty."""
+    at = datetime.now(UTC) + timedelta(seconds=seconds)
+    for job in scheduler.get_jobs():
+        job.modify(next_run_time=at)

@@ -1,8 +1,9 @@
 """Logs: where feedgen's log lines go and what they look like, plain text or one JSON object per line.
 
-Owns the log format of every process feedgen starts (the command itself, the ingest child, the server's
-processes): `FEEDGEN_LOG_FORMAT=text` (the default) for people, `json` for log collectors. It never decides
-what is logged; each module logs through its own `logging.getLogger(__name__)`.
+Owns the log format of every process feedgen starts (the command itself, the ingest child, the
+server's processes): `FEEDGEN_LOG_FORMAT=text` (the default) for people, `json` for log collectors. It never decides
+what feedgen logs (each module logs through its own `logging.getLogger(__name__)`), only how chatty the libraries
+it uses may be.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from typing import Any
 
 LOG_FORMATS = ('text', 'json')
 TEXT_FORMAT = '%(asctime)s %(levelname)s %(name)s %(message)s'
+QUIET_LIBRARIES = {
+    'httpx': logging.WARNING,  # a line per XRPC or DID call
+    'apscheduler': logging.WARNING,  # several lines per job run; feedgen.jobs logs one with its outcome
+    'websockets.server': logging.WARNING,  # the demo relay's connections; the firehose client logs its own
+}
+"""Libraries whose INFO lines say nothing an operator needs: shown from this level, or all of them with -v."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,3 +46,5 @@ def setup_logging(verbose: bool = False, log_format: str = 'text') -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == 'json' else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    for name, level in QUIET_LIBRARIES.items():
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else level)

@@ -82,6 +82,17 @@ class FeedgenProcess:
         if self.process is not None:
             self.process.wait(timeout=30)
 
+    def send(self, signum: int, group: bool = False) -> None:
+        """Sends `signum` to the process, or to its whole group as a terminal's Ctrl-C (or `systemctl stop`) does."""
+        (os.killpg if group else os.kill)(self.pid, signum)
+
+    def left_behind(self, timeout: float = 20.0) -> list[str]:
+        """Waits (bounded) until no process of its group runs; returns the command lines of those still running."""
+        deadline = time.monotonic() + timeout
+        while (running := group_processes(self.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return list(running.values())
+
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM to the process group, then SIGKILL if it has not exited after `timeout`; returns the exit code."""
         if self.process is None:
@@ -101,3 +112,17 @@ class FeedgenProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def group_processes(pgid: int) -> dict[int, str]:
+    """pid -> command line of the processes of group `pgid` that are running (not zombies), read from /proc."""
+    found = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+            if fields[0] != 'Z' and int(fields[2]) == pgid:
+                cmdline = (stat.parent / 'cmdline').read_bytes().replace(b'\0', b' ')
+                found[int(stat.parent.name)] = cmdline.decode(errors='replace').strip()
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while it was read
+    return found

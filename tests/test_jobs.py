@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
 import peewee
 import pytest
 
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline
-from feedgen.jobs import feed_jobs, prune, start_scheduler
+from feedgen.jobs import feed_jobs, prune, run_logged, run_soon, start_scheduler
+from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import discover_algorithms, make_feed
 from feedgen.store.models import Follow, Like, Post, PostTerm, Repost
 from tests import frames
@@ -89,5 +95,34 @@ def test_the_jobs_of_served_feeds_are_scheduled_once_each(db: peewee.Database) -
         scheduled = {job.id: job.trigger.interval.total_seconds() for job in scheduler.get_jobs()}
         assert {job.name: scheduled[job.name] for job in jobs} == {job.name: job.seconds for job in jobs}
         assert {'prune', 'prune interactions'} <= set(scheduled)
+    finally:
+        scheduler.shutdown(wait=True)
+
+
+def test_a_job_run_logs_one_line_with_its_outcome(db: peewee.Database, caplog: pytest.LogCaptureFixture) -> None:
+    def fail(_db: peewee.Database) -> None:
+        raise RuntimeError('the disk is full')
+
+    with caplog.at_level(logging.INFO, logger='feedgen.jobs'):
+        run_logged(Job(name='count', run=lambda _db: {'posts': 3, 'likes': 0}, seconds=60), db)
+        run_logged(Job(name='refresh', run=lambda _db: None, seconds=60), db)
+        run_logged(Job(name='fail', run=fail, seconds=60), db)
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records]
+    assert [level for level, _ in lines] == ['INFO', 'INFO', 'ERROR']
+    assert re.fullmatch(r'job count done in [\d.]+s: posts 3, likes 0', lines[0][1])
+    assert re.fullmatch(r'job refresh done in [\d.]+s', lines[1][1])
+    assert re.fullmatch(r'job fail failed after [\d.]+s: the disk is full', lines[2][1])
+
+
+def test_run_soon_moves_every_job_to_run_within_the_second(db: peewee.Database) -> None:
+    scheduler = start_scheduler(db, retention_hours=24)
+    try:
+        deadline = time.monotonic() + 30
+        while any(job.next_run_time < datetime.now(UTC) + timedelta(minutes=1) for job in scheduler.get_jobs()):
+            assert time.monotonic() < deadline, 'the first runs are done and the next are ten minutes away'
+            time.sleep(0.05)
+        run_soon(scheduler, seconds=0.5)
+        soon = datetime.now(UTC) + timedelta(seconds=1)
+        assert all(job.next_run_time <= soon for job in scheduler.get_jobs())
     finally:
         scheduler.shutdown(wait=True)

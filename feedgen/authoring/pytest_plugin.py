@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from feedgen.authoring.builder import StoreBuilder
     from feedgen.authoring.contract import ContractReport
 
-DEMO_CAPTURE = Path(__file__).parent.parent / 'data' / 'demo.atfh'
+DEMO_CAPTURE = Path(__file__).parent.parent / 'data' / 'demo.atfh.gz'
 
 
 @pytest.fixture

@@ -1,16 +1,17 @@
 """ATFH capture files: recorded `subscribeRepos` websocket messages, one length-prefixed record each.
 
 Owns reading and writing the format of `../shared/atnet/captures/FORMAT.md` (a 4-byte big-endian
-length N, then N bytes: one binary websocket message exactly as the relay sent it). It never decodes
-the frames themselves: that is `feedgen.ingest.events`.
+length N, then N bytes: one binary websocket message exactly as the relay sent it), gzip-compressed when the
+file name ends in `.gz`. It never decodes the frames themselves: that is `feedgen.ingest.events`.
 """
 
 from __future__ import annotations
 
+import gzip
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 _LENGTH = struct.Struct('>I')
 
@@ -32,17 +33,22 @@ def iter_messages(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def read_capture(path: str | Path) -> Iterator[bytes]:
-    """Yields each recorded websocket message of the ATFH file at `path`."""
-    with open(path, 'rb') as stream:
+    """Yields each recorded websocket message of the ATFH file at `path` (gzip-compressed if it ends in `.gz`)."""
+    with _open(path, 'rb') as stream:
         yield from iter_messages(stream)
 
 
 def write_capture(path: str | Path, messages: Iterable[bytes]) -> int:
-    """Writes `messages` as an ATFH file and returns how many were written."""
+    """Writes `messages` as an ATFH file (gzip-compressed if `path` ends in `.gz`); returns how many were written."""
     count = 0
-    with open(path, 'wb') as stream:
+    with _open(path, 'wb') as stream:
         for message in messages:
             stream.write(_LENGTH.pack(len(message)))
             stream.write(message)
             count += 1
     return count
+
+
+def _open(path: str | Path, mode: str) -> BinaryIO:
+    """The file at `path`, through gzip when its name ends in `.gz`."""
+    return cast(BinaryIO, gzip.open(path, mode)) if str(path).endswith('.gz') else open(path, mode)

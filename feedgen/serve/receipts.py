@@ -244,7 +244,6 @@ def prune_receipts(db: peewee.Database, max_age_hours: float = RECEIPT_TTL_HOURS
             count: int = Receipt.delete().where(Receipt.req_id.in_(old)).execute()
         removed += count
         if count < PRUNE_CHUNK:
-            log.info('pruned %d receipts older than %.1f hours', removed, max_age_hours)
             return removed
 
 
