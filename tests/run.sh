@@ -10,6 +10,7 @@ export ATNET_HOME="${ATNET_HOME:-$HOME/.cache/atnet}"
 ATNET=../shared/atnet
 
 python -m pip install -q -e '.[test]'
+bash tests/jetstream.sh || echo 'Jetstream tests run against the stand-in server (tests/jetstreams.py)' >&2
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 bash "$ATNET/install.sh" "$ATNET_HOME" --appview --python
