@@ -24,6 +24,7 @@ import pytest
 from atproto import Client, models
 from atproto_client.exceptions import RequestErrorBase
 
+from feedgen.ingest.jetstream import subscribe_events_url
 from feedgen.settings import Settings
 from feedgen.store.models import open_database, save_cursor
 
@@ -164,9 +165,18 @@ def register_plc_service(network: Network, endpoint: str) -> str:
 
 
 class Feedgen:
-    """`feedgen run` as a subprocess on a free loopback port, ingesting the PDS firehose into a fresh store."""
+    """`feedgen run` as a subprocess on a free loopback port, ingesting the PDS firehose (or, with `jetstream`, that
+    Jetstream server) into a fresh store."""
 
-    def __init__(self, network: Network, publisher: Account, folder: Path, service_did: str = '', port: int = 0):
+    def __init__(
+        self,
+        network: Network,
+        publisher: Account,
+        folder: Path,
+        service_did: str = '',
+        port: int = 0,
+        jetstream: str = '',
+    ):
         self.port = port or free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         folder.mkdir(parents=True, exist_ok=True)
@@ -186,6 +196,8 @@ class Feedgen:
         }
         if service_did:
             self.env['FEEDGEN_SERVICE_DID'] = service_did
+        if jetstream:
+            self.env['FEEDGEN_JETSTREAM'] = jetstream
         self.settings = Settings.from_env(self.env, env_file=None)
         self.log = folder / 'feedgen.log'
         self.process: subprocess.Popen | None = None
@@ -204,7 +216,8 @@ class Feedgen:
         (cursor 0), so nothing the tests write is missed while the websocket connects."""
         db = open_database(self.settings.database)
         with db.atomic():
-            save_cursor(self.settings.subscribe_url, 0)
+            jetstream = self.settings.jetstream
+            save_cursor(subscribe_events_url(jetstream) if jetstream else self.settings.subscribe_url, 0)
         db.close()
         with self.log.open('w') as log:
             self.process = subprocess.Popen(
@@ -238,10 +251,10 @@ class Feedgen:
 
 
 def running_feedgen(
-    network: Network, publisher: Account, folder: Path, service_did: str = '', port: int = 0
+    network: Network, publisher: Account, folder: Path, service_did: str = '', port: int = 0, jetstream: str = ''
 ) -> Iterator[Feedgen]:
     """Starts a `Feedgen` and publishes its feeds; stops it afterwards (for fixtures)."""
-    feedgen = Feedgen(network, publisher, folder, service_did, port)
+    feedgen = Feedgen(network, publisher, folder, service_did, port, jetstream)
     feedgen.start()
     try:
         published = feedgen.command('publish')

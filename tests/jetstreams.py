@@ -25,6 +25,7 @@ import zstandard
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.sync.client import connect
 from websockets.sync.server import Server, ServerConnection, serve
 
 NS = 'network.bsky.jetstream.subscribeEvents'
@@ -208,3 +209,22 @@ class StandInJetstream:
         except ConnectionClosed:
             return
         connection.close(1001)
+
+
+def bridge(server: StandInJetstream, subscribe_url: str, stop: threading.Event) -> threading.Thread:
+    """Feeds `server` from a live firehose (`subscribe_url`, from its first event) until `stop` is set, like
+    Jetstream does from its relay; returns the thread."""
+
+    def run() -> None:
+        with connect(f'{subscribe_url}?cursor=0', max_size=None, open_timeout=30) as firehose:
+            while not stop.is_set():
+                try:
+                    message = firehose.recv(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if isinstance(message, bytes):
+                    server.append(from_firehose([message]))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
