@@ -89,8 +89,21 @@ def _train_dictionary() -> zstandard.ZstdCompressionDict:
 class StandInJetstream:
     """Serves `payloads` (and any appended later) with seqs from `first_seq`; `start`, `stop` and `start` again."""
 
-    def __init__(self, payloads: Iterable[dict] = (), first_seq: int = 1000, floor: int = 0) -> None:
+    def __init__(
+        self,
+        payloads: Iterable[dict] = (),
+        first_seq: int = 1000,
+        floor: int = 0,
+        compress: bool = True,
+        close_when_done: bool = False,
+    ) -> None:
         self.events: list[dict] = []
+        self.compress = compress
+        """False: no `getZstdDictionary` (404), so clients read uncompressed frames."""
+        self.close_when_done = close_when_done
+        """True: close each subscription normally (1000) once it has every event, like `CaptureRelay`."""
+        self.bytes_sent = 0
+        """Websocket payload bytes sent, all subscriptions together."""
         self.next_seq = first_seq
         self.floor = floor
         """Cursors below this seq are refused with `CursorTooOld`."""
@@ -153,7 +166,7 @@ class StandInJetstream:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlparse(request.path)
-        if url.path == '/xrpc/network.bsky.jetstream.getZstdDictionary':
+        if url.path == '/xrpc/network.bsky.jetstream.getZstdDictionary' and self.compress:
             body = self.dictionary.as_bytes()
             headers = Headers({'Content-Type': 'application/octet-stream', 'Content-Length': str(len(body))})
             return Response(200, 'OK', headers, body)
@@ -192,6 +205,9 @@ class StandInJetstream:
         error, self.send_error = self.send_error, None
         try:
             while not self._stopping.is_set():
+                if self.close_when_done and position >= len(self.events):
+                    connection.close(1000)
+                    return
                 with self.changed:
                     self.changed.wait_for(lambda p=position: len(self.events) > p or self._stopping.is_set(), 1.0)
                     batch = self.events[position:]
@@ -201,7 +217,9 @@ class StandInJetstream:
                         continue
                     payload = {key: value for key, value in event.items() if key != '_us'}
                     frame = json.dumps({'$type': 'message', 'payload': payload}).encode()
-                    connection.send(compressor.compress(frame) if compressor else frame.decode())
+                    data = compressor.compress(frame) if compressor else frame
+                    self.bytes_sent += len(data)
+                    connection.send(data if compressor else frame.decode())
                     if error:
                         connection.send(json.dumps({'$type': 'error', 'error': error, 'message': 'too slow'}))
                         connection.close()
