@@ -31,6 +31,7 @@ from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import CaptureError, read_capture
 from feedgen.ingest.firehose import Firehose
 from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.jetstream import Jetstream, SourceSwitchRefused, check_firehose_switch, subscribe_events_url
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ingest.relay import CaptureRelay
 from feedgen.ingest.retime import retime
@@ -62,7 +63,7 @@ class _FeedgenGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (SettingsError, PluginError, CaptureError, PublishError) as error:
+        except (SettingsError, PluginError, CaptureError, PublishError, SourceSwitchRefused) as error:
             click.echo(f'error: {error}', err=True)
             sys.exit(2)
 
@@ -92,11 +93,14 @@ def make_pipeline(settings: Settings, source: str) -> Pipeline:
 def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event | None = None) -> Pipeline:
     """Runs the firehose ingest and the scheduled jobs until stopped (or the stream ends, with `once`)."""
     stop = stop or threading.Event()
-    pipeline = make_pipeline(settings, settings.subscribe_url)
-    pipeline.backfill = Backfill.plan(pipeline.indexer, settings.backfill_window_hours)
+    pipeline = make_pipeline(
+        settings, subscribe_events_url(settings.jetstream) if settings.jetstream else settings.subscribe_url
+    )
+    if not settings.jetstream:  # a backfill reads a firehose's window (Jetstream's: not yet)
+        pipeline.backfill = Backfill.plan(pipeline.indexer, settings.backfill_window_hours)
+    firehose = _source(settings, pipeline, stop)
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()))
-    firehose = Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
 
     def first_batch(written: Pipeline) -> None:
         written.on_batch = None
@@ -116,6 +120,14 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     finally:
         scheduler.shutdown(wait=False)
     return pipeline
+
+
+def _source(settings: Settings, pipeline: Pipeline, stop: threading.Event) -> Firehose:
+    """The stream ingest reads: the Jetstream server when `FEEDGEN_JETSTREAM` is set, else the firehose."""
+    if settings.jetstream:
+        return Jetstream(settings.jetstream, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
+    check_firehose_switch(settings.subscribe_url)
+    return Firehose(settings.subscribe_url, pipeline, stop=stop, stall_seconds=settings.stall_seconds)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -150,6 +150,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'service_endpoint': _http_url,
     'database': _text,
     'firehose': _websocket_url,
+    'jetstream': _websocket_url,
     'plc_url': _http_url,
     'retention_hours': _positive(float),
     'backfill_hours': _not_negative,
@@ -188,6 +189,8 @@ class Settings:
     """SQLite file path, or a database URL (`sqlite:///path`, `postgresql://...`)."""
     firehose: str = DEFAULT_FIREHOSE
     """Relay or PDS to subscribe to (`wss://bsky.network`, `ws://localhost:2583`)."""
+    jetstream: str = ''
+    """A Jetstream v2 server (`ws://localhost:6008`) to read instead of the firehose; empty: read the firehose."""
     plc_url: str = DEFAULT_PLC
     """PLC directory used to resolve did:plc identities when verifying service auth."""
     retention_hours: float = 72.0

@@ -24,6 +24,7 @@ import pytest
 from atproto import Client, Session, models
 from atproto_client.exceptions import RequestErrorBase
 
+from feedgen.ingest.jetstream import subscribe_events_url
 from feedgen.settings import Settings
 from feedgen.store.models import open_database, save_cursor
 
@@ -161,7 +162,8 @@ def register_plc_service(network: Network, endpoint: str) -> str:
 
 
 class Feedgen:
-    """`feedgen run` as a subprocess on a free loopback port, ingesting the PDS firehose into a fresh store."""
+    """`feedgen run` as a subprocess on a free loopback port, ingesting the PDS firehose (or, with `jetstream`, that
+    Jetstream server) into a fresh store."""
 
     def __init__(
         self,
@@ -172,6 +174,7 @@ class Feedgen:
         port: int = 0,
         env: dict[str, str] | None = None,
         from_start: bool = True,
+        jetstream: str = '',
     ):
         self.from_start = from_start
         self.port = port or free_port()
@@ -193,6 +196,8 @@ class Feedgen:
         }
         if service_did:
             self.env['FEEDGEN_SERVICE_DID'] = service_did
+        if jetstream:
+            self.env['FEEDGEN_JETSTREAM'] = jetstream
         self.env.update(env or {})
         self.settings = Settings.from_env(self.env, env_file=None)
         self.log = folder / 'feedgen.log'
@@ -215,7 +220,8 @@ class Feedgen:
         if self.from_start and not backfill:
             db = open_database(self.settings.database)
             with db.atomic():
-                save_cursor(self.settings.subscribe_url, 0)
+                jetstream = self.settings.jetstream
+                save_cursor(subscribe_events_url(jetstream) if jetstream else self.settings.subscribe_url, 0)
             db.close()
         with self.log.open('w') as log:
             self.process = subprocess.Popen(
@@ -256,9 +262,10 @@ def running_feedgen(
     port: int = 0,
     env: dict[str, str] | None = None,
     from_start: bool = True,
+    jetstream: str = '',
 ) -> Iterator[Feedgen]:
     """Starts a `Feedgen` and publishes its feeds; stops it afterwards (for fixtures)."""
-    feedgen = Feedgen(network, publisher, folder, service_did, port, env, from_start)
+    feedgen = Feedgen(network, publisher, folder, service_did, port, env, from_start, jetstream)
     feedgen.start()
     try:
         published = feedgen.command('publish')

@@ -14,6 +14,7 @@ python -m pip install -q -e '.[test]'
 ruff check .
 ruff format --check .
 mypy  # --strict over feedgen/ and algorithms/, as configured in pyproject.toml
+bash tests/jetstream.sh || echo 'Jetstream tests run against the stand-in server (tests/jetstreams.py)' >&2
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 bash "$ATNET/install.sh" "$ATNET_HOME" --appview --python

@@ -54,6 +54,9 @@ class StreamEnded(Exception):
 class Firehose:
     """Subscribes to `url` and feeds every message to `pipeline` until `stop` is set."""
 
+    text_messages = False
+    """Whether text websocket messages are events (Jetstream's JSON) rather than skipped (a firehose's are CBOR)."""
+
     def __init__(
         self,
         url: str,
@@ -145,7 +148,7 @@ class Firehose:
                 except ConnectionClosedOK:
                     raise StreamEnded from None
                 last_message = time.monotonic()
-                if isinstance(message, str):
+                if isinstance(message, str) and not self.text_messages:
                     self.pipeline.stats.skipped['text_message'] += 1
                     continue
                 notice = self.pipeline.feed(message)

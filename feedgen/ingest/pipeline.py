@@ -87,10 +87,13 @@ class Pipeline:
         batch_seconds: float = 0.25,
         on_batch: Callable[[Pipeline], None] | None = None,
         backfill: Backfill | None = None,
+        decode: Callable[[bytes | str], Event] = decode_frame,
     ) -> None:
         self.indexer = indexer
         self.backfill = backfill
         """The running history backfill (`feedgen.ingest.backfill`), None once ingest is live."""
+        self.decode = decode
+        """Turns one websocket message into an event: `decode_frame` for a firehose, a Jetstream decoder otherwise."""
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self.on_batch = on_batch
@@ -103,11 +106,11 @@ class Pipeline:
         self._saved_at = time.monotonic()
         self._samples: deque[tuple[float, int]] = deque([(self._saved_at, 0)])
 
-    def feed(self, message: bytes) -> ErrorFrame | Info | None:
+    def feed(self, message: bytes | str) -> ErrorFrame | Info | None:
         """Takes one websocket message. Returns an error or info frame for the caller to act on."""
         self.stats.frames += 1
         try:
-            event = decode_frame(message)
+            event = self.decode(message)
         except FrameError as error:
             self.stats.skipped[error.reason] += 1
             log.debug('skipped frame: %s', error)

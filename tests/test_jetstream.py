@@ -1,0 +1,246 @@
+"""Jetstream as the source (feedgen/ingest/jetstream.py): its decoder, and ingest from a Jetstream v2 server that
+serves the events of a recorded PDS session, compared with ingesting the same session from the firehose."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.events import Account, Commit, ErrorFrame, FrameError, Identity, Info, PostCreate, RecordDelete
+from feedgen.ingest.firehose import Backoff
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.jetstream import Jetstream, decode_message, subscribe_events_url
+from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.ingest.records import INDEXED_COLLECTIONS
+from feedgen.store.models import open_database
+from tests import stores
+from tests.atnet import eventually
+from tests.jetstreams import NS, StandInJetstream, from_firehose
+from tests.processes import FeedgenProcess
+from tests.stores import records
+
+CAPTURE = Path(__file__).parent / 'data' / 'pds-session-20acct.atfh'
+ALICE = 'did:plc:alice'
+
+
+def frame(payload: dict) -> str:
+    return json.dumps({'$type': 'message', 'payload': payload})
+
+
+def commit(operation: str, collection: str = 'app.bsky.feed.post', **extra: object) -> str:
+    payload = {'$type': f'{NS}#commit', 'seq': 7, 'did': ALICE, 'time': '2026-01-02T03:04:05.123456Z', 'rev': '3l'}
+    return frame(payload | {'operation': operation, 'collection': collection, 'rkey': '3k'} | extra)
+
+
+POST = {'$type': 'app.bsky.feed.post', 'text': 'hello #tag', 'langs': ['en'], 'createdAt': '2026-01-02T03:04:00Z'}
+
+
+def test_creates_updates_and_deletes_become_the_firehose_paths_ops() -> None:
+    created = decode_message(commit('create', cid='bafyreia', record=POST))
+    assert isinstance(created, Commit) and (created.seq, created.repo) == (7, ALICE)
+    [op] = created.ops
+    assert isinstance(op, PostCreate) and (op.cid, op.post.text) == ('bafyreia', 'hello #tag')
+    assert op.uri == f'at://{ALICE}/app.bsky.feed.post/3k'
+    updated = decode_message(commit('update', cid='bafyreib', record=POST))
+    assert [type(op) for op in updated.ops] == [RecordDelete, PostCreate]
+    deleted = decode_message(commit('delete', collection='app.bsky.feed.like'))
+    assert deleted.ops == [RecordDelete('app.bsky.feed.like', f'at://{ALICE}/app.bsky.feed.like/3k')]
+
+
+def test_account_identity_info_and_error_frames() -> None:
+    upstream = {'seq': 99, 'did': ALICE, 'time': '2026-01-02T03:04:05Z', 'active': False, 'status': 'deactivated'}
+    account = {'$type': f'{NS}#account', 'seq': 8, 'did': ALICE, 'time': 'x', 'account': upstream}
+    assert decode_message(frame(account)) == Account(8, ALICE, 'x', False, 'deactivated')
+    identity = {'$type': f'{NS}#identity', 'seq': 9, 'did': ALICE, 'time': 'x', 'identity': {'handle': 'a.test'}}
+    assert decode_message(frame(identity)) == Identity(9, ALICE, 'x', 'a.test')
+    assert decode_message(frame({'$type': f'{NS}#info', 'name': 'OutdatedCursor'})) == Info('OutdatedCursor', None)
+    error = json.dumps({'$type': 'error', 'error': 'ConsumerTooSlow', 'message': 'slow'})
+    assert decode_message(error) == ErrorFrame('ConsumerTooSlow', 'slow')
+
+
+@pytest.mark.parametrize(
+    ('message', 'reason'),
+    [
+        ('not json', 'bad_json'),
+        ('[1]', 'bad_json'),
+        (frame({'$type': f'{NS}#nope', 'seq': 1}), 'unknown_type'),
+        (commit('create').replace('"seq": 7', '"seq": -1'), 'bad_body'),
+        (commit('create').replace(ALICE, 'alice'), 'bad_body'),
+        (frame({'$type': f'{NS}#account', 'seq': 8, 'did': ALICE, 'time': 'x', 'account': 'gone'}), 'bad_body'),
+    ],
+)
+def test_malformed_frames_are_rejected_with_a_reason(message: str, reason: str) -> None:
+    with pytest.raises(FrameError) as raised:
+        decode_message(message)
+    assert raised.value.reason == reason
+
+
+def test_a_malformed_record_is_skipped_and_counted_in_its_commit() -> None:
+    bad = decode_message(commit('create', cid='bafyreia', record={'$type': 'app.bsky.feed.post', 'text': 5}))
+    assert (bad.ops, bad.skipped) == ([], ['invalid_text'])
+    assert decode_message(commit('create', collection='app.bsky.actor.profile')).skipped == ['unindexed_collection']
+
+
+@pytest.fixture(scope='module')
+def session() -> list[dict]:
+    return from_firehose(read_capture(CAPTURE))
+
+
+@pytest.fixture(scope='module')
+def firehose_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    path = tmp_path_factory.mktemp('firehose') / 'feedgen.db'
+    db = open_database(str(path))
+    replay(CAPTURE, Pipeline(Indexer(db, 'capture')))
+    db.close()
+    return records(path)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60) -> None:
+    """Polls `condition` until it is true; fails after `timeout` seconds."""
+
+    def check() -> None:
+        assert condition()
+
+    eventually(check, timeout)
+
+
+def run_jetstream(
+    server: StandInJetstream,
+    path: Path,
+    until: int,
+    during: Callable[[], None] = lambda: None,
+    from_start: bool = True,
+) -> Jetstream:
+    """Ingests from `server` into the store at `path`, calling `during` once connected, until the store's cursor
+    reaches `until`. `from_start`: a new store reads from the server's first event rather than the live tip."""
+    db = open_database(str(path))
+    pipeline = Pipeline(Indexer(db, subscribe_events_url(server.url)), batch_size=50, batch_seconds=0.05)
+    if from_start and pipeline.indexer.cursor is None:
+        pipeline.indexer.cursor = 0  # from the first event the server has, not the live tip
+    source = Jetstream(server.url, pipeline, stall_seconds=5)
+    source.backoff = Backoff(base=0.05, cap=0.5)
+    thread = threading.Thread(target=source.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: source.connections > 0)
+        during()
+        wait_for(lambda: (pipeline.indexer.cursor or 0) >= until)
+    finally:
+        source.stop.set()
+        thread.join(30)
+        db.close()
+    return source
+
+
+def test_the_same_session_from_jetstream_gives_the_store_the_firehose_gives(
+    session: list[dict], firehose_store: dict, tmp_path: Path
+) -> None:
+    with StandInJetstream(session) as server:
+        source = run_jetstream(server, tmp_path / 'feedgen.db', until=server.next_seq - 1)
+    assert records(tmp_path / 'feedgen.db') == firehose_store
+    assert source.decoder.compression is not None and 'zstdDictionary=' in server.connections[0]
+    assert all(f'collections={c}' in server.connections[0] for c in INDEXED_COLLECTIONS)
+
+
+def test_a_jetstream_restart_mid_stream_is_survived(session: list[dict], firehose_store: dict, tmp_path: Path) -> None:
+    server = StandInJetstream().start()
+
+    def restart_mid_stream() -> None:
+        feeder = server.feed(session, per_second=1000)
+        wait_for(lambda: len(server.events) > len(session) // 3)
+        server.stop()
+        server.start()
+        feeder.join(60)
+
+    try:
+        source = run_jetstream(server, tmp_path / 'feedgen.db', until=999 + len(session), during=restart_mid_stream)
+    finally:
+        server.stop()
+    assert records(tmp_path / 'feedgen.db') == firehose_store
+    assert source.connections >= 2 and source.pipeline.stats.reconnects
+
+
+def test_consumer_too_slow_reconnects_from_the_cursor(
+    session: list[dict], firehose_store: dict, tmp_path: Path
+) -> None:
+    with StandInJetstream(session) as server:
+        server.send_error = 'ConsumerTooSlow'
+        source = run_jetstream(server, tmp_path / 'feedgen.db', until=server.next_seq - 1)
+    assert records(tmp_path / 'feedgen.db') == firehose_store
+    assert source.pipeline.stats.events['ErrorFrame'] == 1 and source.pipeline.stats.reconnects['error frame'] == 1
+
+
+def test_cursor_too_old_resumes_from_the_floor_and_counts_it(session: list[dict], tmp_path: Path, caplog) -> None:
+    with StandInJetstream(session, floor=1010) as server:
+        source = run_jetstream(server, tmp_path / 'feedgen.db', until=server.next_seq - 1)
+    assert source.pipeline.stats.skipped['cursor_too_old'] == 1
+    assert 'cursor=1010' in server.connections[0]
+    assert 'older than the server keeps' in caplog.text
+
+
+@pytest.mark.timeout(240)
+def test_feedgen_ingest_from_jetstream_killed_at_random_points_ends_equal_to_a_clean_run(
+    session: list[dict], firehose_store: dict, tmp_path: Path
+) -> None:
+    rng = random.Random(20261206)
+    store = tmp_path / 'killed.db'
+    last = 999 + len(session)
+    env = {'FEEDGEN_DATABASE': str(store), 'FEEDGEN_BATCH_SIZE': '7', 'FEEDGEN_BATCH_SECONDS': '0.05'}
+    kills = []
+    with StandInJetstream() as server:
+        env['FEEDGEN_JETSTREAM'] = server.url
+        feeder = None
+        for run in range(5):
+            ingest = FeedgenProcess(['ingest'], env, tmp_path, name=f'ingest{run}').start()
+            if feeder is None:  # a new store starts at the live tip: the network goes live once ingest listens
+                wait_for(lambda: server.connections)
+                feeder = server.feed(session, per_second=100)
+            before = stores.cursor(store)
+            wait_for(lambda b=before: stores.cursor(store) > b, timeout=60)
+            time.sleep(rng.uniform(0, 1.0))  # somewhere inside a batch, a commit, or between them
+            ingest.kill()
+            kills.append(stores.cursor(store))
+        with FeedgenProcess(['ingest'], env, tmp_path, name='final'):
+            wait_for(lambda: stores.cursor(store) == last, timeout=120)
+    assert len(set(kills)) == 5 and max(kills) < last, f'kills did not land mid-stream: {kills}'
+    assert stores.records(store) == firehose_store
+    totals = stores.ingest_totals(store)
+    assert totals['ops']['create post'] == sum(
+        1 for p in session if p.get('collection') == 'app.bsky.feed.post' and p['operation'] == 'create'
+    )
+
+
+def test_jetstream_takes_over_a_store_the_firehose_filled_from_its_last_event_time(
+    session: list[dict], firehose_store: dict, tmp_path: Path
+) -> None:
+    path = tmp_path / 'feedgen.db'
+    messages = list(read_capture(CAPTURE))
+    db = open_database(str(path))
+    Pipeline(Indexer(db, 'ws://relay.test/xrpc/com.atproto.sync.subscribeRepos')).feed_all(messages[:-300])
+    db.close()
+    with StandInJetstream(session) as server:
+        source = run_jetstream(server, path, until=server.next_seq - 1, from_start=False)
+        asked = int(parse_qs(urlparse(server.connections[0]).query)['cursor'][0])
+        assert asked >= 10**15  # a time cursor, a little before the firehose's last stored event
+        assert server.events[0]['_us'] < asked < server.events[-300]['_us']
+    assert records(path) == firehose_store
+    assert source.pipeline.stats.events['Commit'] < sum(p['$type'] == f'{NS}#commit' for p in session)  # not all
+
+
+def test_the_firehose_refuses_a_store_jetstream_filled(session: list[dict], tmp_path: Path) -> None:
+    store = tmp_path / 'feedgen.db'
+    with StandInJetstream(session[:20]) as server:
+        run_jetstream(server, store, until=server.next_seq - 1)
+    ingest = FeedgenProcess(
+        ['ingest'], {'FEEDGEN_DATABASE': str(store), 'FEEDGEN_FIREHOSE': 'ws://127.0.0.1:9'}, tmp_path
+    )
+    assert ingest.start().process.wait(timeout=60) == 2
+    assert 'error: this store was filled from Jetstream' in ingest.log()
