@@ -51,4 +51,6 @@ def write_capture(path: str | Path, messages: Iterable[bytes]) -> int:
 
 def _open(path: str | Path, mode: str) -> BinaryIO:
     """The file at `path`, through gzip when its name ends in `.gz`."""
-    return cast(BinaryIO, gzip.open(path, mode)) if str(path).endswith('.gz') else open(path, mode)
+    if str(path).endswith('.gz'):
+        return cast(BinaryIO, gzip.open(path, mode))
+    return cast(BinaryIO, open(path, mode))  # the caller closes it

@@ -129,12 +129,14 @@ def event_time_ms(event: Event) -> int | None:
     return None
 
 
-def decode_frame(message: bytes) -> Event:
+def decode_frame(message: bytes | str) -> Event:
     """Decodes one binary websocket message of `com.atproto.sync.subscribeRepos`.
 
     Raises:
-        FrameError: the message is not DAG-CBOR, has no valid header, or its body lacks required fields.
+        FrameError: the message is text, is not DAG-CBOR, has no valid header, or its body lacks required fields.
     """
+    if isinstance(message, str):
+        raise FrameError('unexpected_text', 'a text message on a binary stream')
     try:
         header, body = libipld.decode_dag_cbor_multi(message)
     except (ValueError, TypeError) as error:

@@ -26,6 +26,7 @@ import logging
 import re
 import threading
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from atproto_client.client.raw import ClientRaw
@@ -129,14 +130,14 @@ def decode_message(frame: bytes | str) -> Event:
     raise FrameError('unknown_type', repr(kind)[:60])
 
 
-def _upstream(body: dict, key: str) -> dict:
+def _upstream(body: dict[str, Any], key: str) -> dict[str, Any]:
     value = body.get(key)
     if not isinstance(value, dict):
         raise FrameError('bad_body', f'{key} is not an object')
     return value
 
 
-def _commit(body: dict) -> Commit:
+def _commit(body: dict[str, Any]) -> Commit:
     """One Jetstream commit event is one record op; an update is a delete and a create, as on the firehose path."""
     repo = _did(body, 'did')
     time = _str(body, 'time')
