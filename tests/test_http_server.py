@@ -94,6 +94,22 @@ def test_connections_are_served_by_every_worker(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_a_worker_that_dies_is_replaced_and_the_other_serves_meanwhile(tmp_path: Path) -> None:
+    with probe_server(tmp_path) as base:
+        victim = int(httpx.get(base + '/pid', timeout=10).text)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        answered: set[int] = set()
+        while len(answered - {victim}) < 2:  # both workers answer again, one of them new
+            assert time.monotonic() < deadline, f'no replacement worker: {answered}'
+            try:
+                answered.add(int(httpx.get(base + '/pid', timeout=10).text))
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert victim not in answered
+
+
+@pytest.mark.timeout(120)
 def test_slow_requests_do_not_hold_up_quick_ones(tmp_path: Path) -> None:
     with probe_server(tmp_path, slow_seconds=5) as base, ThreadPoolExecutor(4) as pool:
         slow = [pool.submit(httpx.get, base + '/slow', timeout=30) for _ in range(2)]

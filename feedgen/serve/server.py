@@ -58,7 +58,7 @@ def serve_forever(
     load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     open_database(settings.database).close()
     server = Granian(
-        'feedgen.serve.app:create_app',  # the name granian logs; each worker loads the app with `load_app`
+        'feedgen.serve.app:create_app',  # the name granian logs; each worker loads the app with `frozen`
         address=host,
         port=port,
         interface=Interfaces.WSGI,
@@ -71,6 +71,7 @@ def serve_forever(
         ),
         log_dictconfig=LOG_CONFIG,
         workers_kill_timeout=STOP_SECONDS,
+        respawn_failed_workers=True,  # a worker that dies is replaced; the others serve meanwhile
     )
     with multiprocess_directory():  # request metrics of every worker, added up at each scrape
         server.serve(target_loader=frozen(app_factory or (lambda: create_app(settings))), wrap_loader=False)
