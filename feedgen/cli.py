@@ -252,11 +252,12 @@ def _print_feed_urls(settings: Settings, host: str, port: int, explain: str | No
 
 
 @main.command()
+@click.option('--host', default='127.0.0.1', show_default=True, help='0.0.0.0 in a container.')
 @click.option('--port', type=int, default=8000, show_default=True)
 @click.option('--capture', type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEMO_CAPTURE)
 @click.pass_context
-def demo(ctx: click.Context, port: int, capture: Path) -> None:
-    """Offline demo: the main job, ingesting a bundled capture from a loopback relay, served on localhost.
+def demo(ctx: click.Context, host: str, port: int, capture: Path) -> None:
+    """Offline demo: the main job, ingesting a bundled capture from a loopback relay, served on `host`.
 
     The capture's times are moved to end now, so the feeds that rank by the clock show it; a request without a
     service JWT reads as the capture's most-following account, so the personalized feeds show theirs.
@@ -284,8 +285,8 @@ def demo(ctx: click.Context, port: int, capture: Path) -> None:
             say(f'demo: a request without a service JWT reads as {who}')
             auth = DemoAuth(settings.service_did, did_resolver(settings.plc_url), story.viewer)
             app_factory = functools.partial(create_app, settings, auth=auth)
-        _print_feed_urls(settings, '127.0.0.1', port, explain=story.example_post)
-        run_main_job(settings, '127.0.0.1', port, app_factory)
+        _print_feed_urls(settings, host, port, explain=story.example_post)
+        run_main_job(settings, host, port, app_factory)
     finally:
         relay.stop()
         shutil.rmtree(folder, ignore_errors=True)

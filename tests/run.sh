@@ -4,6 +4,7 @@
 #   - the local AT Protocol network (../shared/atnet: PLC, PDS, AppView) for the end-to-end tests;
 #   - a throwaway PostgreSQL on loopback (the store, indexer and server suites also run on it);
 #   - Debian's chromium (the /algorithms page is rendered in a real headless browser).
+#   - podman and the project's container image (.ci/image.sh; tests/test_image.py runs it).
 # .ci/run calls exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ ruff format --check .
 mypy  # --strict over feedgen/ and algorithms/, as configured in pyproject.toml
 bash tests/jetstream.sh || echo 'Jetstream tests run against the stand-in server (tests/jetstreams.py)' >&2
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+bash .ci/image.sh
 
 bash "$ATNET/install.sh" "$ATNET_HOME" --appview --python
 bash "$ATNET/start.sh" "$ATNET_HOME" --appview
