@@ -19,6 +19,8 @@ from feedgen.ranking.algorithm import (
     Job,
     NoParams,
     Page,
+    Pinned,
+    Reposted,
     build_params,
 )
 from feedgen.ranking.feedback import feedback_note, seen_posts, weigh
@@ -60,10 +62,12 @@ __all__ = [
     'Ordering',
     'Page',
     'PersonalAlgorithm',
+    'Pinned',
     'Post',
     'Prepared',
     'Ranking',
     'Repost',
+    'Reposted',
     'Row',
     'SnapshotAlgorithm',
     'SnapshotParams',
