@@ -8,6 +8,7 @@ from feedgen_algorithms import following
 from feedgen_algorithms.following import Following, followed_posts
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ranking.algorithm import FeedRequest
@@ -36,13 +37,16 @@ class Reader:
             settings, db=db, auth=ServiceAuth(settings.service_did, self.keys)
         ).test_client()
 
-    def page(self, viewer: str, limit: int = 50, cursor: str | None = None) -> dict:
+    def get(self, viewer: str, limit: int = 50, cursor: str | None = None) -> TestResponse:
         if viewer not in self.signing:
             self.signing[viewer] = SigningKey()
             self.keys.published[viewer] = self.signing[viewer].did_key
         token = self.signing[viewer].jwt(service_claims(viewer, self.service_did))
         query = {'feed': FEED, 'limit': limit} | ({'cursor': cursor} if cursor else {})
-        response = self.client.get(SKELETON, query_string=query, headers={'Authorization': f'Bearer {token}'})
+        return self.client.get(SKELETON, query_string=query, headers={'Authorization': f'Bearer {token}'})
+
+    def page(self, viewer: str, limit: int = 50, cursor: str | None = None) -> dict:
+        response = self.get(viewer, limit, cursor)
         assert response.status_code == 200, response.json
         return response.json
 
