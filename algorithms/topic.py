@@ -86,7 +86,7 @@ class Topic(Algorithm):
 
     def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
         params: TopicParams = self.params
-        row = visible_posts().where(Post.uri == post).first()
+        row = visible_posts(params.allow_labels).where(Post.uri == post).first()
         matched = self.filters_passed(row) if row is not None else None
         if matched is None or (params.keywords and not has_entry(self.state_key(), row)):
             return None

@@ -54,6 +54,7 @@ RANKING = [
     'feedback_note',
     'filtered_streams',
     'has_entry',
+    'hiding_self_labels',
     'index_matches',
     'keyset_page',
     'marker',

@@ -53,7 +53,7 @@ _SUBJECT_MODELS: dict[str, type[Like] | type[Repost] | type[Follow]] = {LIKE: Li
 
 POST_COLUMNS = (
     'uri', 'cid', 'author', 'text', 'langs', 'tags', 'reply_root', 'reply_parent', 'embed', 'created_at', 'sort_at',
-    'indexed_at', 'seq', 'hidden',
+    'indexed_at', 'seq', 'hidden', 'self_labels',
 )  # fmt: skip
 SUBJECT_COLUMNS = ('uri', 'author', 'subject', 'indexed_at')
 
@@ -109,6 +109,7 @@ class _Batch:
             self.now_ms,
             commit.seq,
             op.author in self.inactive,
+            ' '.join(post.self_labels),
         )
 
     def flush(self) -> None:

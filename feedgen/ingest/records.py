@@ -19,6 +19,9 @@ INDEXED_COLLECTIONS = frozenset({POST, LIKE, REPOST, FOLLOW})
 
 MAX_TEXT_BYTES = 3000  # app.bsky.feed.post#text maxLength
 MAX_LANGS = 3
+MAXSELF_LABELS = 10  # com.atproto.label.defs#selfLabels values maxLength
+MAX_LABEL_BYTES = 128  # com.atproto.label.defs#selfLabel val maxLength
+SELF_LABELS = 'com.atproto.label.defs#selfLabels'
 _EMBED_KINDS = {
     'app.bsky.embed.images': 'images',
     'app.bsky.embed.video': 'video',
@@ -50,6 +53,8 @@ class PostRecord:
     reply_parent: str | None
     embed: str | None
     created_at: int
+    self_labels: tuple[str, ...] = ()
+    """Label values the author put on the post (`porn`, `graphic-media`, ...), in record order, without repeats."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,30 @@ def _tags(record: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tag.lower().lstrip('#') for tag in found if tag.strip() and ' ' not in tag))
 
 
+def _self_labels(labels: Any) -> tuple[str, ...]:
+    """The values of a post's `labels` (an open union: a member other than `selfLabels` carries none for us)."""
+    if labels is None:
+        return ()
+    if not isinstance(labels, dict):
+        raise RecordError('invalid_labels', 'labels is not a map')
+    if labels.get('$type', SELF_LABELS) != SELF_LABELS:
+        return ()
+    values = _array(labels.get('values'), 'invalid_labels')
+    if len(values) > MAXSELF_LABELS:
+        raise RecordError('invalid_labels', f'{len(values)} self-labels')
+    found: list[str] = []
+    for value in values:
+        val = value.get('val') if isinstance(value, dict) else None
+        if (
+            not isinstance(val, str)
+            or val.split() != [val]
+            or len(val.encode('utf-8', 'surrogatepass')) > MAX_LABEL_BYTES
+        ):
+            raise RecordError('invalid_labels', repr(value)[:80])
+        found.append(val)
+    return tuple(dict.fromkeys(found))
+
+
 def parse_post(record: Any) -> PostRecord:
     """Validates an `app.bsky.feed.post` record and extracts what feeds filter and rank by."""
     record = _expect(record, POST)
@@ -144,6 +173,7 @@ def parse_post(record: Any) -> PostRecord:
         reply_parent=reply_parent,
         embed=embed_kind,
         created_at=parse_datetime_ms(record.get('createdAt')),
+        self_labels=_self_labels(record.get('labels')),
     )
 
 

@@ -36,7 +36,7 @@ from feedgen.ranking.personal import (
     rows,
 )
 from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE, Counts, SnapshotAlgorithm, SnapshotParams, require_positive
-from feedgen.store.models import Actor, Follow, Like, Post, Repost, visible_posts
+from feedgen.store.models import Actor, Follow, Like, Post, Repost, hiding_self_labels, visible_posts
 from feedgen.store.prepared import Prepared, Row, marker
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     'feedback_note',
     'filtered_streams',
     'has_entry',
+    'hiding_self_labels',
     'index_matches',
     'keyset_page',
     'marker',

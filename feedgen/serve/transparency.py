@@ -20,7 +20,7 @@ from feedgen.ranking.feed_catalog import algorithm_stamp, feed_info
 from feedgen.ranking.languages import accepted_languages, add_content_language, reader_feed
 from feedgen.serve.receipts import RECEIPT_TTL_HOURS, get_receipt, request_counts
 from feedgen.serve.xrpc import XrpcError, feed_viewer, find_feed
-from feedgen.store.models import Post
+from feedgen.store.models import Post, hiding_self_labels
 
 POSTS_COUNT_SECONDS = 30.0
 """How long a count of indexed posts is reused: counting a large table is not free."""
@@ -104,11 +104,25 @@ def explain() -> Response:
     }
     if explanation is None:
         body['message'] = f'this post is not in the feed {feed.rkey}: it is not indexed or does not pass its filters'
+        body.update(_self_labelled(post, getattr(feed.algorithm.params, 'allow_labels', ()), feed.rkey))
     else:
         body['explanation'] = explanation
     response = jsonify(body)
     add_content_language(response, feed)
     return response
+
+
+def _self_labelled(post: str, allow_labels: tuple[str, ...], rkey: str) -> dict[str, Any]:
+    """`selfLabels` and a `message` naming them when `post`'s own labels keep it out of the feed; else nothing."""
+    labels = Post.select(Post.self_labels).where(Post.uri == post).scalar()
+    hiding = hiding_self_labels(labels or '', allow_labels)
+    if not hiding:
+        return {}
+    return {
+        'selfLabels': hiding,
+        'message': f'this post is not in the feed {rkey}: its author labels it {" and ".join(hiding)}, '
+        'and the feed leaves out posts so labelled',
+    }
 
 
 @transparency.get('/receipts/<req_id>')

@@ -16,6 +16,9 @@ ties in `sort_at` are broken by the unique, insertion-ordered `id`.
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ import peewee
 from playhouse.db_url import connect as connect_url
 
 from feedgen.store.database import SqliteDatabase
+from feedgen.store.schema import add_missing_columns
 
 database = peewee.DatabaseProxy()
 
@@ -73,6 +77,8 @@ class Post(BaseModel):
     reply_count = peewee.IntegerField(default=0)
     hidden = peewee.BooleanField(default=False)
     """True while the author's account is not active (deactivated, taken down, suspended)."""
+    self_labels = peewee.TextField(default='')
+    """Space-separated label values the author put on the post (`porn nudity`); feeds leave out `HIDING_SELF_LABELS`."""
 
     class Meta:
         indexes = ((('sort_at', 'id'), False), (('author', 'sort_at', 'id'), False))
@@ -321,6 +327,7 @@ def create_tables(db: peewee.Database) -> None:
         for model in MODELS:
             model._meta.without_rowid = declared[model] and isinstance(db, peewee.SqliteDatabase)
         db.create_tables(MODELS, safe=True)
+        add_missing_columns(db, MODELS)
     finally:
         for model, without_rowid in declared.items():
             model._meta.without_rowid = without_rowid
@@ -348,6 +355,27 @@ def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
     return transaction
 
 
-def visible_posts() -> peewee.ModelSelect:
-    """Posts a feed may show: not hidden because their author's account is inactive."""
-    return Post.select().where(Post.hidden == False)  # noqa: E712 (peewee expression)
+def visible_posts(allow_labels: Collection[str] = ()) -> peewee.ModelSelect:
+    """Posts a feed may show: not hidden because their author's account is inactive, nor self-labelled (see
+    `self_labels_shown`)."""
+    return Post.select().where(Post.hidden == False, self_labels_shown(allow_labels))  # noqa: E712 (peewee expression)
+
+
+HIDING_SELF_LABELS = ('porn', 'sexual', 'nudity', 'graphic-media')
+"""Self-labels that keep a post out of every feed unless the feed's parameters allow them."""
+
+
+def hiding_self_labels(labels: str, allow_labels: Collection[str] = ()) -> list[str]:
+    """Which of the space-separated `labels` of a post keep it out of a feed allowing `allow_labels`."""
+    return [label for label in labels.split() if label in HIDING_SELF_LABELS and label not in allow_labels]
+
+
+def self_labels_shown(allow_labels: Collection[str] = ()) -> peewee.Expression:
+    """The condition a post's self-labels pass in a feed allowing `allow_labels` (tested on each row a page walks)."""
+    shown: peewee.Expression = Post.self_labels == ''
+    hiding = [label for label in HIDING_SELF_LABELS if label not in allow_labels]
+    if not hiding:
+        return peewee.Value(True)
+    spaced = peewee.Value(' ').concat(Post.self_labels).concat(' ')
+    none_hiding = functools.reduce(operator.and_, [~spaced.contains(f' {label} ') for label in hiding])
+    return shown | none_hiding
