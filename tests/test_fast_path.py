@@ -73,7 +73,7 @@ class ReferenceIndexer(Indexer):
                 uri=op.uri, cid=op.cid, author=op.author, text=post.text, langs=' '.join(post.langs),
                 tags=' '.join(post.tags), reply_root=post.reply_root, reply_parent=post.reply_parent,
                 embed=post.embed, created_at=post.created_at, sort_at=min(post.created_at, commit.time_ms),
-                indexed_at=int(NOW * 1000), seq=commit.seq, hidden=op.author in self.inactive,
+                indexed_at=int(NOW * 1000), seq=commit.seq, hidden=self.hiding.hides(op.author),
             )  # fmt: skip
             for term in post_terms(post.tags, post.langs):
                 PostTerm.create(term=term, sort_at=row.sort_at, post_id=row.id)
