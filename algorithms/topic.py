@@ -21,6 +21,7 @@ from typing import Any
 
 from feedgen.ranking import (
     Algorithm,
+    Exclusion,
     FeedRequest,
     FilterParams,
     InvalidParams,
@@ -29,6 +30,7 @@ from feedgen.ranking import (
     Post,
     Stream,
     entries_stream,
+    filter_exclusion,
     filtered_streams,
     has_entry,
     index_matches,
@@ -91,6 +93,15 @@ class Topic(Algorithm):
         if matched is None or (params.keywords and not has_entry(self.state_key(), row)):
             return None
         return {'filters': matched, 'order': 'newest first', 'sort_at': row.sort_at}
+
+    def why_not(self, post: Post, request: FeedRequest) -> Exclusion | None:
+        params: TopicParams = self.params
+        if (excluded := filter_exclusion(params, post)) or not params.keywords:
+            return excluded
+        if not params.keywords_in(post.text):
+            return Exclusion('keywords', f'its text has none of the keywords: {", ".join(params.keywords)}', [])
+        seconds = f'{KEYWORD_JOB_SECONDS:g} s'
+        return Exclusion('not_matched_yet', f'it matches, but the matching job (every {seconds}) has not reached it')
 
     def jobs(self) -> list[Job]:
         if not self.params.keywords:

@@ -1,6 +1,6 @@
 """Records: turn the DAG-CBOR records of the collections feedgen indexes into validated, typed values.
 
-Owns the rules of what a well-formed post, like, repost and follow is (the fields ranking needs,
+Owns the rules of what a well-formed post, like, repost, follow and block is (the fields ranking needs,
 checked against the `app.bsky.*` lexicons' types and limits). Pure functions: no I/O.
 A record that breaks a rule raises `RecordError`; the caller skips it and counts the reason.
 """
@@ -15,7 +15,8 @@ POST = 'app.bsky.feed.post'
 LIKE = 'app.bsky.feed.like'
 REPOST = 'app.bsky.feed.repost'
 FOLLOW = 'app.bsky.graph.follow'
-INDEXED_COLLECTIONS = frozenset({POST, LIKE, REPOST, FOLLOW})
+BLOCK = 'app.bsky.graph.block'
+INDEXED_COLLECTIONS = frozenset({POST, LIKE, REPOST, FOLLOW, BLOCK})
 
 MAX_TEXT_BYTES = 3000  # app.bsky.feed.post#text maxLength
 MAX_LANGS = 3
@@ -59,7 +60,7 @@ class PostRecord:
 
 @dataclass(frozen=True, slots=True)
 class SubjectRecord:
-    """A like, repost or follow: who or what it points at."""
+    """A like, repost, follow or block: who or what it points at."""
 
     subject: str
 
@@ -178,12 +179,12 @@ def parse_post(record: Any) -> PostRecord:
 
 
 def parse_subject_record(collection: str, record: Any) -> SubjectRecord:
-    """Validates a like, repost (subject: a post's strong ref) or follow (subject: a DID)."""
+    """Validates a like, repost (subject: a post's strong ref), follow or block (subject: a DID)."""
     record = _expect(record, collection)
     parse_datetime_ms(record.get('createdAt'))
     subject = record.get('subject')
-    if collection == FOLLOW:
+    if collection in (FOLLOW, BLOCK):
         if not isinstance(subject, str) or not subject.startswith('did:'):
-            raise RecordError('invalid_subject', 'follow subject is not a DID')
+            raise RecordError('invalid_subject', f'{collection.rsplit(".", 1)[-1]} subject is not a DID')
         return SubjectRecord(subject)
     return SubjectRecord(_strong_ref_uri(subject, 'subject'))

@@ -2,11 +2,11 @@
 range scans.
 
 Owns `FilterParams`, the filter parameters an algorithm's `Params` inherits (normalized and validated),
-`filtered_streams`, which turns them into one select per index range, and `match_filters`, which says
-which filters one post passes (for explanations). A hashtag or language filter walks the `PostTerm`
-index of each of its terms (`tag:python`, then `lang:en`), newest first; with no such filter, the
-`(sort_at, id)` index of all posts. Replies, media and self-labels are tested on each row of the walk. Reads the
-store, never writes it.
+`filtered_streams`, which turns them into one select per index range, `match_filters`, which says
+which filters one post passes (for explanations), and `filter_exclusion`, which says the first one it
+fails. A hashtag or language filter walks the `PostTerm` index of each of its terms (`tag:python`, then
+`lang:en`), newest first; with no such filter, the `(sort_at, id)` index of all posts. Replies, media and
+self-labels are tested on each row of the walk. Reads the store, never writes it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import peewee
 
-from feedgen.ranking.algorithm import InvalidParams
+from feedgen.ranking.algorithm import Exclusion, InvalidParams
 from feedgen.ranking.pagination import Stream
 from feedgen.store.models import (
     HIDING_SELF_LABELS,
@@ -139,3 +139,22 @@ def match_filters(params: FilterParams, post: Post) -> dict[str, Any] | None:
             return None
         matched['media_only'] = post.embed
     return matched
+
+
+def filter_exclusion(params: FilterParams, post: Post) -> Exclusion | None:
+    """The first filter of `params` that `post` fails, with the post's value for it; None when it passes them all."""
+    tags, langs = post.tags.split(), post.langs.split()
+    terms = set(post_terms(tags, langs))
+    if params.tags and not any(f'tag:{tag}' in terms for tag in params.tags):
+        has = ', '.join(f'#{tag}' for tag in tags) or 'no hashtag'
+        return Exclusion('tags', f"it has {has}, none of the feed's: #{' or #'.join(params.tags)}", tags)
+    if params.langs and not any(f'lang:{lang}' in terms for lang in params.langs):
+        declared = ', '.join(langs) or 'no language declared'
+        return Exclusion(
+            'langs', f"its languages ({declared}) are none of the feed's: {', '.join(params.langs)}", langs
+        )
+    if params.no_replies and post.reply_parent is not None:
+        return Exclusion('replies', 'it is a reply, and the feed leaves replies out', post.reply_parent)
+    if params.media_only and post.embed not in MEDIA_EMBEDS:
+        return Exclusion('media', f'it has no images or video (embed: {post.embed or "none"})', post.embed)
+    return None

@@ -3,7 +3,8 @@
 Owns three endpoints, as a Flask blueprint: `GET /algorithms` (every served feed with its algorithm,
 parameters, plain-words ranking, source, version and live counts; HTML for people, JSON for programs),
 `GET /explain?feed=&post=` (why a post has its place, from `Algorithm.explain`, for the reader a
-service JWT names, verified as for skeletons), and `GET /receipts/<reqId>` (how a served page was made).
+service JWT names, verified as for skeletons; or which rule left it out, from `shared_exclusion` and
+`Algorithm.why_not`), and `GET /receipts/<reqId>` (how a served page was made).
 It only reads: feeds, the store's counters and receipts; errors are XRPC JSON errors.
 """
 
@@ -15,7 +16,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.algorithm import Exclusion, FeedRequest
+from feedgen.ranking.exclusions import shared_exclusion
 from feedgen.ranking.feed_catalog import algorithm_stamp, feed_info
 from feedgen.ranking.languages import accepted_languages, add_content_language, reader_feed
 from feedgen.serve.receipts import RECEIPT_TTL_HOURS, get_receipt, request_counts
@@ -27,6 +29,8 @@ POSTS_COUNT_SECONDS = 30.0
 _POST_URI = re.compile(r'^at://did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}/app\.bsky\.feed\.post/[a-zA-Z0-9._:~-]{1,512}$')
 _REQ_ID = re.compile(r'^[0-9a-f]{16}$')
 REQUESTS_MEANING = 'skeleton requests answered, added up over every serving process, since the feed was first requested'
+
+UNEXPLAINED = Exclusion('unexplained', "it does not pass the feed's rules (its algorithm does not say which)")
 
 transparency = Blueprint('transparency', __name__, template_folder='templates')
 
@@ -103,7 +107,12 @@ def explain() -> Response:
         'inFeed': explanation is not None,
     }
     if explanation is None:
-        body['message'] = f'this post is not in the feed {feed.rkey}: it is not indexed or does not pass its filters'
+        row, exclusion = shared_exclusion(post)
+        if exclusion is None and row is not None:
+            exclusion = feed.algorithm.why_not(row, feed_request)
+        exclusion = exclusion or UNEXPLAINED
+        body['excludedBy'] = exclusion.as_dict()
+        body['message'] = f'this post is not in the feed {feed.rkey}: {exclusion.message}'
         body.update(_self_labelled(post, getattr(feed.algorithm.params, 'allow_labels', ()), feed.rkey))
     else:
         body['explanation'] = explanation

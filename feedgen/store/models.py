@@ -1,8 +1,8 @@
 """Store: the peewee models feedgen indexes into, and opening the database they live in.
 
-Owns the schema (posts and their search terms, likes, reposts, follows, actors, the firehose cursor and backfill)
-and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise). The indexer is
-the only writer of posts, likes and reposts; follows have one more writer, the reader-graph sync
+Owns the schema (posts and their search terms, likes, reposts, follows, blocks of the publisher, actors, the firehose
+cursor and backfill) and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise).
+The indexer is the only writer of posts, likes, reposts and blocks; follows have one more writer, the reader-graph sync
 (`feedgen.store.reader_graphs` says how the two agree). Algorithms read through these models and never
 write. Other writers keep to their own tables, in a `write_transaction`: algorithms' jobs (score
 snapshots, feed entries) and the serving process (receipts, reader feedback, reader-graph syncs).
@@ -76,7 +76,8 @@ class Post(BaseModel):
     repost_count = peewee.IntegerField(default=0)
     reply_count = peewee.IntegerField(default=0)
     hidden = peewee.BooleanField(default=False)
-    """True while the author's account is not active (deactivated, taken down, suspended)."""
+    """True while the author's account is not active (deactivated, taken down, suspended) or the author blocks the
+    publisher (`PublisherBlock`): no feed shows it."""
     self_labels = peewee.TextField(default='')
     """Space-separated label values the author put on the post (`porn nudity`); feeds leave out `HIDING_SELF_LABELS`."""
 
@@ -128,6 +129,15 @@ class Follow(BaseModel):
 
     class Meta:
         indexes = ((('author', 'subject'), False),)
+
+
+class PublisherBlock(BaseModel):
+    """An `app.bsky.graph.block` record whose subject is the publisher account: `author` opted out of its feeds.
+
+    Blocks of anyone else are not kept. A block delete names only the record, so the record's URI is the key."""
+
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField(index=True)
 
 
 class Actor(BaseModel):
@@ -296,7 +306,20 @@ class ReaderGraphDelete(BaseModel):
 
 
 MODELS: tuple[type[BaseModel], ...] = (
-    *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, BackfillState, IngestStat, Receipt, FeedStat),
+    *(
+        Post,
+        PostTerm,
+        Like,
+        Repost,
+        Follow,
+        PublisherBlock,
+        Actor,
+        IngestState,
+        BackfillState,
+        IngestStat,
+        Receipt,
+        FeedStat,
+    ),
     *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction, ReaderGraph, ReaderGraphDelete),
 )
 
@@ -356,8 +379,8 @@ def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
 
 
 def visible_posts(allow_labels: Collection[str] = ()) -> peewee.ModelSelect:
-    """Posts a feed may show: not hidden because their author's account is inactive, nor self-labelled (see
-    `self_labels_shown`)."""
+    """Posts a feed may show: not hidden (their author's account is inactive or their author opted out), nor
+    self-labelled (see `self_labels_shown`)."""
     return Post.select().where(Post.hidden == False, self_labels_shown(allow_labels))  # noqa: E712 (peewee expression)
 
 
