@@ -33,6 +33,7 @@ from feedgen.ranking import (
     Ranking,
     Repost,
     decay,
+    hiding_self_labels,
     require_positive,
     rows,
 )
@@ -69,13 +70,15 @@ class Network(PersonalAlgorithm):
         removed: Counter[str] = Counter()
         for model in (Like, Repost):
             query = (
-                model.select(model.author, model.indexed_at, Post.id, Post.author, Post.hidden)
+                model.select(model.author, model.indexed_at, Post.id, Post.author, Post.hidden, Post.self_labels)
                 .join(Post, peewee.JOIN.LEFT_OUTER, on=Post.uri == model.subject)
                 .where(model.author.in_(follows), model.indexed_at > since, model.indexed_at <= indexed_until)
             )
-            for voter, voted_at, post_id, author, hidden in rows(query):
+            for voter, voted_at, post_id, author, hidden, labels in rows(query):
                 if post_id is None or hidden:
                     removed['likes and reposts of posts not indexed or hidden'] += 1
+                elif hiding_self_labels(labels):
+                    removed['likes and reposts of self-labelled posts'] += 1
                 elif author == viewer:
                     removed['likes and reposts of your own posts'] += 1
                 else:

@@ -21,6 +21,7 @@ from typing import Any
 
 from feedgen.ranking import (
     Algorithm,
+    Exclusion,
     FeedRequest,
     FilterParams,
     InvalidParams,
@@ -29,6 +30,7 @@ from feedgen.ranking import (
     Post,
     Stream,
     entries_stream,
+    filter_exclusion,
     filtered_streams,
     has_entry,
     index_matches,
@@ -86,11 +88,20 @@ class Topic(Algorithm):
 
     def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
         params: TopicParams = self.params
-        row = visible_posts().where(Post.uri == post).first()
+        row = visible_posts(params.allow_labels).where(Post.uri == post).first()
         matched = self.filters_passed(row) if row is not None else None
         if matched is None or (params.keywords and not has_entry(self.state_key(), row)):
             return None
         return {'filters': matched, 'order': 'newest first', 'sort_at': row.sort_at}
+
+    def why_not(self, post: Post, request: FeedRequest) -> Exclusion | None:
+        params: TopicParams = self.params
+        if (excluded := filter_exclusion(params, post)) or not params.keywords:
+            return excluded
+        if not params.keywords_in(post.text):
+            return Exclusion('keywords', f'its text has none of the keywords: {", ".join(params.keywords)}', [])
+        seconds = f'{KEYWORD_JOB_SECONDS:g} s'
+        return Exclusion('not_matched_yet', f'it matches, but the matching job (every {seconds}) has not reached it')
 
     def jobs(self) -> list[Job]:
         if not self.params.keywords:

@@ -87,7 +87,11 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 def make_pipeline(settings: Settings, source: str) -> Pipeline:
     db = open_database(settings.database)
-    return Pipeline(Indexer(db, source), batch_size=settings.batch_size, batch_seconds=settings.batch_seconds)
+    return Pipeline(
+        Indexer(db, source, publisher_did=settings.publisher_did),
+        batch_size=settings.batch_size,
+        batch_seconds=settings.batch_seconds,
+    )
 
 
 def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event | None = None) -> Pipeline:

@@ -30,9 +30,9 @@ from feedgen.store.models import open_database, save_cursor
 
 T = TypeVar('T')
 PASSWORD = 'e2e-password'
-FEEDS = ('latest', 'following', 'network', 'quiet')
-"""The feeds the end-to-end generator serves (and publishes), each under its algorithm's name: a public one and
-three personalized ones."""
+FEEDS = ('latest', 'topic', 'hot', 'following', 'network', 'quiet')
+"""The feeds the end-to-end generator serves (and publishes), each under its algorithm's name: three public ones
+(`topic` keeps posts tagged #atproto) and three personalized ones."""
 FEEDS_CONFIG = ''.join(f"[[feed]]\nrkey = '{name}'\nalgorithm = '{name}'\n\n" for name in FEEDS)
 
 
@@ -87,8 +87,9 @@ class Account:
     did: str
     client: Client
 
-    def post(self, text: str) -> models.AppBskyFeedPost.CreateRecordResponse:
-        record = models.AppBskyFeedPost.Record(text=text, langs=['en'], created_at=self.client.get_current_time_iso())
+    def post(self, text: str, tags: list[str] | None = None) -> models.AppBskyFeedPost.CreateRecordResponse:
+        now = self.client.get_current_time_iso()
+        record = models.AppBskyFeedPost.Record(text=text, langs=['en'], tags=tags, created_at=now)
         return self.client.app.bsky.feed.post.create(self.did, record)
 
     def follow(self, other: Account) -> models.AppBskyGraphFollow.CreateRecordResponse:
@@ -97,6 +98,13 @@ class Account:
 
     def unfollow(self, follow: models.AppBskyGraphFollow.CreateRecordResponse) -> None:
         self.client.app.bsky.graph.follow.delete(self.did, follow.uri.rsplit('/', 1)[-1])
+
+    def block(self, other: Account) -> models.AppBskyGraphBlock.CreateRecordResponse:
+        record = models.AppBskyGraphBlock.Record(subject=other.did, created_at=self.client.get_current_time_iso())
+        return self.client.app.bsky.graph.block.create(self.did, record)
+
+    def unblock(self, block: models.AppBskyGraphBlock.CreateRecordResponse) -> None:
+        self.client.app.bsky.graph.block.delete(self.did, block.uri.rsplit('/', 1)[-1])
 
     def like(self, post: models.AppBskyFeedPost.CreateRecordResponse) -> None:
         subject = models.ComAtprotoRepoStrongRef.Main(uri=post.uri, cid=post.cid)
@@ -260,6 +268,14 @@ class Feedgen:
         headers = {'Authorization': f'Bearer {token}'} if token else {}
         query = {'feed': self.feed_uri(rkey), **params}
         return httpx.get(self.url + '/xrpc/app.bsky.feed.getFeedSkeleton', params=query, headers=headers, timeout=10)
+
+    def explain(self, rkey: str, post: str) -> dict[str, Any]:
+        """This generator's `/explain` of `post` in the feed `rkey`, for an anonymous reader."""
+        query = {'feed': self.feed_uri(rkey), 'post': post}
+        response = httpx.get(self.url + '/explain', params=query, timeout=10)
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
 
 
 def running_feedgen(

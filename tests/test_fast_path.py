@@ -16,17 +16,29 @@ import pytest
 
 from bench.ingest.synth import Synthesizer
 from feedgen.ingest.events import SEQUENCED, Account, Commit, Event, Identity, PostCreate, RecordDelete, decode_frame
-from feedgen.ingest.indexer import BatchResult, Indexer
+from feedgen.ingest.indexer import HIDING_STATUSES, BatchResult, Indexer
 from feedgen.ingest.pipeline import Pipeline
-from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
+from feedgen.ingest.records import BLOCK, FOLLOW, LIKE, POST, REPOST
 from feedgen.settings import Settings
-from feedgen.store.models import Actor, Follow, IngestState, Like, Post, PostTerm, Repost, open_database, save_cursor
+from feedgen.store.models import (
+    Actor,
+    Follow,
+    IngestState,
+    Like,
+    Post,
+    PostTerm,
+    PublisherBlock,
+    Repost,
+    open_database,
+    save_cursor,
+)
 from feedgen.store.writes import Recount, delete_posts, delete_subject_records, post_terms
 
 FRAMES = 6_000
 ACCOUNTS = 300
 NOW = 1_800_000_000.0
 SUBJECT_MODELS = {LIKE: Like, REPOST: Repost, FOLLOW: Follow}
+PUBLISHER = 'did:plc:publisher'
 
 
 @pytest.fixture(scope='module')
@@ -59,7 +71,9 @@ class ReferenceIndexer(Indexer):
         return BatchResult(events=len(events), cursor=self.cursor, skipped=self.skipped)
 
     def _apply(self, op: Any, commit: Commit) -> None:
-        if isinstance(op, RecordDelete):
+        if getattr(op, 'collection', POST) == BLOCK:
+            self._apply_block(op, commit.repo)
+        elif isinstance(op, RecordDelete):
             if op.collection == POST:
                 delete_posts(Post.uri == op.uri, Recount())
             else:
@@ -73,7 +87,8 @@ class ReferenceIndexer(Indexer):
                 uri=op.uri, cid=op.cid, author=op.author, text=post.text, langs=' '.join(post.langs),
                 tags=' '.join(post.tags), reply_root=post.reply_root, reply_parent=post.reply_parent,
                 embed=post.embed, created_at=post.created_at, sort_at=min(post.created_at, commit.time_ms),
-                indexed_at=int(NOW * 1000), seq=commit.seq, hidden=op.author in self.inactive,
+                indexed_at=int(NOW * 1000), seq=commit.seq, hidden=self.hiding.hides(op.author),
+                self_labels=' '.join(post.self_labels),
             )  # fmt: skip
             for term in post_terms(post.tags, post.langs):
                 PostTerm.create(term=term, sort_at=row.sort_at, post_id=row.id)
@@ -82,6 +97,18 @@ class ReferenceIndexer(Indexer):
             model.insert(
                 uri=op.uri, author=op.author, subject=op.subject, indexed_at=int(NOW * 1000)
             ).on_conflict_ignore().execute()
+
+    def _apply_block(self, op: Any, author: str) -> None:
+        if isinstance(op, RecordDelete):
+            PublisherBlock.delete().where(PublisherBlock.uri == op.uri).execute()
+        elif op.subject == PUBLISHER:
+            PublisherBlock.insert(uri=op.uri, author=author).on_conflict_ignore().execute()
+        blocking = PublisherBlock.select().where(PublisherBlock.author == author).exists()
+        hiding = blocking or Actor.select().where(Actor.did == author, Actor.status.in_(HIDING_STATUSES)).exists()
+        Post.update(hidden=hiding).where(Post.author == author).execute()
+        self.hiding.opted_out.discard(author)
+        if blocking:
+            self.hiding.opted_out.add(author)
 
 
 def recount_all() -> None:
@@ -104,7 +131,10 @@ def tables() -> dict[str, list[tuple]]:
         'latest': [uri for (uri,) in Post.select(Post.uri).order_by(Post.sort_at.desc(), Post.id.desc()).tuples()],
         'post_term': sorted(terms.tuples()),
         'orphan_terms': list(PostTerm.select().where(PostTerm.post_id.not_in(Post.select(Post.id))).tuples()),
-        **{model._meta.table_name: sorted(model.select().tuples()) for model in (Like, Repost, Follow, Actor)},
+        **{
+            model._meta.table_name: sorted(model.select().tuples())
+            for model in (Like, Repost, Follow, PublisherBlock, Actor)
+        },
         'ingest_state': sorted(IngestState.select().tuples()),
     }
 
@@ -112,7 +142,9 @@ def tables() -> dict[str, list[tuple]]:
 def index(database: str | Path, messages: list[bytes], indexer_type: type[Indexer], batch_size: int) -> dict:
     db = open_database(database)
     try:
-        pipeline = Pipeline(indexer_type(db, 'synthetic', clock=lambda: NOW), batch_size=batch_size)
+        pipeline = Pipeline(
+            indexer_type(db, 'synthetic', clock=lambda: NOW, publisher_did=PUBLISHER), batch_size=batch_size
+        )
         pipeline.feed_all(messages)
         if indexer_type is ReferenceIndexer:
             recount_all()
@@ -179,6 +211,12 @@ def _edge_cases() -> list[bytes]:
             [('delete', 'app.bsky.feed.post/a', None), ('create', 'app.bsky.feed.post/a', frames.post_record('3'))],
         ),
     ]
+    block = frames.subject_record(BLOCK, PUBLISHER)
+    ops += [
+        (bob, [('create', 'app.bsky.graph.block/x', block), ('create', 'app.bsky.feed.post/e', frames.post_record())]),
+        (bob, [('delete', 'app.bsky.graph.block/x', None), ('create', 'app.bsky.graph.block/y', block)]),
+        (alice, [('create', 'app.bsky.graph.block/z', frames.subject_record(BLOCK, bob))]),
+    ]
     messages = [frames.commit(seq, repo, repo_ops) for seq, (repo, repo_ops) in enumerate(ops, 1)]
     seq = len(messages)
     messages += [
@@ -186,8 +224,9 @@ def _edge_cases() -> list[bytes]:
         frames.commit(seq + 2, bob, [('create', 'app.bsky.feed.post/c', frames.post_record('hidden'))]),
         frames.commit(seq + 3, alice, [('create', 'app.bsky.feed.like/m', like)]),
         frames.account(seq + 4, bob, active=True),
-        frames.account(seq + 5, alice, active=False, status='deleted'),
-        frames.commit(seq + 6, alice, [('create', 'app.bsky.feed.post/d', frames.post_record('after'))]),
+        frames.commit(seq + 5, bob, [('delete', 'app.bsky.graph.block/y', None)]),
+        frames.account(seq + 6, alice, active=False, status='deleted'),
+        frames.commit(seq + 7, alice, [('create', 'app.bsky.feed.post/d', frames.post_record('after'))]),
     ]
     return messages
 
@@ -197,4 +236,4 @@ def test_order_dependent_ops_end_as_applied_one_by_one(settings: Settings, tmp_p
     messages = _edge_cases()
     expected = index(tmp_path / 'ref.db', messages, ReferenceIndexer, 1)
     assert index(settings.database, messages, Indexer, batch_size) == expected
-    assert [row[3] for row in expected['post']] == ['after', 'hello', 'hidden', 're']
+    assert sorted(row[3] for row in expected['post']) == ['after', 'hello', 'hello', 'hidden', 're']

@@ -107,7 +107,7 @@ def test_good_ops_of_a_commit_survive_a_bad_op(pipeline: Pipeline) -> None:
         ALICE,
         [
             ('create', f'{POST}/bad', frames.post_record(text=7)),
-            ('create', 'app.bsky.graph.block/b', {'$type': 'app.bsky.graph.block', 'subject': MALLORY}),
+            ('create', 'app.bsky.graph.listitem/b', {'$type': 'app.bsky.graph.listitem', 'subject': MALLORY}),
             ('create', f'{POST}/ok', frames.post_record('fine')),
         ],
     )

@@ -23,6 +23,7 @@ FEEDS = [(name, {}) for name in sorted(ALGORITHMS)] + [
     ('topic', {'tags': [TAG]}),
     ('topic', {'tags': [], 'langs': ['ja']}),
     ('topic', {'tags': [TAG], 'langs': ['en'], 'no_replies': True}),
+    ('topic', {'tags': [], 'allow_labels': ['porn', 'nudity']}),
 ]
 
 

@@ -95,7 +95,8 @@ def headers(draw: st.DrawFn) -> dict[str, str]:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     method=st.sampled_from(['GET', 'GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS']),
-    path=st.sampled_from(PATHS) | ANY_TEXT.map(lambda text: '/' + quote(text)),
+    # `/` once: a path starting `//` is a network-path reference, which the test client reads as a host to reach.
+    path=st.sampled_from(PATHS) | ANY_TEXT.map(lambda text: '/' + quote(text).lstrip('/')),
     query=queries(),
     header=headers(),
     body=st.none() | st.binary(max_size=100),

@@ -151,6 +151,7 @@ class Filler:
                 sort_at + rng.randrange(50, 2000),
                 i + 1,
                 author in self.inactive,
+                '',
             )
 
     def _subject_rows(self, kind: str, count: int, counts: Counter[int]) -> Iterator[tuple]:

@@ -21,7 +21,7 @@ import peewee
 from feedgen.ingest.events import Commit, PostCreate, RecordDelete, SubjectCreate
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import IngestStats, Pipeline, replay
-from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST, parse_post
+from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST, SELF_LABELS, parse_post
 from feedgen.ranking.algorithm import Algorithm
 
 Moment = datetime | float | int
@@ -83,6 +83,7 @@ class StoreBuilder:
         at: Moment | None = None,
         reply_to: str | None = None,
         embed: str | None = None,
+        labels: Iterable[str] = (),
     ) -> str:
         """Indexes a post and returns its URI.
 
@@ -93,6 +94,7 @@ class StoreBuilder:
             at: when it was made (default: now, after every record made before).
             reply_to: the URI of the post this one replies to (its thread root is taken to be that post).
             embed: an embed lexicon type, e.g. `app.bsky.embed.images`.
+            labels: self-label values the author puts on the post, e.g. `porn`.
         """
         author, seconds = did(author), self._next_moment(at)
         record: dict[str, Any] = {'$type': POST, 'text': text, 'createdAt': _iso(seconds), 'langs': list(langs)}
@@ -102,6 +104,8 @@ class StoreBuilder:
             record['reply'] = {'root': {'uri': reply_to, 'cid': 'x'}, 'parent': {'uri': reply_to, 'cid': 'x'}}
         if embed:
             record['embed'] = {'$type': embed}
+        if labels:
+            record['labels'] = {'$type': SELF_LABELS, 'values': [{'val': label} for label in labels]}
         seq, uri = self._new_record(author, POST)
         create = PostCreate(uri=uri, cid='bafy' + uri[-12:], author=author, post=parse_post(record))
         self._commit(seq, author, seconds, [create])

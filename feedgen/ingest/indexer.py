@@ -7,7 +7,9 @@ duplicates. Counters (likes, reposts, replies) are recounted from the rows for e
 touches, so they stay exact whatever order or duplication the stream has.
 
 Account status: `deleted` purges the account's posts, likes, reposts and follows; `deactivated`,
-`takendown` and `suspended` hide its posts until an `#account` frame says it is active again. A follow delete
+`takendown` and `suspended` hide its posts until an `#account` frame says it is active again. An author who blocks
+the publisher account (`PublisherBlock`; blocks of anyone else are not kept) opted out: their posts are hidden
+until the last such block is deleted. A post is hidden while either reason holds. A follow delete
 whose author's reader-graph sync is running is noted for that sync (`feedgen.store.reader_graphs`).
 It never reads the network; events come from `feedgen.ingest.events`.
 """
@@ -34,8 +36,18 @@ from feedgen.ingest.events import (
     SubjectCreate,
     event_time_ms,
 )
-from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
-from feedgen.store.models import Actor, Follow, Like, Post, PostTerm, Repost, get_cursor, save_cursor
+from feedgen.ingest.records import BLOCK, FOLLOW, LIKE, POST, REPOST
+from feedgen.store.models import (
+    Actor,
+    Follow,
+    Like,
+    Post,
+    PostTerm,
+    PublisherBlock,
+    Repost,
+    get_cursor,
+    save_cursor,
+)
 from feedgen.store.reader_graphs import note_follow_deletes
 from feedgen.store.writes import (
     Recount,
@@ -53,7 +65,7 @@ _SUBJECT_MODELS: dict[str, type[Like] | type[Repost] | type[Follow]] = {LIKE: Li
 
 POST_COLUMNS = (
     'uri', 'cid', 'author', 'text', 'langs', 'tags', 'reply_root', 'reply_parent', 'embed', 'created_at', 'sort_at',
-    'indexed_at', 'seq', 'hidden',
+    'indexed_at', 'seq', 'hidden', 'self_labels',
 )  # fmt: skip
 SUBJECT_COLUMNS = ('uri', 'author', 'subject', 'indexed_at')
 
@@ -68,10 +80,10 @@ class _Batch:
     table and chunk instead of one per run of ops.
     """
 
-    def __init__(self, db: peewee.Database, now_ms: int, inactive: set[str], recount: Recount) -> None:
+    def __init__(self, db: peewee.Database, now_ms: int, hiding: _Hiding, recount: Recount) -> None:
         self.db = db
         self.now_ms = now_ms
-        self.inactive = inactive
+        self.hiding = hiding
         self.recount = recount
         self.creates: dict[str, tuple[str, tuple[Any, ...]]] = {}
         """uri -> (collection, row) of the create that decides the record's end state, in stream order."""
@@ -89,6 +101,9 @@ class _Batch:
         elif uri not in self.creates:
             if isinstance(op, PostCreate):
                 self.creates[uri] = (POST, self._post_row(op, commit))
+            elif op.collection == BLOCK:
+                if op.subject == self.hiding.publisher_did:
+                    self.creates[uri] = (BLOCK, (uri, op.author))
             else:
                 self.creates[uri] = (op.collection, (uri, op.author, op.subject, self.now_ms))
 
@@ -108,7 +123,8 @@ class _Batch:
             min(post.created_at, commit.time_ms),
             self.now_ms,
             commit.seq,
-            op.author in self.inactive,
+            self.hiding.hides(op.author),
+            ' '.join(post.self_labels),
         )
 
     def flush(self) -> None:
@@ -124,8 +140,10 @@ class _Batch:
                 model = _SUBJECT_MODELS[collection]
                 for chunk in chunks(by_collection.get(collection, [])):
                     delete_subject_records(model, model.uri.in_(chunk), self.recount)
+            for chunk in chunks(by_collection.get(BLOCK, [])):
+                self.hiding.unblock(chunk)
         if self.creates:
-            rows: dict[str, list[tuple[Any, ...]]] = {POST: [], LIKE: [], REPOST: [], FOLLOW: []}
+            rows: dict[str, list[tuple[Any, ...]]] = {POST: [], LIKE: [], REPOST: [], FOLLOW: [], BLOCK: []}
             for collection, row in self.creates.values():
                 rows[collection].append(row)
             if rows[POST]:
@@ -135,6 +153,10 @@ class _Batch:
                     insert_ignore(self.db, _SUBJECT_MODELS[collection], SUBJECT_COLUMNS, rows[collection])
             self.recount.likes.update(row[2] for row in rows[LIKE])
             self.recount.reposts.update(row[2] for row in rows[REPOST])
+            if rows[BLOCK]:
+                insert_ignore(self.db, PublisherBlock, ('uri', 'author'), rows[BLOCK])
+                self.hiding.changed.update(row[1] for row in rows[BLOCK])
+        self.hiding.apply()
         self.creates, self.deletes, self.authors = {}, {}, set()
 
     def _insert_posts(self, rows: list[tuple[Any, ...]]) -> None:
@@ -154,6 +176,44 @@ class _Batch:
         self.recount.replies.update(row[7] for row in rows if row[7])
 
 
+class _Hiding:
+    """Which authors' posts are hidden, and why: an inactive account, or a block of the publisher (opted out).
+
+    Both sets mirror the store; `changed` collects the authors whose reasons changed, and `apply` sets their posts'
+    `hidden` to what the reasons say now.
+    """
+
+    def __init__(self, publisher_did: str | None) -> None:
+        self.publisher_did = publisher_did
+        self.inactive = {did for (did,) in Actor.select(Actor.did).where(Actor.status.in_(HIDING_STATUSES)).tuples()}
+        self.opted_out = {author for (author,) in PublisherBlock.select(PublisherBlock.author).distinct().tuples()}
+        self.changed: set[str] = set()
+
+    def hides(self, author: str) -> bool:
+        return author in self.inactive or author in self.opted_out
+
+    def unblock(self, uris: Sequence[str]) -> None:
+        """Deletes the kept blocks among `uris` (most block deletes are of blocks of someone else, never kept)."""
+        kept = PublisherBlock.select(PublisherBlock.author).where(PublisherBlock.uri.in_(uris))
+        self.changed.update(author for (author,) in kept.tuples())
+        PublisherBlock.delete().where(PublisherBlock.uri.in_(uris)).execute()
+
+    def apply(self) -> None:
+        if not self.changed:
+            return
+        authors = sorted(self.changed)
+        blocking = PublisherBlock.select(PublisherBlock.author).where(PublisherBlock.author.in_(authors)).distinct()
+        blockers = {author for (author,) in blocking.tuples()}
+        self.opted_out.difference_update(authors)
+        self.opted_out.update(blockers)
+        hidden = [author for author in authors if self.hides(author)]
+        shown = [author for author in authors if not self.hides(author)]
+        for value, group in ((True, hidden), (False, shown)):
+            for chunk in chunks(group):
+                Post.update(hidden=value).where(Post.author.in_(chunk), Post.hidden != value).execute()
+        self.changed = set()
+
+
 @dataclass
 class BatchResult:
     events: int
@@ -164,7 +224,14 @@ class BatchResult:
 class Indexer:
     """Applies batches of events to the store. One instance per firehose; not thread-safe (one writer)."""
 
-    def __init__(self, db: peewee.Database, firehose: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: peewee.Database,
+        firehose: str,
+        clock: Callable[[], float] = time.time,
+        publisher_did: str | None = None,
+    ) -> None:
+        """`publisher_did`: the account whose blockers opt out of the feeds; None keeps no block."""
         self.db = db
         self.firehose = firehose
         self.clock = clock
@@ -174,7 +241,7 @@ class Indexer:
             db.execute_sql('PRAGMA mmap_size = 0')
             db.execute_sql('PRAGMA cache_size = -32000')
         self.cursor = get_cursor(firehose)
-        self.inactive = {did for (did,) in Actor.select(Actor.did).where(Actor.status.in_(HIDING_STATUSES)).tuples()}
+        self.hiding = _Hiding(publisher_did)
         self.skipped: Counter[str] = Counter()
         self.written: Counter[str] = Counter()
         self.horizon_ms: int | None = None
@@ -187,7 +254,7 @@ class Indexer:
         recount = Recount()
         cursor, time_text = self.cursor, ''
         with self.db.atomic():
-            batch = _Batch(self.db, int(self.clock() * 1000), self.inactive, recount)
+            batch = _Batch(self.db, int(self.clock() * 1000), self.hiding, recount)
             for event in events:
                 if isinstance(event, SEQUENCED):
                     if cursor is not None and event.seq <= cursor:
@@ -225,14 +292,16 @@ class Indexer:
             conflict_target=[Actor.did], update={Actor.status: status}
         ).execute()
         if status == 'deleted':
-            self.inactive.discard(event.did)
+            self.hiding.inactive.discard(event.did)
+            self.hiding.opted_out.discard(event.did)
             purge_account(event.did, recount)
         elif status in HIDING_STATUSES:
-            self.inactive.add(event.did)
-            Post.update(hidden=True).where(Post.author == event.did).execute()
+            self.hiding.inactive.add(event.did)
+            self.hiding.changed.add(event.did)
         elif event.active:
-            self.inactive.discard(event.did)
-            Post.update(hidden=False).where(Post.author == event.did).execute()
+            self.hiding.inactive.discard(event.did)
+            self.hiding.changed.add(event.did)
+        self.hiding.apply()
 
 
 def _op_name(op: PostCreate | SubjectCreate | RecordDelete) -> str:

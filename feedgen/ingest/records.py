@@ -1,6 +1,6 @@
 """Records: turn the DAG-CBOR records of the collections feedgen indexes into validated, typed values.
 
-Owns the rules of what a well-formed post, like, repost and follow is (the fields ranking needs,
+Owns the rules of what a well-formed post, like, repost, follow and block is (the fields ranking needs,
 checked against the `app.bsky.*` lexicons' types and limits). Pure functions: no I/O.
 A record that breaks a rule raises `RecordError`; the caller skips it and counts the reason.
 """
@@ -15,10 +15,14 @@ POST = 'app.bsky.feed.post'
 LIKE = 'app.bsky.feed.like'
 REPOST = 'app.bsky.feed.repost'
 FOLLOW = 'app.bsky.graph.follow'
-INDEXED_COLLECTIONS = frozenset({POST, LIKE, REPOST, FOLLOW})
+BLOCK = 'app.bsky.graph.block'
+INDEXED_COLLECTIONS = frozenset({POST, LIKE, REPOST, FOLLOW, BLOCK})
 
 MAX_TEXT_BYTES = 3000  # app.bsky.feed.post#text maxLength
 MAX_LANGS = 3
+MAXSELF_LABELS = 10  # com.atproto.label.defs#selfLabels values maxLength
+MAX_LABEL_BYTES = 128  # com.atproto.label.defs#selfLabel val maxLength
+SELF_LABELS = 'com.atproto.label.defs#selfLabels'
 _EMBED_KINDS = {
     'app.bsky.embed.images': 'images',
     'app.bsky.embed.video': 'video',
@@ -50,11 +54,13 @@ class PostRecord:
     reply_parent: str | None
     embed: str | None
     created_at: int
+    self_labels: tuple[str, ...] = ()
+    """Label values the author put on the post (`porn`, `graphic-media`, ...), in record order, without repeats."""
 
 
 @dataclass(frozen=True, slots=True)
 class SubjectRecord:
-    """A like, repost or follow: who or what it points at."""
+    """A like, repost, follow or block: who or what it points at."""
 
     subject: str
 
@@ -115,6 +121,30 @@ def _tags(record: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tag.lower().lstrip('#') for tag in found if tag.strip() and ' ' not in tag))
 
 
+def _self_labels(labels: Any) -> tuple[str, ...]:
+    """The values of a post's `labels` (an open union: a member other than `selfLabels` carries none for us)."""
+    if labels is None:
+        return ()
+    if not isinstance(labels, dict):
+        raise RecordError('invalid_labels', 'labels is not a map')
+    if labels.get('$type', SELF_LABELS) != SELF_LABELS:
+        return ()
+    values = _array(labels.get('values'), 'invalid_labels')
+    if len(values) > MAXSELF_LABELS:
+        raise RecordError('invalid_labels', f'{len(values)} self-labels')
+    found: list[str] = []
+    for value in values:
+        val = value.get('val') if isinstance(value, dict) else None
+        if (
+            not isinstance(val, str)
+            or val.split() != [val]
+            or len(val.encode('utf-8', 'surrogatepass')) > MAX_LABEL_BYTES
+        ):
+            raise RecordError('invalid_labels', repr(value)[:80])
+        found.append(val)
+    return tuple(dict.fromkeys(found))
+
+
 def parse_post(record: Any) -> PostRecord:
     """Validates an `app.bsky.feed.post` record and extracts what feeds filter and rank by."""
     record = _expect(record, POST)
@@ -144,16 +174,17 @@ def parse_post(record: Any) -> PostRecord:
         reply_parent=reply_parent,
         embed=embed_kind,
         created_at=parse_datetime_ms(record.get('createdAt')),
+        self_labels=_self_labels(record.get('labels')),
     )
 
 
 def parse_subject_record(collection: str, record: Any) -> SubjectRecord:
-    """Validates a like, repost (subject: a post's strong ref) or follow (subject: a DID)."""
+    """Validates a like, repost (subject: a post's strong ref), follow or block (subject: a DID)."""
     record = _expect(record, collection)
     parse_datetime_ms(record.get('createdAt'))
     subject = record.get('subject')
-    if collection == FOLLOW:
+    if collection in (FOLLOW, BLOCK):
         if not isinstance(subject, str) or not subject.startswith('did:'):
-            raise RecordError('invalid_subject', 'follow subject is not a DID')
+            raise RecordError('invalid_subject', f'{collection.rsplit(".", 1)[-1]} subject is not a DID')
         return SubjectRecord(subject)
     return SubjectRecord(_strong_ref_uri(subject, 'subject'))

@@ -12,6 +12,7 @@ fails when a name is added or removed without its list changing, and docs/algori
 from feedgen.ranking.algorithm import (
     MAX_LIMIT,
     Algorithm,
+    Exclusion,
     FeedRequest,
     InvalidCursor,
     InvalidParams,
@@ -24,7 +25,7 @@ from feedgen.ranking.algorithm import (
     build_params,
 )
 from feedgen.ranking.feedback import feedback_note, seen_posts, weigh
-from feedgen.ranking.filters import FilterParams, filtered_streams, match_filters
+from feedgen.ranking.filters import FilterParams, filter_exclusion, filtered_streams, match_filters
 from feedgen.ranking.keyword_matches import entries_stream, has_entry, index_matches
 from feedgen.ranking.pagination import Stream, keyset_page, ranked_page, streams_page
 from feedgen.ranking.personal import (
@@ -38,7 +39,7 @@ from feedgen.ranking.personal import (
     rows,
 )
 from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE, Counts, SnapshotAlgorithm, SnapshotParams, require_positive
-from feedgen.store.models import Actor, Follow, Like, Post, Repost, visible_posts
+from feedgen.store.models import Actor, Follow, Like, Post, Repost, hiding_self_labels, visible_posts
 from feedgen.store.prepared import Prepared, Row, marker
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     'Algorithm',
     'Candidate',
     'Counts',
+    'Exclusion',
     'FeedRequest',
     'FilterParams',
     'Follow',
@@ -76,8 +78,10 @@ __all__ = [
     'decay',
     'entries_stream',
     'feedback_note',
+    'filter_exclusion',
     'filtered_streams',
     'has_entry',
+    'hiding_self_labels',
     'index_matches',
     'keyset_page',
     'marker',

@@ -1,6 +1,6 @@
 """The algorithm plugin API: what an author subclasses, what a page request carries, what a page returns.
 
-Owns `Algorithm` (the base class every plugin extends), `FeedRequest`, `Item` and `Page`, parameter
+Owns `Algorithm` (the base class every plugin extends), `FeedRequest`, `Item`, `Page` and `Exclusion`, parameter
 validation, and the version hash that says which code ranked a page. An algorithm reads the store
 (`feedgen.store.models` models) and nothing else: no network, no firehose, no writes.
 See docs/algorithms.md for the author's guide.
@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
     import peewee
+
+    from feedgen.store.models import Post
 
 
 MAX_LIMIT = 100
@@ -92,6 +94,20 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Exclusion:
+    """Why a post is not in a feed: the rule that left it out, the post's value for it, and both in words."""
+
+    rule: str
+    """A short name: `langs`, `tags`, `replies`, `window`, `below_cutoff`, `opted_out`, `not_indexed`, ..."""
+    message: str
+    value: Any = None
+    """What the post had that failed the rule (its languages, its age in hours, its score), JSON-able."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {'rule': self.rule, 'value': self.value, 'message': self.message}
+
+
+@dataclass(frozen=True)
 class Job:
     """Scheduled work an algorithm needs, such as refreshing a table of scores (see `Algorithm.jobs`)."""
 
@@ -152,6 +168,14 @@ class Algorithm:
         Say which filters it matched and the parts of its score, with the inputs they came from.
         """
         raise NotImplementedError
+
+    def why_not(self, post: Post, request: FeedRequest) -> Exclusion | None:
+        """Which of this algorithm's rules leaves `post` out of the feed for `request` (`explain` said it is not in).
+
+        `post` is indexed and visible (the rules every feed shares, checked before: indexed, author's account active,
+        author not opted out). Return the first rule it fails, or None when the algorithm does not say.
+        """
+        return None
 
     def jobs(self) -> list[Job]:
         """The scheduled work this feed needs (see the class docstring); none by default."""

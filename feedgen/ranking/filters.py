@@ -1,11 +1,12 @@
-"""Filters: the post filters feeds share (hashtags, languages, no replies, media only), as index range scans.
+"""Filters: the post filters feeds share (hashtags, languages, no replies, media only, self-labels allowed), as index
+range scans.
 
 Owns `FilterParams`, the filter parameters an algorithm's `Params` inherits (normalized and validated),
-`filtered_streams`, which turns them into one select per index range, and `match_filters`, which says
-which filters one post passes (for explanations). A hashtag or language filter walks the `PostTerm`
-index of each of its terms (`tag:python`, then `lang:en`), newest first; with no such filter, the
-`(sort_at, id)` index of all posts. Replies and media are tested on each row of the walk. Reads the store,
-never writes it.
+`filtered_streams`, which turns them into one select per index range, `match_filters`, which says
+which filters one post passes (for explanations), and `filter_exclusion`, which says the first one it
+fails. A hashtag or language filter walks the `PostTerm` index of each of its terms (`tag:python`, then
+`lang:en`), newest first; with no such filter, the `(sort_at, id)` index of all posts. Replies, media and
+self-labels are tested on each row of the walk. Reads the store, never writes it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ from typing import Any
 
 import peewee
 
-from feedgen.ranking.algorithm import InvalidParams
+from feedgen.ranking.algorithm import Exclusion, InvalidParams
 from feedgen.ranking.pagination import Stream
-from feedgen.store.models import Post, PostTerm, visible_posts
+from feedgen.store.models import (
+    HIDING_SELF_LABELS,
+    Post,
+    PostTerm,
+    hiding_self_labels,
+    self_labels_shown,
+    visible_posts,
+)
 from feedgen.store.writes import post_terms
 
 MEDIA_EMBEDS = ('images', 'video', 'recordWithMedia')
@@ -35,10 +43,18 @@ class FilterParams:
     """Leave out replies."""
     media_only: bool = False
     """Keep only posts with images or a video."""
+    allow_labels: tuple[str, ...] = ()
+    """Self-labels (`porn`, `sexual`, `nudity`, `graphic-media`) whose posts the feed shows; every feed leaves out
+    posts their author labels so unless it lists the label here."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'tags', tuple(tag.lower().lstrip('#') for tag in self.tags))
         object.__setattr__(self, 'langs', tuple(lang.lower() for lang in self.langs))
+        object.__setattr__(self, 'allow_labels', tuple(dict.fromkeys(self.allow_labels)))
+        if unknown := [label for label in self.allow_labels if label not in HIDING_SELF_LABELS]:
+            raise InvalidParams(
+                f'allow_labels: {unknown} are not among the labels feeds hide {list(HIDING_SELF_LABELS)}'
+            )
         if any(not tag or ' ' in tag for tag in self.tags):
             raise InvalidParams(f'tags: a hashtag must be one non-empty word, got {list(self.tags)}')
         if any(not lang or ' ' in lang for lang in self.langs):
@@ -55,6 +71,8 @@ class FilterParams:
             words.append('no replies')
         if self.media_only:
             words.append('with images or video')
+        if self.allow_labels:
+            words.append('self-labelled ' + ' or '.join(self.allow_labels) + ' allowed')
         return words
 
 
@@ -69,13 +87,13 @@ def filtered_streams(params: FilterParams, *columns: peewee.Field) -> list[Strea
     lang_terms = [f'lang:{lang}' for lang in params.langs]
     driving = tag_terms or lang_terms
     if not driving:
-        return [Stream(_rows(params, visible_posts().select(*columns)), Post.sort_at, Post.id)]
+        return [Stream(_rows(params, visible_posts(params.allow_labels).select(*columns)), Post.sort_at, Post.id)]
     streams = []
     for term in driving:
         query = (
             PostTerm.select(*columns)
             .join(Post, on=Post.id == PostTerm.post_id)
-            .where(PostTerm.term == term, Post.hidden == False)  # noqa: E712 (peewee expression)
+            .where(PostTerm.term == term, Post.hidden == False, self_labels_shown(params.allow_labels))  # noqa: E712
         )
         if tag_terms and lang_terms:
             lang = PostTerm.alias('lang')
@@ -99,6 +117,10 @@ def _rows(params: FilterParams, query: peewee.ModelSelect) -> peewee.ModelSelect
 def match_filters(params: FilterParams, post: Post) -> dict[str, Any] | None:
     """Which filters `post` passes and the evidence (`{'tags': ['python'], ...}`), or None if it fails one."""
     matched: dict[str, Any] = {}
+    if hiding_self_labels(post.self_labels, params.allow_labels):
+        return None
+    if allowed := [label for label in post.self_labels.split() if label in params.allow_labels]:
+        matched['allow_labels'] = allowed
     terms = set(post_terms(post.tags.split(), post.langs.split()))
     if params.tags:
         matched['tags'] = [tag for tag in params.tags if f'tag:{tag}' in terms]
@@ -117,3 +139,22 @@ def match_filters(params: FilterParams, post: Post) -> dict[str, Any] | None:
             return None
         matched['media_only'] = post.embed
     return matched
+
+
+def filter_exclusion(params: FilterParams, post: Post) -> Exclusion | None:
+    """The first filter of `params` that `post` fails, with the post's value for it; None when it passes them all."""
+    tags, langs = post.tags.split(), post.langs.split()
+    terms = set(post_terms(tags, langs))
+    if params.tags and not any(f'tag:{tag}' in terms for tag in params.tags):
+        has = ', '.join(f'#{tag}' for tag in tags) or 'no hashtag'
+        return Exclusion('tags', f"it has {has}, none of the feed's: #{' or #'.join(params.tags)}", tags)
+    if params.langs and not any(f'lang:{lang}' in terms for lang in params.langs):
+        declared = ', '.join(langs) or 'no language declared'
+        return Exclusion(
+            'langs', f"its languages ({declared}) are none of the feed's: {', '.join(params.langs)}", langs
+        )
+    if params.no_replies and post.reply_parent is not None:
+        return Exclusion('replies', 'it is a reply, and the feed leaves replies out', post.reply_parent)
+    if params.media_only and post.embed not in MEDIA_EMBEDS:
+        return Exclusion('media', f'it has no images or video (embed: {post.embed or "none"})', post.embed)
+    return None

@@ -29,9 +29,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import peewee
 
-from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidParams, Item, Job, Page
+from feedgen.ranking.algorithm import Algorithm, Exclusion, FeedRequest, InvalidParams, Item, Job, Page
 from feedgen.ranking.feedback import author_weights, feedback_summary, weigh
-from feedgen.ranking.filters import FilterParams, filtered_streams, match_filters
+from feedgen.ranking.filters import FilterParams, filter_exclusion, filtered_streams, match_filters
 from feedgen.ranking.pagination import Stream, decode_cursor, encode_session_cursor
 from feedgen.store.models import Post, ScoredPost, ScoreSnapshot, write_transaction
 from feedgen.store.prepared import Prepared, Row, marker
@@ -187,6 +187,40 @@ class SnapshotAlgorithm(Algorithm):
             'rank_score': weigh(row['score'], weight),
             'snapshot': {'id': session.snapshot.id, 'made_at': session.snapshot.made_at},
         }
+
+    def why_not(self, post: Post, request: FeedRequest) -> Exclusion | None:
+        params: SnapshotParams = self.params
+        session = self._session(request)
+        snapshot = session.snapshot
+        ranked_at = snapshot.made_at if snapshot is not None else request.time_ms()
+        age_hours = round(max(0, ranked_at - post.sort_at) / HOUR_MS, 3)
+        if excluded := filter_exclusion(params, post):
+            return excluded
+        if age_hours >= params.window_hours:
+            window = f'{params.window_hours:g}-hour window'
+            return Exclusion(
+                'window', f'it was made {age_hours:.1f} hours before the ranking, outside the {window}', age_hours
+            )
+        if post.like_count + post.repost_count + post.reply_count == 0:
+            return Exclusion(
+                'no_engagement', 'nobody has liked, reposted or replied to it: only such posts are ranked', 0
+            )
+        if snapshot is None:
+            return Exclusion('no_snapshot', 'the scoring job has not ranked this feed yet')
+        if ScoredPost.get_or_none(ScoredPost.snapshot == snapshot.id, ScoredPost.post_id == post.id) is not None:
+            return Exclusion(
+                'viewer', f'it is ranked, but left out for you: {self.exclusion or "excluded"}', request.viewer
+            )
+        score = self._score(Counts(post.like_count, post.repost_count, post.reply_count, post.sort_at), ranked_at)
+        cutoff = ScoredPost.select(peewee.fn.MIN(ScoredPost.score)).where(ScoredPost.snapshot == snapshot.id).scalar()
+        if snapshot.candidates < SNAPSHOT_POSTS or cutoff is None or score > cutoff:
+            made = 'indexed' if post.indexed_at > snapshot.made_at else 'liked, reposted or replied to'
+            message = f'it was {made} after the current ranking was made (rankings are remade every minute)'
+            return Exclusion('after_snapshot', message, snapshot.made_at)
+        value = {'score': score / SCORE_SCALE, 'cutoff': cutoff / SCORE_SCALE}
+        best = f'the {SNAPSHOT_POSTS}th best, {value["cutoff"]:g}'
+        message = f'its score {value["score"]:g} is below {best}: only the best {SNAPSHOT_POSTS} are kept'
+        return Exclusion('below_cutoff', message, value)
 
     def _score(self, counts: Counts, now: int) -> int:
         score: float = self.score_parts(counts, now)['score']

@@ -3,7 +3,8 @@
 Owns three endpoints, as a Flask blueprint: `GET /algorithms` (every served feed with its algorithm,
 parameters, plain-words ranking, source, version and live counts; HTML for people, JSON for programs),
 `GET /explain?feed=&post=` (why a post has its place, from `Algorithm.explain`, for the reader a
-service JWT names, verified as for skeletons), and `GET /receipts/<reqId>` (how a served page was made).
+service JWT names, verified as for skeletons; or which rule left it out, from `shared_exclusion` and
+`Algorithm.why_not`), and `GET /receipts/<reqId>` (how a served page was made).
 It only reads: feeds, the store's counters and receipts; errors are XRPC JSON errors.
 """
 
@@ -15,18 +16,21 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.algorithm import Exclusion, FeedRequest
+from feedgen.ranking.exclusions import shared_exclusion
 from feedgen.ranking.feed_catalog import algorithm_stamp, feed_info
 from feedgen.ranking.languages import accepted_languages, add_content_language, reader_feed
 from feedgen.serve.receipts import RECEIPT_TTL_HOURS, get_receipt, request_counts
 from feedgen.serve.xrpc import XrpcError, feed_viewer, find_feed
-from feedgen.store.models import Post
+from feedgen.store.models import Post, hiding_self_labels
 
 POSTS_COUNT_SECONDS = 30.0
 """How long a count of indexed posts is reused: counting a large table is not free."""
 _POST_URI = re.compile(r'^at://did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}/app\.bsky\.feed\.post/[a-zA-Z0-9._:~-]{1,512}$')
 _REQ_ID = re.compile(r'^[0-9a-f]{16}$')
 REQUESTS_MEANING = 'skeleton requests answered, added up over every serving process, since the feed was first requested'
+
+UNEXPLAINED = Exclusion('unexplained', "it does not pass the feed's rules (its algorithm does not say which)")
 
 transparency = Blueprint('transparency', __name__, template_folder='templates')
 
@@ -103,12 +107,31 @@ def explain() -> Response:
         'inFeed': explanation is not None,
     }
     if explanation is None:
-        body['message'] = f'this post is not in the feed {feed.rkey}: it is not indexed or does not pass its filters'
+        row, exclusion = shared_exclusion(post)
+        if exclusion is None and row is not None:
+            exclusion = feed.algorithm.why_not(row, feed_request)
+        exclusion = exclusion or UNEXPLAINED
+        body['excludedBy'] = exclusion.as_dict()
+        body['message'] = f'this post is not in the feed {feed.rkey}: {exclusion.message}'
+        body.update(_self_labelled(post, getattr(feed.algorithm.params, 'allow_labels', ()), feed.rkey))
     else:
         body['explanation'] = explanation
     response = jsonify(body)
     add_content_language(response, feed)
     return response
+
+
+def _self_labelled(post: str, allow_labels: tuple[str, ...], rkey: str) -> dict[str, Any]:
+    """`selfLabels` and a `message` naming them when `post`'s own labels keep it out of the feed; else nothing."""
+    labels = Post.select(Post.self_labels).where(Post.uri == post).scalar()
+    hiding = hiding_self_labels(labels or '', allow_labels)
+    if not hiding:
+        return {}
+    return {
+        'selfLabels': hiding,
+        'message': f'this post is not in the feed {rkey}: its author labels it {" and ".join(hiding)}, '
+        'and the feed leaves out posts so labelled',
+    }
 
 
 @transparency.get('/receipts/<req_id>')

@@ -1,8 +1,8 @@
 """Store: the peewee models feedgen indexes into, and opening the database they live in.
 
-Owns the schema (posts and their search terms, likes, reposts, follows, actors, the firehose cursor and backfill)
-and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise). The indexer is
-the only writer of posts, likes and reposts; follows have one more writer, the reader-graph sync
+Owns the schema (posts and their search terms, likes, reposts, follows, blocks of the publisher, actors, the firehose
+cursor and backfill) and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise).
+The indexer is the only writer of posts, likes, reposts and blocks; follows have one more writer, the reader-graph sync
 (`feedgen.store.reader_graphs` says how the two agree). Algorithms read through these models and never
 write. Other writers keep to their own tables, in a `write_transaction`: algorithms' jobs (score
 snapshots, feed entries) and the serving process (receipts, reader feedback, reader-graph syncs).
@@ -16,6 +16,9 @@ ties in `sort_at` are broken by the unique, insertion-ordered `id`.
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ import peewee
 from playhouse.db_url import connect as connect_url
 
 from feedgen.store.database import SqliteDatabase
+from feedgen.store.schema import add_missing_columns
 
 database = peewee.DatabaseProxy()
 
@@ -72,7 +76,10 @@ class Post(BaseModel):
     repost_count = peewee.IntegerField(default=0)
     reply_count = peewee.IntegerField(default=0)
     hidden = peewee.BooleanField(default=False)
-    """True while the author's account is not active (deactivated, taken down, suspended)."""
+    """True while the author's account is not active (deactivated, taken down, suspended) or the author blocks the
+    publisher (`PublisherBlock`): no feed shows it."""
+    self_labels = peewee.TextField(default='')
+    """Space-separated label values the author put on the post (`porn nudity`); feeds leave out `HIDING_SELF_LABELS`."""
 
     class Meta:
         indexes = ((('sort_at', 'id'), False), (('author', 'sort_at', 'id'), False))
@@ -126,6 +133,15 @@ class Follow(BaseModel):
 
     class Meta:
         indexes = ((('author', 'subject'), False),)
+
+
+class PublisherBlock(BaseModel):
+    """An `app.bsky.graph.block` record whose subject is the publisher account: `author` opted out of its feeds.
+
+    Blocks of anyone else are not kept. A block delete names only the record, so the record's URI is the key."""
+
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField(index=True)
 
 
 class Actor(BaseModel):
@@ -294,7 +310,20 @@ class ReaderGraphDelete(BaseModel):
 
 
 MODELS: tuple[type[BaseModel], ...] = (
-    *(Post, PostTerm, Like, Repost, Follow, Actor, IngestState, BackfillState, IngestStat, Receipt, FeedStat),
+    *(
+        Post,
+        PostTerm,
+        Like,
+        Repost,
+        Follow,
+        PublisherBlock,
+        Actor,
+        IngestState,
+        BackfillState,
+        IngestStat,
+        Receipt,
+        FeedStat,
+    ),
     *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction, ReaderGraph, ReaderGraphDelete),
 )
 
@@ -325,6 +354,7 @@ def create_tables(db: peewee.Database) -> None:
         for model in MODELS:
             model._meta.without_rowid = declared[model] and isinstance(db, peewee.SqliteDatabase)
         db.create_tables(MODELS, safe=True)
+        add_missing_columns(db, MODELS)
     finally:
         for model, without_rowid in declared.items():
             model._meta.without_rowid = without_rowid
@@ -352,6 +382,27 @@ def write_transaction(db: peewee.Database) -> AbstractContextManager[Any]:
     return transaction
 
 
-def visible_posts() -> peewee.ModelSelect:
-    """Posts a feed may show: not hidden because their author's account is inactive."""
-    return Post.select().where(Post.hidden == False)  # noqa: E712 (peewee expression)
+def visible_posts(allow_labels: Collection[str] = ()) -> peewee.ModelSelect:
+    """Posts a feed may show: not hidden (their author's account is inactive or their author opted out), nor
+    self-labelled (see `self_labels_shown`)."""
+    return Post.select().where(Post.hidden == False, self_labels_shown(allow_labels))  # noqa: E712 (peewee expression)
+
+
+HIDING_SELF_LABELS = ('porn', 'sexual', 'nudity', 'graphic-media')
+"""Self-labels that keep a post out of every feed unless the feed's parameters allow them."""
+
+
+def hiding_self_labels(labels: str, allow_labels: Collection[str] = ()) -> list[str]:
+    """Which of the space-separated `labels` of a post keep it out of a feed allowing `allow_labels`."""
+    return [label for label in labels.split() if label in HIDING_SELF_LABELS and label not in allow_labels]
+
+
+def self_labels_shown(allow_labels: Collection[str] = ()) -> peewee.Expression:
+    """The condition a post's self-labels pass in a feed allowing `allow_labels` (tested on each row a page walks)."""
+    shown: peewee.Expression = Post.self_labels == ''
+    hiding = [label for label in HIDING_SELF_LABELS if label not in allow_labels]
+    if not hiding:
+        return peewee.Value(True)
+    spaced = peewee.Value(' ').concat(Post.self_labels).concat(' ')
+    none_hiding = functools.reduce(operator.and_, [~spaced.contains(f' {label} ') for label in hiding])
+    return shown | none_hiding

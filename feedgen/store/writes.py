@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from feedgen.store.models import Follow, Like, Post, PostTerm, Repost
+from feedgen.store.models import Follow, Like, Post, PostTerm, PublisherBlock, Repost
 
 T = TypeVar('T')
 
@@ -117,7 +117,8 @@ def delete_subject_records(
 
 
 def purge_account(did: str, recount: Recount) -> None:
-    """Deletes every post, like, repost and follow of the account `did`."""
+    """Deletes every post, like, repost, follow and block of the publisher of the account `did`."""
     delete_posts(Post.author == did, recount)
     for model in (Like, Repost, Follow):
         delete_subject_records(model, model.author == did, recount)
+    PublisherBlock.delete().where(PublisherBlock.author == did).execute()

@@ -1,0 +1,30 @@
+"""Schema: brings the tables an older feedgen created up to the models, by adding the columns they lack.
+
+Owns `add_missing_columns`, which `open_database` runs after creating missing tables: a store written by an
+earlier version keeps its rows, and a column added since (with a default) appears with that default in every row.
+Columns are only ever added here; nothing is dropped or changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import peewee
+from playhouse.migrate import SchemaMigrator, migrate
+
+
+def add_missing_columns(db: peewee.Database, models: Iterable[type[peewee.Model]]) -> list[str]:
+    """Adds to each model's table the declared columns it lacks; returns them as `table.column`."""
+    migrator = SchemaMigrator.from_database(db)
+    added, operations = [], []
+    for model in models:
+        table = model._meta.table_name
+        present = {column.name for column in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in present:
+                operations.append(migrator.add_column(table, field.column_name, field))
+                added.append(f'{table}.{field.column_name}')
+    if operations:
+        with db.atomic():
+            migrate(*operations)
+    return added
