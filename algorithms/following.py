@@ -1,9 +1,19 @@
-"""following: posts of the accounts the reader follows, newest first. A plain, honest timeline."""
+"""following: posts of the accounts the reader follows and what they repost, newest first. A plain, honest timeline.
+
+A post is in the feed once: as itself when the reader follows its author (at the time it was made), otherwise at
+the newest repost of it by an account the reader follows (at the moment that repost was indexed), sent with that
+repost as its reason so the app shows "Reposted by". Two walks make a page, each down its own index: the followed
+accounts' posts by `(sort_at, id)` and their reposts by `(indexed_at, uri)`; they are merged by time, a post before a
+repost of the same millisecond. The cursor names the last item's place in that order: `<time>:1:<post id>` after a
+post, `<time>:0:<repost uri>` after a repost, so no page repeats or skips an item while new ones arrive.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from operator import attrgetter
+import heapq
+import itertools
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
@@ -14,18 +24,33 @@ from feedgen.ranking import (
     Algorithm,
     FeedRequest,
     Follow,
+    InvalidCursor,
     Item,
     Page,
     Post,
     Prepared,
+    Repost,
+    Reposted,
+    Row,
     Stream,
     marker,
     visible_posts,
 )
 
 SCAN_ROWS = 2000
-"""How many of the newest posts below the cursor a page walks for followed authors before seeking them one by one."""
+"""How many of the newest posts (or reposts) below the cursor a page walks for followed accounts before seeking them
+one by one."""
 _VIEWER = marker('viewer')
+_VIEWERS = tuple(marker(f'viewer {n}') for n in range(3))
+_TOP = 2**63 - 1
+_CURSOR = re.compile(r'(-?[0-9]{1,19}):([01]):(.{1,8192})', re.DOTALL)
+_POST, _REPOST = 1, 0
+"""The kinds of items, in the order they take within one millisecond (descending)."""
+
+
+def followed(viewer: str | None, account: peewee.Field) -> peewee.Expression:
+    """True when `viewer` follows `account` (one probe of the follows index)."""
+    return peewee.fn.EXISTS(Follow.select(peewee.SQL('1')).where(Follow.author == viewer, Follow.subject == account))
 
 
 def followed_posts(viewer: str | None) -> peewee.ModelSelect:
@@ -38,47 +63,124 @@ def followed_posts(viewer: str | None) -> peewee.ModelSelect:
     return visible_posts().select(Post.uri, Post.sort_at, Post.id, Post.author).where(Post.author.in_(follows))
 
 
+def followed_reposts(viewers: tuple[Any, ...], by_author: bool = False) -> peewee.ModelSelect:
+    """Reposts by accounts the viewer follows of visible posts whose author they do not follow, each post at its
+    newest such repost. `viewers` holds the viewer's DID three times (or three markers standing for it).
+
+    With `by_author`, the reposters are sought as `author IN (follows)`, on the `(author, indexed_at, uri)` index.
+    """
+    newer = Repost.alias('newer')
+    newest = ~peewee.fn.EXISTS(
+        newer.select(peewee.SQL('1')).where(
+            newer.subject == Repost.subject,
+            peewee.Tuple(newer.indexed_at, newer.uri) > peewee.Tuple(Repost.indexed_at, Repost.uri),
+            followed(viewers[2], newer.author),
+        )
+    )
+    if by_author:
+        reposter = Repost.author.in_(Follow.select(Follow.subject).where(Follow.author == viewers[0]))
+    else:
+        reposter = followed(viewers[0], Repost.author)
+    return (
+        visible_posts()
+        .select(Post.uri, Repost.uri.alias('repost'), Repost.author.alias('account'))
+        .join(Repost, on=(Repost.subject == Post.uri))
+        .where(reposter, ~followed(viewers[1], Post.author), newest)
+    )
+
+
 RECENT = Stream(
-    visible_posts()
-    .select(Post.uri, Post.author)
-    .where(
-        peewee.fn.EXISTS(Follow.select(peewee.SQL('1')).where(Follow.author == _VIEWER, Follow.subject == Post.author))
-    ),
+    visible_posts().select(Post.uri, Post.author.alias('account')).where(followed(_VIEWER, Post.author)),
     Post.sort_at,
     Post.id,
     markers=(_VIEWER,),
 )
-"""The newest posts, walked by time, each kept when the reader follows its author (one probe of the follows index)."""
-BY_AUTHOR = Stream(followed_posts(_VIEWER), Post.sort_at, Post.id, markers=(_VIEWER,))
+"""The newest posts, walked by time, each kept when the reader follows its author (one probe of the follows index).
+`account` is the account an item's context names: a post's author, a repost's reposter."""
+BY_AUTHOR = Stream(
+    followed_posts(_VIEWER).select_extend(Post.author.alias('account')), Post.sort_at, Post.id, markers=(_VIEWER,)
+)
 """The same posts, sought author by author: for readers whose followed accounts seldom post."""
+RECENT_REPOSTS = Stream(followed_reposts(_VIEWERS), Repost.indexed_at, Repost.uri, markers=_VIEWERS)
+"""The newest reposts, walked by time, each kept when the reader follows the reposter and not the post's author."""
+REPOSTS_BY_AUTHOR = Stream(followed_reposts(_VIEWERS, by_author=True), Repost.indexed_at, Repost.uri, markers=_VIEWERS)
+"""The same reposts, sought reposter by reposter."""
 _AUTHORS = [marker(f'author {n}') for n in range(MAX_LIMIT)]
 HANDLES = Prepared(Actor.select(Actor.did, Actor.handle).where(Actor.did.in_(_AUTHORS)), _AUTHORS)
-"""The handles of up to a page's authors; unused places hold '' (no account has that DID)."""
+"""The handles of up to a page's accounts; unused places hold '' (no account has that DID)."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a page starts: below this `(time, kind, id)` in the feed's order."""
+
+    time: int
+    kind: int
+    id: int | str
+
+    @classmethod
+    def parse(cls, cursor: str) -> Place:
+        """The place a cursor names (`<time>:<kind>:<id>`).
+
+        Raises:
+            InvalidCursor: a malformed cursor.
+        """
+        found = _CURSOR.fullmatch(cursor)
+        if found is None:
+            raise InvalidCursor(f'malformed cursor {cursor[:40]!r}')
+        time, kind, last = int(found[1]), int(found[2]), found[3]
+        if kind == _POST and not re.fullmatch(r'-?[0-9]{1,19}', last):
+            raise InvalidCursor(f'malformed cursor {cursor[:40]!r}')
+        if not -_TOP <= time <= _TOP or (kind == _POST and not -_TOP <= int(last) <= _TOP):
+            raise InvalidCursor(f'cursor out of range {cursor[:40]!r}')
+        return cls(time, kind, int(last) if kind == _POST else last)
+
+    def below_posts(self) -> tuple[int, int]:
+        """The `(sort_at, id)` to walk the posts from."""
+        return (self.time, int(self.id)) if self.kind == _POST else (self.time, -_TOP - 1)
+
+    def below_reposts(self) -> tuple[int, str]:
+        """The `(indexed_at, uri)` to walk the reposts from."""
+        return (self.time, str(self.id)) if self.kind == _REPOST else (min(self.time + 1, _TOP), '')
 
 
 class Following(Algorithm):
     name = 'following'
     display_name = 'Following'
-    description = 'Posts of the accounts you follow, newest first, and nothing else.'
+    description = 'Posts of the accounts you follow and the posts they repost, newest first, and nothing else.'
     ranking = (
-        'Newest first by the time the post was made (createdAt, capped at the moment the network saw it); '
-        'only posts whose author you follow (read from your PDS when you first open a feed, then kept up to date '
-        'from the firehose).'
+        'Newest first by the time the post was made (createdAt, capped at the moment the network saw it), or for '
+        'a repost, the moment it was indexed; only posts whose author you follow, and posts reposted by accounts '
+        'you follow (each once: as itself when you follow its author, else at its newest such repost). Your '
+        'follows are read from your PDS when you first open a feed, then kept up to date from the firehose.'
     )
     personalized = True
 
     def page(self, request: FeedRequest) -> Page:
         # Most readers follow accounts that post often: walking the newest posts and keeping the followed ones fills
         # a page in a few hundred rows. Only when SCAN_ROWS rows do not, seek the followed accounts one by one.
-        viewer = (request.viewer,)
-        page = RECENT.bounded_page(request, Post.uri, SCAN_ROWS, context=attrgetter('author'), values=viewer)
-        if page is None:
-            page = BY_AUTHOR.page(request, Post.uri, context=attrgetter('author'), values=viewer)
-        # The context holds each post's author so far; name the authors by handle, in one query for the page.
-        authors = list({item.context for item in page.items})
-        handles = dict(HANDLES.run(*authors, *[''] * (MAX_LIMIT - len(authors)))) if authors else {}
-        items = [Item(item.post, _reason(handles.get(item.context))) for item in page.items]
-        return replace(page, items=items)
+        place = Place.parse(request.cursor) if request.cursor is not None else None
+        count = request.limit + 1
+        posts = _rows(RECENT, BY_AUTHOR, place and place.below_posts(), count, (request.viewer,))
+        below = place.below_reposts() if place else (_TOP, '')
+        reposts = _rows(RECENT_REPOSTS, REPOSTS_BY_AUTHOR, below, count, (request.viewer,) * 3)
+        merged = heapq.merge(
+            ((row.rank_key, _POST, row) for row in posts),
+            ((row.rank_key, _REPOST, row) for row in reposts),
+            key=lambda entry: entry[:2],
+            reverse=True,
+        )
+        read = list(itertools.islice(merged, count))
+        entries = read[: request.limit]
+        cursor = None
+        if len(read) > request.limit and entries:
+            time, kind, row = entries[-1]
+            cursor = f'{time}:{kind}:{row.item_id}'
+        # Name the page's accounts by handle, in one query for the page.
+        accounts = list({row.account for _, _, row in entries})
+        handles = dict(HANDLES.run(*accounts, *[''] * (MAX_LIMIT - len(accounts)))) if accounts else {}
+        items = [_item(kind, row, handles.get(row.account)) for _, kind, row in entries]
+        return Page(items=items, cursor=cursor, trace={'candidates': len(posts) + len(reposts)})
 
     def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
         row = (
@@ -89,10 +191,25 @@ class Following(Algorithm):
             .objects()
             .first()
         )
-        if row is None:
+        if row is not None:
+            filters = {'author followed by the reader': row.follow}
+            return {'filters': filters, 'author': row.author, 'sort_at': row.sort_at}
+        viewer = request.viewer
+        repost = followed_reposts((viewer, viewer, viewer)).where(Post.uri == post)
+        found = repost.select_extend(Repost.indexed_at).objects().first()
+        if found is None:
             return None
-        return {'filters': {'author followed by the reader': row.follow}, 'author': row.author, 'sort_at': row.sort_at}
+        filters = {'reposted by an account the reader follows': found.repost}
+        return {'filters': filters, 'reposter': found.account, 'sort_at': found.indexed_at}
 
 
-def _reason(handle: str | None) -> str:
-    return f'you follow @{handle}' if handle else 'from an account you follow'
+def _rows(recent: Stream, by_author: Stream, after: Any, count: int, values: tuple[Any, ...]) -> list[Row]:
+    rows = recent.bounded_rows(after, count, SCAN_ROWS, values)
+    return list(by_author.rows(after, count, values)) if rows is None else rows
+
+
+def _item(kind: int, row: Row, handle: str | None) -> Item:
+    if kind == _POST:
+        return Item(row.uri, f'you follow @{handle}' if handle else 'from an account you follow')
+    context = f'reposted by @{handle}, whom you follow' if handle else 'reposted by an account you follow'
+    return Item(row.uri, context, Reposted(row.repost))

@@ -111,6 +111,13 @@ class Account:
         record = models.AppBskyFeedLike.Record(subject=subject, created_at=self.client.get_current_time_iso())
         self.client.app.bsky.feed.like.create(self.did, record)
 
+    def repost(
+        self, post: models.AppBskyFeedPost.CreateRecordResponse
+    ) -> models.AppBskyFeedRepost.CreateRecordResponse:
+        subject = models.ComAtprotoRepoStrongRef.Main(uri=post.uri, cid=post.cid)
+        record = models.AppBskyFeedRepost.Record(subject=subject, created_at=self.client.get_current_time_iso())
+        return self.client.app.bsky.feed.repost.create(self.did, record)
+
     def delete(self, post: models.AppBskyFeedPost.CreateRecordResponse) -> None:
         self.client.app.bsky.feed.post.delete(self.did, post.uri.rsplit('/', 1)[-1])
 
@@ -183,12 +190,13 @@ class Feedgen:
         env: dict[str, str] | None = None,
         from_start: bool = True,
         jetstream: str = '',
+        feeds_config: str = FEEDS_CONFIG,
     ):
         self.from_start = from_start
         self.port = port or free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / 'feeds.toml').write_text(FEEDS_CONFIG)
+        (folder / 'feeds.toml').write_text(feeds_config)
         self.env = {key: value for key, value in os.environ.items() if not key.startswith('FEEDGEN_')} | {
             'FEEDGEN_HOSTNAME': f'localhost:{self.port}',
             'FEEDGEN_PORT': str(self.port),
@@ -279,9 +287,10 @@ def running_feedgen(
     env: dict[str, str] | None = None,
     from_start: bool = True,
     jetstream: str = '',
+    feeds_config: str = FEEDS_CONFIG,
 ) -> Iterator[Feedgen]:
     """Starts a `Feedgen` and publishes its feeds; stops it afterwards (for fixtures)."""
-    feedgen = Feedgen(network, publisher, folder, service_did, port, env, from_start, jetstream)
+    feedgen = Feedgen(network, publisher, folder, service_did, port, env, from_start, jetstream, feeds_config)
     feedgen.start()
     try:
         published = feedgen.command('publish')

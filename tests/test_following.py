@@ -8,6 +8,7 @@ from feedgen_algorithms import following
 from feedgen_algorithms.following import Following, followed_posts
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ranking.algorithm import FeedRequest
@@ -15,7 +16,7 @@ from feedgen.ranking.pagination import decode_cursor
 from feedgen.serve.app import create_app
 from feedgen.serve.auth import ServiceAuth
 from feedgen.settings import Settings
-from feedgen.store.models import Follow, Post
+from feedgen.store.models import Follow, Post, Repost
 from tests import frames
 from tests.conftest import CAPTURE_20, load_session
 from tests.jwts import FakeKeys, SigningKey, service_claims
@@ -36,13 +37,16 @@ class Reader:
             settings, db=db, auth=ServiceAuth(settings.service_did, self.keys)
         ).test_client()
 
-    def page(self, viewer: str, limit: int = 50, cursor: str | None = None) -> dict:
+    def get(self, viewer: str, limit: int = 50, cursor: str | None = None) -> TestResponse:
         if viewer not in self.signing:
             self.signing[viewer] = SigningKey()
             self.keys.published[viewer] = self.signing[viewer].did_key
         token = self.signing[viewer].jwt(service_claims(viewer, self.service_did))
         query = {'feed': FEED, 'limit': limit} | ({'cursor': cursor} if cursor else {})
-        response = self.client.get(SKELETON, query_string=query, headers={'Authorization': f'Bearer {token}'})
+        return self.client.get(SKELETON, query_string=query, headers={'Authorization': f'Bearer {token}'})
+
+    def page(self, viewer: str, limit: int = 50, cursor: str | None = None) -> dict:
+        response = self.get(viewer, limit, cursor)
         assert response.status_code == 200, response.json
         return response.json
 
@@ -63,11 +67,20 @@ def reader(settings: Settings, db: peewee.Database) -> Reader:
 
 
 def expected_for(viewer: str) -> list[str]:
-    """The oracle: every visible post whose author `viewer` follows, newest first, computed in Python."""
+    """The oracle, computed in Python: every visible post whose author `viewer` follows, at its time, and every other
+    visible post reposted by an account `viewer` follows, at its newest such repost; newest first."""
     followed = {subject for (subject,) in Follow.select(Follow.subject).where(Follow.author == viewer).tuples()}
-    rows = Post.select(Post.uri, Post.author, Post.sort_at, Post.id, Post.hidden).tuples()
-    kept = [row for row in rows if row[1] in followed and not row[4]]
-    return [row[0] for row in sorted(kept, key=lambda row: (row[2], row[3]), reverse=True)]
+    posts = {row[0]: row for row in Post.select(Post.uri, Post.author, Post.sort_at, Post.id, Post.hidden).tuples()}
+    visible = {uri: row for uri, row in posts.items() if not row[4]}
+    entries = [(row[2], 1, row[3], uri) for uri, row in visible.items() if row[1] in followed]
+    newest: dict[str, tuple[int, int, str, str]] = {}
+    for uri, author, subject, indexed_at in Repost.select(
+        Repost.uri, Repost.author, Repost.subject, Repost.indexed_at
+    ).tuples():
+        if author in followed and subject in visible and visible[subject][1] not in followed:
+            newest[subject] = max(newest.get(subject, (0, 0, '', '')), (indexed_at, 0, uri, subject))
+    entries += newest.values()
+    return [entry[3] for entry in sorted(entries, reverse=True)]
 
 
 @pytest.mark.parametrize(('scan_rows', 'seeks'), [(following.SCAN_ROWS, False), (40, True), (1, True)])
@@ -80,9 +93,9 @@ def test_every_account_of_the_capture_sees_exactly_its_follows_posts(
     by_author = following.BY_AUTHOR
 
     class Spy:
-        def page(self, *args: object, **kwargs: object) -> object:
+        def rows(self, *args: object, **kwargs: object) -> object:
             sought.append(args)
-            return by_author.page(*args, **kwargs)
+            return by_author.rows(*args, **kwargs)
 
     monkeypatch.setattr(following, 'BY_AUTHOR', Spy())
     replay(CAPTURE_20, pipeline)
@@ -148,7 +161,7 @@ def test_paging_is_stable_while_new_posts_arrive(reader: Reader, pipeline: Pipel
     second = reader.page(VIEWER, limit=8, cursor=first['cursor'])
     pages = [item['post'] for item in first['feed'] + second['feed']]
     assert pages == [f'at://{BOB}/app.bsky.feed.post/p{n}' for n in range(20, 4, -1)]
-    assert decode_cursor(second['cursor'].split(':', 1)[1])
+    assert decode_cursor(second['cursor'].split(':', 1)[1], 3)  # after a post: <time>:1:<post id>
 
 
 def test_the_query_seeks_the_author_index_and_never_scans_posts(

@@ -20,6 +20,8 @@ from feedgen.ranking.algorithm import (
     Job,
     NoParams,
     Page,
+    Pinned,
+    Reposted,
     build_params,
 )
 from feedgen.ranking.feedback import feedback_note, seen_posts, weigh
@@ -62,10 +64,12 @@ __all__ = [
     'Ordering',
     'Page',
     'PersonalAlgorithm',
+    'Pinned',
     'Post',
     'Prepared',
     'Ranking',
     'Repost',
+    'Reposted',
     'Row',
     'SnapshotAlgorithm',
     'SnapshotParams',

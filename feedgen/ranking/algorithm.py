@@ -60,6 +60,17 @@ class FeedRequest:
         return int(time.time() * 1000) if self.at_ms is None else self.at_ms
 
 
+class Reposted(NamedTuple):
+    """An item's post is here because an account reposted it: the app shows "Reposted by" that account."""
+
+    repost: str
+    """The at-uri of the `app.bsky.feed.repost` record."""
+
+
+class Pinned(NamedTuple):
+    """An item's post is pinned at the top of the feed: the app shows it as pinned."""
+
+
 class Item(NamedTuple):
     """One skeleton entry: a post URI and a short, human-readable reason it is in the feed.
 
@@ -69,6 +80,8 @@ class Item(NamedTuple):
     post: str
     context: str | None = None
     """Why this post is here (sent as the skeleton's `feedContext`)."""
+    reason: Reposted | Pinned | None = None
+    """How the app presents the post (sent as the skeleton's `reason`): a repost or a pin; None: a plain post."""
 
 
 @dataclass(frozen=True)

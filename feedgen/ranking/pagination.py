@@ -75,10 +75,10 @@ class Stream:
 
     def rows(
         self,
-        after: tuple[int, ...] | None,
+        after: tuple[Any, ...] | None,
         count: int,
         values: Sequence[Any] = (),
-        floor: tuple[int, ...] | None = None,
+        floor: tuple[Any, ...] | None = None,
     ) -> Iterator[Row]:
         """The first `count` rows below `after` (a `(key, id)`, or None: from the top), by `(key, id)` descending.
 
@@ -118,12 +118,20 @@ class Stream:
 
         Cheap when the query's filters keep many rows, and bounded when they keep few.
         """
-        after = _after(request) or _TOP
+        rows = self.bounded_rows(_after(request), request.limit + 1, scan_rows, values)
+        return None if rows is None else _page(rows, request, uri.name, context)
+
+    def bounded_rows(
+        self, after: tuple[Any, ...] | None, count: int, scan_rows: int, values: Sequence[Any] = ()
+    ) -> list[Row] | None:
+        """Like `rows`, but walking at most the next `scan_rows` entries of the key's index: None when those do not
+        hold `count` rows (ask another way then)."""
+        after = after or _TOP
         floor = next(self._floor.run(*after, scan_rows - 1), None)
-        rows = list(self.rows(after, request.limit + 1, values, floor))
-        if len(rows) <= request.limit and floor is not None:
+        rows = list(self.rows(after, count, values, floor))
+        if len(rows) < count and floor is not None:
             return None
-        return _page(rows, request, uri.name, context)
+        return rows
 
     @cached_property
     def _walk(self) -> Prepared:

@@ -3,11 +3,13 @@
 Owns discovery of `Algorithm` subclasses from three places, alike: the built-in `algorithms` package,
 installed packages' `feedgen.algorithms` entry points, and an optional folder of modules
 (`FEEDGEN_PLUGINS_DIR`); and the feeds (an algorithm with parameters, under a record key) built from
-them: one default feed per algorithm, or the feeds a TOML file declares. Every load is logged.
+them: one default feed per algorithm, or the feeds a TOML file declares, with the posts each pins to the top of
+its first page. Every load is logged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -17,17 +19,19 @@ import re
 import sys
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from feedgen.ranking.algorithm import Algorithm, InvalidParams
+from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidParams, Item, Page, Pinned
 
 ENTRY_POINT_GROUP = 'feedgen.algorithms'
 BUILTIN_PACKAGE = 'feedgen_algorithms'
 _RKEY = re.compile(r'^[a-zA-Z0-9._:~-]{1,512}$')
+_POST_URI = re.compile(r'at://did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}/app\.bsky\.feed\.post/[a-zA-Z0-9._:~-]{1,512}')
+MAX_PINS = 3
+"""The most posts a feed may pin to the top of its first page."""
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +39,7 @@ class PluginError(ValueError):
     """An algorithm or feed could not be loaded; the message says which and why."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Feed:
     """A published instance of an algorithm: record key, parameters, and how it presents itself."""
 
@@ -44,9 +48,25 @@ class Feed:
     display_name: str
     description: str
     params: dict[str, Any]
+    pins: tuple[str, ...] = ()
+    """Post at-uris shown, in this order, at the top of the feed's first page (at most `MAX_PINS`)."""
 
     def uri(self, publisher_did: str) -> str:
         return f'at://{publisher_did}/app.bsky.feed.generator/{self.rkey}'
+
+    def page(self, request: FeedRequest) -> Page:
+        """The algorithm's page for `request`, with the pins on top when it is a first page.
+
+        Pins take the first places of the page (up to `limit - 1` of them: the algorithm fills at least one) and are
+        left out of the algorithm's items of that page; later pages are the algorithm's alone.
+        """
+        pins = self.pins[: request.limit - 1] if request.cursor is None else ()
+        if not pins:
+            return self.algorithm.page(request)
+        page = self.algorithm.page(dataclasses.replace(request, limit=request.limit - len(pins)))
+        items = [Item(post, reason=Pinned()) for post in pins]
+        items += [item for item in page.items if item.post not in pins]
+        return dataclasses.replace(page, items=items, trace=page.trace | {'pins': list(pins)})
 
 
 def algorithms_in(module: ModuleType) -> list[type[Algorithm]]:
@@ -138,12 +158,25 @@ def make_feed(algorithms: dict[str, type[Algorithm]], spec: dict[str, Any]) -> F
     except InvalidParams as error:
         raise PluginError(f'feed {rkey!r}: {error}') from None
     return Feed(
+        pins=_pins(rkey, spec.get('pin', [])),
         rkey=rkey,
         algorithm=algorithm,
         display_name=str(spec.get('display_name') or algorithm_type.display_name),
         description=str(spec.get('description') or algorithm_type.description),
         params=params,
     )
+
+
+def _pins(rkey: str, pins: Any) -> tuple[str, ...]:
+    """The validated `pin` list of feed `rkey`: at most `MAX_PINS` distinct post at-uris."""
+    if not isinstance(pins, list) or len(pins) > MAX_PINS:
+        raise PluginError(f'feed {rkey!r}: pin must be a list of at most {MAX_PINS} post at-uris')
+    for pin in pins:
+        if not isinstance(pin, str) or not _POST_URI.fullmatch(pin):
+            raise PluginError(f'feed {rkey!r}: pin {pin!r} is not a post at-uri (at://did/app.bsky.feed.post/rkey)')
+    if len(set(pins)) < len(pins):
+        raise PluginError(f'feed {rkey!r}: a post is pinned twice')
+    return tuple(pins)
 
 
 def load_feeds(algorithms: dict[str, type[Algorithm]], config: Path | None = None) -> dict[str, Feed]:

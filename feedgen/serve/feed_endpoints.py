@@ -20,6 +20,7 @@ from feedgen.ranking.languages import accepted_languages, reader_feed
 from feedgen.ranking.plugins import Feed
 from feedgen.serve.reader_graph import note_header, noted_page, reader_seen
 from feedgen.serve.receipts import skeleton_response
+from feedgen.serve.skeleton import skeleton_item
 from feedgen.serve.xrpc import XrpcError, feed_viewer, find_feed
 from feedgen.store.models import BackfillState, IngestState
 
@@ -93,17 +94,12 @@ def get_feed_skeleton() -> Any:
     graph = reader_seen(state['graphs'], viewer, wait)  # a reader's first page waits a moment for their follows
     feed = reader_feed(feed, feed_request)
     try:
-        page = feed.algorithm.page(feed_request)
+        page = feed.page(feed_request)
     except InvalidCursor as error:
         raise XrpcError(400, 'InvalidRequest', f'bad cursor: {error}') from None
     if personalized:
         page = noted_page(page, graph)
-    body: dict[str, Any] = {
-        'feed': [
-            {'post': item.post, 'feedContext': item.context} if item.context else {'post': item.post}
-            for item in page.items
-        ]
-    }
+    body: dict[str, Any] = {'feed': [skeleton_item(item) for item in page.items]}
     if page.cursor is not None:
         body['cursor'] = feed.rkey + CURSOR_SEPARATOR + page.cursor
     keep = state['receipts'].keep()

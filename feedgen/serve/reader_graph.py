@@ -36,7 +36,7 @@ def noted_page(page: Page, state: str | None) -> Page:
     note = NOTES.get(state or '')
     if note is None:
         return page
-    items = [Item(item.post, f'{item.context}; {note}' if item.context else note) for item in page.items]
+    items = [Item(item.post, f'{item.context}; {note}' if item.context else note, item.reason) for item in page.items]
     return replace(page, items=items, trace=page.trace | {'reader_graph': state})
 
 

@@ -215,6 +215,10 @@ def flush_requests() -> None:
         request_log.flush()
 
 
+_ITEM_KEYS = ('post', 'feedContext', 'reason')
+"""What a receipt shows of each item: `reason` only when the item has one."""
+
+
 def get_receipt(req_id: str, now: float | None = None) -> str | None:
     """The stored receipt of `req_id` as JSON text, or None when there is none younger than a day."""
     flush_requests()
@@ -224,7 +228,7 @@ def get_receipt(req_id: str, now: float | None = None) -> str | None:
         return None
     receipt = json.loads(zlib.decompress(bytes(row[0])))
     response = receipt.pop('response')
-    items = [{'post': item['post'], 'feedContext': item.get('feedContext')} for item in response['feed']]
+    items = [{key: item.get(key) for key in _ITEM_KEYS if key in item or key != 'reason'} for item in response['feed']]
     return json.dumps(receipt | {'items': items, 'cursor': response.get('cursor')})
 
 

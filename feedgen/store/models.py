@@ -118,6 +118,10 @@ class Repost(BaseModel):
     subject = peewee.TextField(index=True)
     indexed_at = peewee.BigIntegerField(index=True)
 
+    class Meta:
+        indexes = ((('indexed_at', 'uri'), False), (('author', 'indexed_at', 'uri'), False))
+        """What `following` walks for the reposts of the accounts a reader follows, newest first."""
+
 
 class Follow(BaseModel):
     """An `app.bsky.graph.follow` record: `author` follows the account `subject`."""
