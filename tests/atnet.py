@@ -288,10 +288,12 @@ def running_feedgen(
     from_start: bool = True,
     jetstream: str = '',
     feeds_config: str = FEEDS_CONFIG,
+    backfill: bool = False,
 ) -> Iterator[Feedgen]:
-    """Starts a `Feedgen` and publishes its feeds; stops it afterwards (for fixtures)."""
+    """Starts a `Feedgen` (see `Feedgen.start` for `backfill`) and publishes its feeds; stops it afterwards (for
+    fixtures)."""
     feedgen = Feedgen(network, publisher, folder, service_did, port, env, from_start, jetstream, feeds_config)
-    feedgen.start()
+    feedgen.start(backfill)
     try:
         published = feedgen.command('publish')
         assert published.returncode == 0, published.stderr

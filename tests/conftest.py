@@ -19,6 +19,7 @@ from feedgen.serve.app import create_app
 from feedgen.serve.receipts import flush_requests
 from feedgen.settings import Settings
 from feedgen.store.models import open_database
+from tests.atnet import Network, find_network
 
 DATA = Path(__file__).parent / 'data'
 CAPTURE_20 = DATA / 'pds-session-20acct.atfh'
@@ -96,3 +97,10 @@ def client(app: Flask) -> FlaskClient:
 
 def feed_uri(rkey: str) -> str:
     return f'at://{PUBLISHER}/app.bsky.feed.generator/{rkey}'
+
+
+@pytest.fixture(scope='module')
+def network() -> Network:
+    """The local AT Protocol network (../shared/atnet) the end-to-end tests run against; skips (or, under CI, fails)
+    when it is not running."""
+    return find_network()

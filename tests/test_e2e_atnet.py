@@ -24,18 +24,12 @@ from tests.atnet import (
     create_account,
     eventually,
     feed_through_pds,
-    find_network,
     free_port,
     register_plc_service,
     running_feedgen,
 )
 
 pytestmark = pytest.mark.atnet
-
-
-@pytest.fixture(scope='module')
-def network() -> Network:
-    return find_network()
 
 
 @pytest.fixture(scope='module')

@@ -21,15 +21,10 @@ from tests.atnet import (
     create_account,
     eventually,
     feed_through_pds,
-    find_network,
+    running_feedgen,
 )
 
 pytestmark = pytest.mark.atnet
-
-
-@pytest.fixture(scope='module')
-def network() -> Network:
-    return find_network()
 
 
 @pytest.fixture(scope='module')
@@ -47,14 +42,7 @@ def before(people: dict[str, Account]) -> list[str]:
 def feedgen(
     network: Network, people: dict[str, Account], before: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Feedgen]:
-    feedgen = Feedgen(network, people['publisher'], tmp_path_factory.mktemp('backfill'))
-    feedgen.start(backfill=True)
-    try:
-        published = feedgen.command('publish')
-        assert published.returncode == 0, published.stderr
-        yield feedgen
-    finally:
-        feedgen.stop()
+    yield from running_feedgen(network, people['publisher'], tmp_path_factory.mktemp('backfill'), backfill=True)
 
 
 def test_latest_shows_posts_made_before_the_first_start_and_after_it(

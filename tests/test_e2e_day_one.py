@@ -22,16 +22,11 @@ from tests.atnet import (
     create_account,
     eventually,
     feed_through_pds,
-    find_network,
+    running_feedgen,
 )
 
 pytestmark = pytest.mark.atnet
 NAMES = ('publisher', 'alice', 'carol', 'bob', 'dave', 'eve', 'stranger')
-
-
-@pytest.fixture(scope='module')
-def network() -> Network:
-    return find_network()
 
 
 @pytest.fixture(scope='module')
@@ -57,14 +52,10 @@ def world(network: Network) -> dict[str, object]:
 
 @pytest.fixture(scope='module')
 def feedgen(network: Network, world: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feedgen]:
-    feedgen = Feedgen(network, world['publisher'], tmp_path_factory.mktemp('day-one'))  # type: ignore[arg-type]
-    feedgen.start(backfill=True)  # a fresh store and the default settings: what a new deployment runs
-    try:
-        published = feedgen.command('publish')
-        assert published.returncode == 0, published.stderr
-        yield feedgen
-    finally:
-        feedgen.stop()
+    publisher = world['publisher']
+    assert isinstance(publisher, Account)
+    # A fresh store and the default settings: what a new deployment runs.
+    yield from running_feedgen(network, publisher, tmp_path_factory.mktemp('day-one'), backfill=True)
 
 
 def uris(viewer: object, feedgen: Feedgen, rkey: str) -> list[str]:

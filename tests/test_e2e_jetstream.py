@@ -15,12 +15,11 @@ import pytest
 from tests.atnet import Feedgen, Network, running_feedgen
 from tests.jetstreams import StandInJetstream, bridge
 from tests.test_e2e_atnet import (
-    network,
     people,
     test_viewers_read_latest_and_their_own_following_hydrated_through_their_pds,
 )
 
-__all__ = ['network', 'people', 'test_viewers_read_latest_and_their_own_following_hydrated_through_their_pds']
+__all__ = ['people', 'test_viewers_read_latest_and_their_own_following_hydrated_through_their_pds']
 pytestmark = pytest.mark.atnet
 
 

@@ -27,7 +27,6 @@ from tests.atnet import (
     create_account,
     eventually,
     feed_through_pds,
-    find_network,
     running_feedgen,
 )
 from tests.fake_pds import FakePds, document, follow_uri, running_pds, web_did
@@ -35,11 +34,6 @@ from tests.jwts import SigningKey, service_claims
 
 pytestmark = pytest.mark.atnet
 NAMES = ('publisher', 'alice', 'carol', 'bob', 'dave', 'eve', 'stranger')
-
-
-@pytest.fixture(scope='module')
-def network() -> Network:
-    return find_network()
 
 
 @pytest.fixture(scope='module')

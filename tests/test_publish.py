@@ -11,7 +11,7 @@ from feedgen.publish import GENERATOR, MAX_DESCRIPTION, Publisher, PublishError,
 from feedgen.ranking.algorithm import Algorithm
 from feedgen.ranking.plugins import Feed, discover_algorithms, load_feeds, make_feed
 from feedgen.settings import Settings
-from tests.atnet import FEEDS, Account, Feedgen, Network, create_account, find_network, free_port
+from tests.atnet import FEEDS, Account, Feedgen, Network, create_account, free_port
 
 SERVICE = 'did:web:feeds.example.test'
 PUBLISHER = 'did:plc:publisher0000000000000000'
@@ -117,11 +117,6 @@ def test_an_unreachable_pds_is_one_clear_line(tmp_path: Path) -> None:
     )
     with pytest.raises(PublishError, match=r'^cannot log in to http://127\.0\.0\.1:\d+ as someone\.test: the PDS does'):
         Publisher.login(settings)
-
-
-@pytest.fixture(scope='module')
-def network() -> Network:
-    return find_network()
 
 
 @pytest.fixture
