@@ -168,3 +168,51 @@ def test_another_readers_token_cannot_read_or_erase_someone_elses_data(
     assert Interaction.select().where(Interaction.viewer == reader.did).count() == 2
     status, data = read(other)  # their own token reads their own data: none
     assert (status, data['feedback']['count'], data['receipts']['count']) == (200, 0, 0)
+
+
+def receipt(reader: Reader, req_id: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    response = reader.client.get(f'/receipts/{req_id}', headers=headers or {})
+    return response.status_code, response.json
+
+
+def test_a_personalized_pages_receipt_is_read_only_with_its_readers_own_token(
+    db: peewee.Database, reader: Reader, other: Reader
+) -> None:
+    req_id = leave_traces(db, reader)
+    refused = {
+        (401, 'AuthRequired'): {},
+        (401, 'BadJwtSignature'): _token(reader, READ_LXM, key=SigningKey()),
+        (401, 'JwtExpired'): _token(reader, READ_LXM, exp=1_700_000_000),
+        (401, 'BadJwtAudience'): _token(reader, READ_LXM, aud='did:web:another-feedgen.test'),
+        (403, 'NotYourReceipt'): other.headers(READ_LXM),
+    }
+    for (status, error), headers in refused.items():
+        code, body = receipt(reader, req_id, headers)
+        assert (code, body['error']) == (status, error), body
+        if error in ('AuthRequired', 'NotYourReceipt'):
+            assert reader.did not in body['message'], 'a refusal does not say whose page it was'
+    status, body = receipt(reader, req_id, reader.headers(READ_LXM))
+    assert (status, body['viewer'], body['reqId']) == (200, reader.did, req_id)
+
+
+def _page(reader: Reader, rkey: str, signed_in: bool) -> str:
+    headers = reader.headers(FEED_SKELETON_LXM) if signed_in else {}
+    with reader.client.get(SKELETON, query_string={'feed': feed_uri(rkey)}, headers=headers) as response:
+        assert response.status_code == 200, response.json
+        req_id: str = response.json['reqId']
+    return req_id
+
+
+def test_an_anonymous_or_public_receipt_names_no_reader(db: peewee.Database, reader: Reader) -> None:
+    StoreBuilder(db).make_post('did:plc:alice', 'hello #atproto', tags=['atproto'])
+    pages = {'anonymous': _page(reader, 'latest', False), 'withheld': _page(reader, 'latest', True)}
+    pages['withheld '] = _page(reader, 'topic', True)
+    flush_requests()
+    for shown, req_id in pages.items():
+        response = reader.client.get(f'/receipts/{req_id}')
+        assert response.status_code == 200, response.json
+        assert response.json['viewer'] == shown.strip()
+        assert reader.did not in response.get_data(as_text=True)
+    assert Receipt.select().where(Receipt.viewer.is_null(False)).count() == 0
+    _, data = read(reader)
+    assert data['receipts']['count'] == 0, "a public receipt is not the reader's data"

@@ -17,8 +17,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from feedgen.ranking.algorithm import Exclusion, FeedRequest
-from feedgen.ranking.exclusions import shared_exclusion
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.exclusions import UNEXPLAINED, feed_exclusion, shared_exclusion
 from feedgen.ranking.feed_catalog import algorithm_stamp, feed_info
 from feedgen.ranking.languages import accepted_languages, add_content_language, reader_feed
 from feedgen.serve.reader_data import READ_LXM
@@ -31,8 +31,6 @@ POSTS_COUNT_SECONDS = 30.0
 _POST_URI = re.compile(r'^at://did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}/app\.bsky\.feed\.post/[a-zA-Z0-9._:~-]{1,512}$')
 _REQ_ID = re.compile(r'^[0-9a-f]{16}$')
 REQUESTS_MEANING = 'skeleton requests answered, added up over every serving process, since the feed was first requested'
-
-UNEXPLAINED = Exclusion('unexplained', "it does not pass the feed's rules (its algorithm does not say which)")
 
 transparency = Blueprint('transparency', __name__, template_folder='templates')
 
@@ -111,7 +109,7 @@ def explain() -> Response:
     if explanation is None:
         row, exclusion = shared_exclusion(post)
         if exclusion is None and row is not None:
-            exclusion = feed.algorithm.why_not(row, feed_request)
+            exclusion = feed_exclusion(feed.algorithm, row, feed_request)
         exclusion = exclusion or UNEXPLAINED
         body['excludedBy'] = exclusion.as_dict()
         body['message'] = f'this post is not in the feed {feed.rkey}: {exclusion.message}'
