@@ -309,7 +309,7 @@ def algorithms_command(ctx: click.Context, as_json: bool) -> None:
             'rkey': feed.rkey,
             'uri': feed.uri(settings.publisher_did),
             'algorithm': feed.algorithm.name,
-            'version': feed.algorithm.version(),
+            'version': feed.version,
             'personalized': feed.algorithm.personalized,
             'params': feed.params,
             'source': feed.algorithm.source(),
