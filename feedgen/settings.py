@@ -29,8 +29,13 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
+def is_did(value: str) -> bool:
+    """True when `value` has the form of a DID (`did:<method>:<identifier>`)."""
+    return bool(_DID.match(value))
+
+
 def _did(name: str, value: str) -> str:
-    if not _DID.match(value):
+    if not is_did(value):
         raise SettingsError(f'{PREFIX}{name}: {value!r} is not a DID (expected did:plc:... or did:web:...)')
     return value
 
