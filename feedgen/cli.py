@@ -26,7 +26,7 @@ import click
 from flask import Flask
 
 from feedgen.authoring.commands import new_algorithm, preview
-from feedgen.demo import DemoAuth, read_story
+from feedgen.demo import read_story
 from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import CaptureError, read_capture
 from feedgen.ingest.firehose import Firehose
@@ -40,7 +40,7 @@ from feedgen.logs import setup_logging
 from feedgen.publish import PublishError, publish_command, unpublish_command
 from feedgen.ranking.plugins import PluginError, discover_algorithms, load_feeds
 from feedgen.serve.app import create_app
-from feedgen.serve.auth import did_resolver
+from feedgen.serve.auth import StandInAuth, did_resolver
 from feedgen.serve.metrics import format_status, status_report
 from feedgen.serve.server import serve_forever
 from feedgen.settings import Settings, SettingsError
@@ -165,6 +165,7 @@ def ingest(ctx: click.Context, once: bool) -> None:
 def serve(ctx: click.Context, host: str, port: int | None, workers: int | None) -> None:
     """Serve the feeds (getFeedSkeleton, describeFeedGenerator, did.json)."""
     settings = _settings(ctx)
+    settings.loopback_only(host)
     _print_feed_urls(settings, host, port or settings.port)
     serve_forever(settings, host, port or settings.port, workers or settings.workers)
 
@@ -176,6 +177,7 @@ def serve(ctx: click.Context, host: str, port: int | None, workers: int | None) 
 def run(ctx: click.Context, host: str, port: int | None) -> None:
     """The main job: ingest the firehose, run scheduled jobs, and serve the feeds."""
     settings = _settings(ctx)
+    settings.loopback_only(host)  # before ingest starts
     _print_feed_urls(settings, host, port or settings.port)
     run_main_job(settings, host, port or settings.port)
 
@@ -287,7 +289,7 @@ def demo(ctx: click.Context, host: str, port: int, capture: Path) -> None:
         if story.viewer:
             who = f'{story.viewer_handle} ({story.viewer}), who follows {story.follows} accounts'
             say(f'demo: a request without a service JWT reads as {who}')
-            auth = DemoAuth(settings.service_did, did_resolver(settings.plc_url), story.viewer)
+            auth = StandInAuth(settings.service_did, did_resolver(settings.plc_url), story.viewer)
             app_factory = functools.partial(create_app, settings, auth=auth)
         _print_feed_urls(settings, host, port, explain=story.example_post)
         run_main_job(settings, host, port, app_factory)
@@ -309,7 +311,7 @@ def algorithms_command(ctx: click.Context, as_json: bool) -> None:
             'rkey': feed.rkey,
             'uri': feed.uri(settings.publisher_did),
             'algorithm': feed.algorithm.name,
-            'version': feed.algorithm.version(),
+            'version': feed.version,
             'personalized': feed.algorithm.personalized,
             'params': feed.params,
             'source': feed.algorithm.source(),

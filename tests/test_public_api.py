@@ -72,7 +72,20 @@ RANKING = [
     'visible_posts',
     'weigh',
 ]
-AUTHORING = ['ContractError', 'ContractReport', 'StoreBuilder', 'check_contract']
+AUTHORING = [
+    'ContractError',
+    'ContractReport',
+    'StoreBuilder',
+    'check_contract',
+    'images_embed',
+    'link_card',
+    'link_facet',
+    'mention_facet',
+    'quote_embed',
+    'quote_with_media',
+    'tag_facet',
+    'video_embed',
+]
 PACKAGES = {'feedgen.ranking': (feedgen.ranking, RANKING), 'feedgen.authoring': (feedgen.authoring, AUTHORING)}
 
 

@@ -1,7 +1,7 @@
 """The algorithm plugin API: what an author subclasses, what a page request carries, what a page returns.
 
 Owns `Algorithm` (the base class every plugin extends), `FeedRequest`, `Item`, `Page` and `Exclusion`, parameter
-validation, and the version hash that says which code ranked a page. An algorithm reads the store
+validation. An algorithm reads the store
 (`feedgen.store.models` models) and nothing else: no network, no firehose, no writes.
 See docs/algorithms.md for the author's guide.
 """
@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
-import sys
 import time
 import types
 import typing
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import packages_distributions
@@ -206,23 +204,6 @@ class Algorithm:
             name = distributions[0]
             return f'{name} {distribution_version(name)}: {cls.__module__.replace(".", "/")}.py'
         return inspect.getsourcefile(cls) or cls.__module__
-
-    @classmethod
-    def version(cls) -> str:
-        """A short content hash of the algorithm's module source: which code ranked a page (hashed once a class)."""
-        version = _versions.get(cls)
-        if version is None:
-            module = sys.modules[cls.__module__]
-            try:
-                text = inspect.getsource(module)
-            except (OSError, TypeError):
-                text = cls.__qualname__
-            version = _versions.setdefault(cls, hashlib.sha256(text.encode()).hexdigest()[:12])
-        return version
-
-
-_versions: weakref.WeakKeyDictionary[type[Algorithm], str] = weakref.WeakKeyDictionary()
-"""`Algorithm.version` of each class, computed on first use: every skeleton response carries it."""
 
 
 def build_params(params_type: type, values: dict[str, Any], owner: str) -> Any:

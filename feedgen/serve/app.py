@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from feedgen.ingest.graph_sync import ReaderGraphs
 from feedgen.ranking.plugins import Feed, discover_algorithms, load_feeds
 from feedgen.serve import limits, metrics
-from feedgen.serve.auth import AuthError, ServiceAuth, did_resolver
+from feedgen.serve.auth import AuthError, ServiceAuth, StandInAuth, did_resolver
 from feedgen.serve.feed_endpoints import feed_endpoints
 from feedgen.serve.interactions import interactions
 from feedgen.serve.jsonio import OrjsonProvider
@@ -44,7 +44,8 @@ def create_app(
         settings: configuration (service DID, publisher DID, database, feeds config).
         feeds: the feeds to serve, by record key; default: discovered plugins and `settings.feeds_config`.
         db: an open store; default: `open_database(settings.database)`.
-        auth: verifies viewers' service JWTs; default: resolving issuers at `settings.plc_url`.
+        auth: verifies viewers' service JWTs; default: resolving issuers at `settings.plc_url` (and reading a request
+            without one as `settings.dev_viewer` when that is set).
         graphs: reads each verified reader's follows from their PDS once; default: one sharing the default `auth`'s
             DID resolver (none when `auth` is given: a test's `auth` has no resolver to share).
     """
@@ -56,6 +57,9 @@ def create_app(
     if auth is None:
         resolver = did_resolver(settings.plc_url)
         auth = ServiceAuth(settings.service_did, resolver)
+        if settings.dev_viewer:
+            log.warning('FEEDGEN_DEV_VIEWER: a request without a service JWT reads as %s', settings.dev_viewer)
+            auth = StandInAuth(settings.service_did, resolver, settings.dev_viewer)
         graphs = graphs or ReaderGraphs(db, resolver, settings.graph_max_follows, settings.graph_retry_seconds)
     receipts = ReceiptSampler(settings.receipts)
     app.extensions['feedgen'] = {

@@ -54,7 +54,12 @@ def frozen(factory: Callable[[], Flask]) -> Callable[[], Flask]:
 def serve_forever(
     settings: Settings, host: str, port: int, workers: int, app_factory: Callable[[], Flask] | None = None
 ) -> None:
-    """Serves `create_app(settings)` (or `app_factory()`, built in each worker) until SIGTERM or SIGINT."""
+    """Serves `create_app(settings)` (or `app_factory()`, built in each worker) until SIGTERM or SIGINT.
+
+    Raises:
+        SettingsError: `settings.dev_viewer` is set and `host` is not a loopback address.
+    """
+    settings.loopback_only(host)
     load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     open_database(settings.database).close()
     server = Granian(

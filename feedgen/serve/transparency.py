@@ -1,7 +1,8 @@
 """Transparency: the HTTP pages that say what each feed does and why a post is in it.
 
-Owns three endpoints, as a Flask blueprint: `GET /algorithms` (every served feed with its algorithm,
+Owns four endpoints, as a Flask blueprint: `GET /algorithms` (every served feed with its algorithm,
 parameters, plain-words ranking, source, version and live counts; HTML for people, JSON for programs),
+`GET /algorithms/<rkey>/source` (the exact bundle of code and parameters the feed's version hashes),
 `GET /explain?feed=&post=` (why a post has its place, from `Algorithm.explain`, for the reader a
 service JWT names, verified as for skeletons; or which rule left it out, from `shared_exclusion` and
 `Algorithm.why_not`), and `GET /receipts/<reqId>` (how a served page was made; a personalized page's receipt
@@ -82,6 +83,17 @@ def algorithms() -> Response:
     data = catalog()
     response = jsonify(data) if wants_json() else Response(render_template('algorithms.html', **data))
     response.vary.add('Accept')
+    return response
+
+
+@transparency.get('/algorithms/<rkey>/source')
+def source_bundle(rkey: str) -> Response:
+    """The bytes whose SHA-256 starts with the feed's version: anyone can recompute it (docs/algorithms.md)."""
+    feed = _context()['feeds'].get(rkey)
+    if feed is None:
+        raise XrpcError(404, 'UnknownFeed', 'no feed with this record key is served here; GET /algorithms lists them')
+    response = Response(feed.source_bundle(), mimetype='application/json')
+    response.headers['X-Feed-Version'] = feed.version
     return response
 
 
