@@ -6,7 +6,8 @@ It never touches a socket or the database, so every case is unit-tested on bytes
 
 A message that cannot be decoded at all raises `FrameError`. Inside a good commit, an op whose record
 is missing or malformed, or of a collection feedgen does not index, is left out and its reason recorded in
-`Commit.skipped`; the rest is kept.
+`Commit.skipped`; the rest is kept. So is the reason of each malformed optional field of a kept post
+(`PostRecord.dropped`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class Commit:
     time_ms: int
     ops: list[RecordOp] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    """One reason per op that was left out (missing block, invalid record, ...)."""
+    """One reason per op that was left out (missing block, invalid record, ...), and per malformed field of a kept
+    post (`invalid_link`, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,8 @@ def _commit(body: dict[str, Any]) -> Commit:
             commit.skipped.append(created)
         else:
             commit.ops.append(created)
+            if isinstance(created, PostCreate):
+                commit.skipped.extend(created.post.dropped)  # malformed optional fields, the post kept
     return commit
 
 

@@ -49,13 +49,13 @@ from feedgen.store.models import (
     save_cursor,
 )
 from feedgen.store.reader_graphs import note_follow_deletes
+from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
 from feedgen.store.writes import (
     Recount,
     chunks,
     delete_posts,
     delete_subject_records,
     insert_ignore,
-    post_terms,
     purge_account,
 )
 
@@ -65,7 +65,7 @@ _SUBJECT_MODELS: dict[str, type[Like] | type[Repost] | type[Follow]] = {LIKE: Li
 
 POST_COLUMNS = (
     'uri', 'cid', 'author', 'text', 'langs', 'tags', 'reply_root', 'reply_parent', 'embed', 'created_at', 'sort_at',
-    'indexed_at', 'seq', 'hidden', 'self_labels',
+    'indexed_at', 'seq', 'hidden', 'self_labels', 'links', 'mentions', 'quote', 'image_count', 'alt_count', 'video',
 )  # fmt: skip
 SUBJECT_COLUMNS = ('uri', 'author', 'subject', 'indexed_at')
 
@@ -125,6 +125,12 @@ class _Batch:
             commit.seq,
             self.hiding.hides(op.author),
             ' '.join(post.self_labels),
+            ' '.join(post.links),
+            ' '.join(post.mentions),
+            post.quote,
+            post.images,
+            post.alt_texts,
+            post.video,
         )
 
     def flush(self) -> None:
@@ -163,11 +169,11 @@ class _Batch:
         insert_ignore(self.db, Post, POST_COLUMNS, rows)
         uris = [row[0] for row in rows]
         terms: list[tuple[str, int, int]] = []
+        term_columns = [getattr(Post, name) for name in POST_TERM_COLUMNS]
         for chunk in chunks(uris):
-            for post_id, sort_at, tags, langs in (
-                Post.select(Post.id, Post.sort_at, Post.tags, Post.langs).where(Post.uri.in_(chunk)).tuples()
-            ):
-                terms.extend((term, sort_at, post_id) for term in post_terms(tags.split(), langs.split()))
+            query = Post.select(Post.id, Post.sort_at, *term_columns).where(Post.uri.in_(chunk))
+            for post_id, sort_at, *values in query.tuples():
+                terms.extend((term, sort_at, post_id) for term in row_terms(*values))
         if terms:
             insert_ignore(self.db, PostTerm, ('term', 'sort_at', 'post_id'), terms)
         self.recount.likes.update(uris)

@@ -162,6 +162,8 @@ def _commit(body: dict[str, Any]) -> Commit:
             commit.skipped.append(created)
         else:
             commit.ops.append(created)
+            if isinstance(created, PostCreate):
+                commit.skipped.extend(created.post.dropped)  # malformed optional fields, the post kept
     return commit
 
 

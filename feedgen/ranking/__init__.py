@@ -38,9 +38,20 @@ from feedgen.ranking.personal import (
     rank_score,
     rows,
 )
+from feedgen.ranking.post_index import term_streams, terms_of
 from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE, Counts, SnapshotAlgorithm, SnapshotParams, require_positive
-from feedgen.store.models import Actor, Follow, Like, Post, Repost, hiding_self_labels, visible_posts
+from feedgen.store.models import Actor, Follow, Like, Post, Repost, alt_complete, hiding_self_labels, visible_posts
 from feedgen.store.prepared import Prepared, Row, marker
+from feedgen.store.terms import (
+    domain_term,
+    lang_term,
+    link_term,
+    mention_term,
+    quote_term,
+    reply_to_term,
+    tag_term,
+    thread_of_term,
+)
 
 __all__ = [
     'HOUR_MS',
@@ -74,8 +85,10 @@ __all__ = [
     'SnapshotAlgorithm',
     'SnapshotParams',
     'Stream',
+    'alt_complete',
     'build_params',
     'decay',
+    'domain_term',
     'entries_stream',
     'feedback_note',
     'filter_exclusion',
@@ -84,14 +97,23 @@ __all__ = [
     'hiding_self_labels',
     'index_matches',
     'keyset_page',
+    'lang_term',
+    'link_term',
     'marker',
     'match_filters',
+    'mention_term',
+    'quote_term',
     'rank_score',
     'ranked_page',
+    'reply_to_term',
     'require_positive',
     'rows',
     'seen_posts',
     'streams_page',
+    'tag_term',
+    'term_streams',
+    'terms_of',
+    'thread_of_term',
     'visible_posts',
     'weigh',
 ]
