@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import peewee
 from feedgen.ingest.events import Commit, PostCreate, RecordDelete, SubjectCreate
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import IngestStats, Pipeline, replay
+from feedgen.ingest.plugin_indexers import RecordIndexer
 from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST, SELF_LABELS, parse_post
 from feedgen.ranking.algorithm import Algorithm
 
@@ -50,11 +51,12 @@ class StoreBuilder:
     record's time, as if the firehose delivered it the moment it was made.
     """
 
-    def __init__(self, db: peewee.Database) -> None:
+    def __init__(self, db: peewee.Database, indexers: Sequence[RecordIndexer] = ()) -> None:
+        """`indexers`: plugin indexers to run on what it writes and replays (their tables are created)."""
         self.db = db
         self._now = time.time()
         self._moment = self._now
-        self.indexer = Indexer(db, BUILDER_FIREHOSE, clock=lambda: self._moment)
+        self.indexer = Indexer(db, BUILDER_FIREHOSE, clock=lambda: self._moment, indexers=indexers)
         self._seq = itertools.count((self.indexer.cursor or 0) + 1)
 
     def _next_moment(self, at: Moment | None) -> float:
@@ -107,7 +109,13 @@ class StoreBuilder:
         if labels:
             record['labels'] = {'$type': SELF_LABELS, 'values': [{'val': label} for label in labels]}
         seq, uri = self._new_record(author, POST)
-        create = PostCreate(uri=uri, cid='bafy' + uri[-12:], author=author, post=parse_post(record))
+        create = PostCreate(
+            uri=uri,
+            cid='bafy' + uri[-12:],
+            author=author,
+            post=parse_post(record),
+            record=record if POST in self.indexer.plugins.collections else None,
+        )
         self._commit(seq, author, seconds, [create])
         return uri
 
@@ -142,4 +150,5 @@ class StoreBuilder:
 
     def replay(self, capture: str | Path) -> IngestStats:
         """Indexes every message of an ATFH capture, as `feedgen replay` does."""
-        return replay(capture, Pipeline(Indexer(self.db, f'capture:{Path(capture).resolve()}')))
+        indexers = self.indexer.plugins.indexers
+        return replay(capture, Pipeline(Indexer(self.db, f'capture:{Path(capture).resolve()}', indexers=indexers)))

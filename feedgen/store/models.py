@@ -327,6 +327,17 @@ class ReaderGraphDelete(BaseModel):
     reader = peewee.TextField(index=True)
 
 
+class PluginSchema(BaseModel):
+    """The schema a plugin indexer's table was created with (`feedgen.store.plugin_tables`)."""
+
+    table = peewee.TextField(primary_key=True)
+    owner = peewee.TextField()
+    """The name of the plugin indexer that writes the table."""
+    version = peewee.IntegerField()
+    columns = peewee.TextField()
+    """JSON list of the table's columns as `name type`, as declared when it was created or last migrated."""
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     *(
         Post,
@@ -342,7 +353,7 @@ MODELS: tuple[type[BaseModel], ...] = (
         Receipt,
         FeedStat,
     ),
-    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction, ReaderGraph, ReaderGraphDelete),
+    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction, ReaderGraph, ReaderGraphDelete, PluginSchema),
 )
 
 
