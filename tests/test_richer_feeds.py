@@ -5,6 +5,9 @@ table follows deletes, account purges and pruning, beside an indexer that raises
 from __future__ import annotations
 
 import importlib
+import os
+import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +139,33 @@ def test_the_plugin_table_follows_deletes_purges_and_pruning_beside_an_indexer_t
     assert lengths.select().count() == kept  # within the hour
     removed = prune(db, retention_hours=1, now=newest / 1000 + 7200, indexers=[example.POST_LENGTHS])
     assert removed['longreads_post_length'] == kept == 24 and lengths.select().count() == 0
+
+
+def _feedgen(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith('FEEDGEN_')}
+    return subprocess.run(
+        [sys.executable, '-m', 'feedgen', *args], env=clean | env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_feedgen_replay_runs_a_served_feeds_indexer_and_refuses_its_changed_table(tmp_path: Path) -> None:
+    plugins = tmp_path / 'plugins'
+    plugins.mkdir()
+    module = (EXAMPLE / 'feedgen_linking.py').read_text()
+    (plugins / 'richer.py').write_text(module)
+    env = {'FEEDGEN_DATABASE': str(tmp_path / 'store.db'), 'FEEDGEN_PLUGINS_DIR': str(plugins)}
+    assert _feedgen(['replay', str(CAPTURE_20)], env).returncode == 0
+    with sqlite3.connect(tmp_path / 'store.db') as conn:
+        (rows,) = conn.execute('SELECT COUNT(*) FROM longreads_post_length').fetchone()
+        (posts,) = conn.execute('SELECT COUNT(*) FROM post').fetchone()
+    assert rows == posts > 0
+    changed = module.replace(
+        'chars = peewee.IntegerField()', 'chars = peewee.IntegerField()\n    words = peewee.IntegerField(default=0)'
+    )
+    (plugins / 'richer.py').write_text(changed)
+    refused = _feedgen(['replay', str(CAPTURE_20)], env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        'error: plugin table longreads_post_length of longreads-post-length: its columns changed but its schema '
+        'version is still 1; raise schema_version and give a migration, or drop the table'
+    ]
