@@ -11,6 +11,7 @@ from typing import Any
 
 import peewee
 import pytest
+from flask.testing import FlaskClient
 from playhouse.migrate import SchemaMigrator, migrate
 
 from feedgen.ingest.indexer import Indexer
@@ -103,7 +104,7 @@ def test_a_replay_of_the_same_records_makes_no_second_row(db: peewee.Database) -
 
 
 def test_a_plugin_that_raises_is_counted_logged_once_and_stops_nothing(
-    plugged: Pipeline, caplog: pytest.LogCaptureFixture
+    plugged: Pipeline, caplog: pytest.LogCaptureFixture, client: FlaskClient
 ) -> None:
     with caplog.at_level(logging.ERROR):
         plugged.feed_all([_post(1, 'a', 'boom ONE'), _post(2, 'b', 'BOOM'), _post(3, 'c', 'boom again')])
@@ -114,6 +115,8 @@ def test_a_plugin_that_raises_is_counted_logged_once_and_stops_nothing(
     assert len([r for r in caplog.records if 'plugin indexer broken' in r.getMessage()]) == 1
     totals = json.loads(IngestStat.get(IngestStat.firehose == 'test').totals)
     assert totals['plugin_errors'] == {'broken': 2}
+    metrics = client.get('/metrics').get_data(as_text=True)
+    assert 'feedgen_ingest_plugin_errors_total{firehose="test",indexer="broken"} 2.0' in metrics
 
 
 class Loud(PluginTable):
