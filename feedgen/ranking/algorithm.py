@@ -181,7 +181,8 @@ class Algorithm:
         """Which of this algorithm's rules leaves `post` out of the feed for `request` (`explain` said it is not in).
 
         `post` is indexed and visible (the rules every feed shares, checked before: indexed, author's account active,
-        author not opted out). Return the first rule it fails, or None when the algorithm does not say.
+        author not opted out). Return the first rule it fails, or None when the algorithm does not say. A personalized
+        algorithm is asked only with `request.viewer` set (`feedgen.ranking.exclusions.feed_exclusion`).
         """
         return None
 

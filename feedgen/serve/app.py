@@ -2,8 +2,8 @@
 
 Owns `create_app(settings)`: the objects every request shares (settings, feeds, the store, service auth, the
 reader-graph syncs, the receipt sampler, in `app.extensions['feedgen']`), the request limits and metrics, the
-blueprints (`feed_endpoints`, `transparency`, `interactions`), and the rule that every error is answered as an
-XRPC JSON body. Importing this module does nothing.
+blueprints (`feed_endpoints`, `transparency`, `interactions`, `reader_data`), and the rule that every error is
+answered as an XRPC JSON body. Importing this module does nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from feedgen.serve.auth import AuthError, ServiceAuth, did_resolver
 from feedgen.serve.feed_endpoints import feed_endpoints
 from feedgen.serve.interactions import interactions
 from feedgen.serve.jsonio import OrjsonProvider
+from feedgen.serve.reader_data import reader_endpoints
 from feedgen.serve.receipts import ReceiptSampler
 from feedgen.serve.transparency import transparency
 from feedgen.serve.xrpc import XrpcError, xrpc_error_response
@@ -68,7 +69,7 @@ def create_app(
         db.connect(reuse_if_open=True)
 
     register_error_handlers(app)
-    for blueprint in (feed_endpoints, transparency, interactions):
+    for blueprint in (feed_endpoints, transparency, interactions, reader_endpoints):
         app.register_blueprint(blueprint)
     return app
 

@@ -222,6 +222,8 @@ class Receipt(BaseModel):
     feed = peewee.TextField()
     """Record key of the feed that served the page."""
     created_at = peewee.BigIntegerField(index=True)
+    viewer = peewee.TextField(null=True, index=True)
+    """The reader of a personalized page (only their service JWT reads the receipt); null for a public receipt."""
     payload = peewee.BlobField()
     """The receipt as zlib-compressed JSON (a page's receipt is ~3.5 KB of JSON, ~0.5 KB compressed)."""
 
@@ -382,8 +384,8 @@ def create_tables(db: peewee.Database) -> None:
     try:
         for model in MODELS:
             model._meta.without_rowid = declared[model] and isinstance(db, peewee.SqliteDatabase)
-        db.create_tables(MODELS, safe=True)
         add_missing_columns(db, MODELS)
+        db.create_tables(MODELS, safe=True)
     finally:
         for model, without_rowid in declared.items():
             model._meta.without_rowid = without_rowid
