@@ -12,27 +12,18 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import peewee
 
-from feedgen.ingest.events import Account, Commit, Event, Identity, PostCreate, RecordDelete, RecordOp, SubjectCreate
+from feedgen.ingest.events import Account, Commit, Event, Identity, RecordDelete, created_op
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import IngestStats, Pipeline, replay
-from feedgen.ingest.records import (
-    FOLLOW,
-    INDEXED_COLLECTIONS,
-    LIKE,
-    POST,
-    REPOST,
-    SELF_LABELS,
-    RecordError,
-    parse_post,
-    parse_subject_record,
-)
+from feedgen.ingest.plugin_indexers import RecordIndexer
+from feedgen.ingest.records import FOLLOW, INDEXED_COLLECTIONS, LIKE, POST, REPOST, SELF_LABELS, RecordError
 from feedgen.ranking.algorithm import Algorithm
 
 Moment = datetime | float | int
@@ -63,11 +54,12 @@ class StoreBuilder:
     record's time, as if the firehose delivered it the moment it was made.
     """
 
-    def __init__(self, db: peewee.Database) -> None:
+    def __init__(self, db: peewee.Database, indexers: Sequence[RecordIndexer] = ()) -> None:
+        """`indexers`: plugin indexers to run on what it writes and replays (their tables are created)."""
         self.db = db
         self._now = time.time()
         self._moment = self._now
-        self.indexer = Indexer(db, BUILDER_FIREHOSE, clock=lambda: self._moment)
+        self.indexer = Indexer(db, BUILDER_FIREHOSE, clock=lambda: self._moment, indexers=indexers)
         self._seq = itertools.count((self.indexer.cursor or 0) + 1)
 
     def _next_moment(self, at: Moment | None) -> float:
@@ -100,17 +92,13 @@ class StoreBuilder:
         author, seconds = did(author), self._next_moment(at)
         record = {'createdAt': _iso(seconds)} | record
         collection = record.get('$type')
-        if collection not in INDEXED_COLLECTIONS:
-            raise RecordError(
-                'unindexed_collection', f'$type {collection!r}: feedgen indexes {sorted(INDEXED_COLLECTIONS)}'
-            )
+        plugin_collections = self.indexer.plugins.collections
+        if collection not in INDEXED_COLLECTIONS and collection not in plugin_collections:
+            known = sorted(INDEXED_COLLECTIONS | set(plugin_collections))
+            raise RecordError('unindexed_collection', f'$type {collection!r}: this store indexes {known}')
         seq, uri = self._new_record(author, collection)
-        op: RecordOp
-        if collection == POST:
-            op = PostCreate(uri=uri, cid='bafy' + uri[-12:], author=author, post=parse_post(record))
-        else:
-            subject = parse_subject_record(collection, record).subject
-            op = SubjectCreate(collection=collection, uri=uri, author=author, subject=subject)
+        keep = collection in self.indexer.plugins.collections
+        op = created_op(collection, uri, author, 'bafy' + uri[-12:], record, keep)
         self._commit(seq, author, seconds, [op])
         return uri
 
@@ -202,4 +190,5 @@ class StoreBuilder:
 
     def replay(self, capture: str | Path) -> IngestStats:
         """Indexes every message of an ATFH capture, as `feedgen replay` does."""
-        return replay(capture, Pipeline(Indexer(self.db, f'capture:{Path(capture).resolve()}')))
+        indexers = self.indexer.plugins.indexers
+        return replay(capture, Pipeline(Indexer(self.db, f'capture:{Path(capture).resolve()}', indexers=indexers)))

@@ -20,6 +20,8 @@ from importlib.metadata import packages_distributions
 from importlib.metadata import version as distribution_version
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
+from feedgen.ingest.plugin_indexers import RecordIndexer
+
 if TYPE_CHECKING:
     import peewee
 
@@ -135,6 +137,9 @@ class Algorithm:
     every minute) returns `Job`s from `jobs()`. `feedgen.jobs.start_scheduler` runs them with apscheduler
     in the ingest process, first right away, then every `Job.seconds`. A job writes only its own tables
     (add models to `feedgen.store.models`); `page` then reads them, staying fast and read-only.
+
+    Data of its own from records: an algorithm that needs what the built-in index does not keep declares
+    `RecordIndexer`s in `indexers`; ingest fills their tables in its batches.
     """
 
     name: ClassVar[str]
@@ -152,6 +157,9 @@ class Algorithm:
     """True when the algorithm uses reader feedback (`app.bsky.feed.sendInteractions`): published as the
     feed's `acceptsInteractions`, so Bluesky offers "show more / show less like this"."""
     Params: ClassVar[type] = NoParams
+    indexers: ClassVar[tuple[RecordIndexer, ...]] = ()
+    """Plugin indexers the algorithm's pages read (their tables, filled from records as ingest writes them); ingest
+    runs those of every served feed, each once (see docs/algorithms.md, "Plugin indexers")."""
 
     def __init__(self, **params: Any) -> None:
         self.params = build_params(self.Params, params, self.name)

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from feedgen.ingest.plugin_indexers import RecordIndexer
 from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidParams, Item, Page, Pinned
 from feedgen.ranking.provenance import bundle_version, source_bundle
 
@@ -214,3 +215,24 @@ def load_feeds(algorithms: dict[str, type[Algorithm]], config: Path | None = Non
             raise PluginError(f'feed rkey {feed.rkey!r} is declared twice')
         feeds[feed.rkey] = feed
     return feeds
+
+
+def feed_indexers(feeds: Iterable[Feed]) -> list[RecordIndexer]:
+    """The plugin indexers the algorithms of `feeds` declare, each once.
+
+    Raises:
+        PluginError: two different indexers share a name, or a table.
+    """
+    found: dict[str, RecordIndexer] = {}
+    tables: dict[str, str] = {}
+    for feed in feeds:
+        for indexer in type(feed.algorithm).indexers:
+            if found.setdefault(indexer.name, indexer) is not indexer:
+                raise PluginError(f'two plugin indexers are named {indexer.name!r} (one in {feed.algorithm.name})')
+            for table in indexer.tables:
+                owner = tables.setdefault(table._meta.table_name, indexer.name)
+                if owner != indexer.name:
+                    raise PluginError(
+                        f'plugin table {table._meta.table_name!r} is declared by {owner} and {indexer.name}'
+                    )
+    return list(found.values())
