@@ -18,11 +18,13 @@ import peewee
 import pytest
 
 from feedgen.authoring import StoreBuilder, check_contract
+from feedgen.authoring.preview import preview_feed
 from feedgen.ingest.events import Account
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.jobs import prune
 from feedgen.ranking import CreatedRecord, FeedRequest, Post, RecordIndexer
+from feedgen.ranking.plugins import make_feed
 from tests import frames
 from tests.conftest import CAPTURE_20
 
@@ -169,3 +171,10 @@ def test_feedgen_replay_runs_a_served_feeds_indexer_and_refuses_its_changed_tabl
         'error: plugin table longreads_post_length of longreads-post-length: its columns changed but its schema '
         'version is still 1; raise schema_version and give a migration, or drop the table'
     ]
+
+
+def test_a_preview_of_a_feed_with_its_own_indexer_fills_its_table_from_the_capture(example: ModuleType) -> None:
+    feed = make_feed(
+        {'longreads': example.Longreads}, {'rkey': 'longreads', 'algorithm': 'longreads', 'params': {'min_chars': 60}}
+    )
+    assert len(preview_feed(feed, CAPTURE_20).items) > 3

@@ -16,7 +16,7 @@ from typing import Any
 from feedgen.authoring.builder import StoreBuilder
 from feedgen.ranking.algorithm import Algorithm, FeedRequest, Page
 from feedgen.ranking.feed_catalog import algorithm_stamp, effective_params
-from feedgen.ranking.plugins import Feed, PluginError, load_feeds, make_feed
+from feedgen.ranking.plugins import Feed, PluginError, feed_indexers, load_feeds, make_feed
 from feedgen.settings import is_did
 from feedgen.store.models import Post, open_database
 
@@ -87,7 +87,7 @@ def preview_feed(feed: Feed, capture: Path, limit: int = 10, viewer: str | None 
     with tempfile.TemporaryDirectory(prefix='feedgen-preview-') as folder:
         db = open_database(Path(folder) / 'preview.db')
         try:
-            builder = StoreBuilder(db)
+            builder = StoreBuilder(db, indexers=feed_indexers([feed]))  # the feed's plugin tables fill too
             builder.replay(capture)
             builder.run_jobs(feed.algorithm)
             newest = Post.select(Post.sort_at).order_by(Post.sort_at.desc()).tuples().first()
