@@ -14,7 +14,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from feedgen.ingest.capture import read_capture
-from feedgen.ingest.events import Account, Commit, ErrorFrame, FrameError, Identity, Info, PostCreate, RecordDelete
+from feedgen.ingest.events import Account, Commit, ErrorFrame, Identity, Info, PostCreate, RecordDelete
+from feedgen.ingest.fields import FrameError
 from feedgen.ingest.firehose import Backoff
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.jetstream import Jetstream, decode_message, subscribe_events_url

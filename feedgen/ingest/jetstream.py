@@ -41,7 +41,6 @@ from feedgen.ingest.events import (
     Commit,
     ErrorFrame,
     Event,
-    FrameError,
     Identity,
     Info,
     PostCreate,
@@ -49,11 +48,8 @@ from feedgen.ingest.events import (
     RecordOp,
     SubjectCreate,
     Sync,
-    _did,
-    _optional_str,
-    _seq,
-    _str,
 )
+from feedgen.ingest.fields import FrameError, read_did, read_optional_str, read_seq, read_str
 from feedgen.ingest.firehose import Firehose
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.ingest.records import (
@@ -119,14 +115,18 @@ def decode_message(frame: bytes | str) -> Event:
         active = upstream.get('active')
         if not isinstance(active, bool):
             raise FrameError('bad_body', '#account without active')
-        return Account(_seq(body), _did(body, 'did'), _str(body, 'time'), active, _optional_str(upstream, 'status'))
+        return Account(
+            read_seq(body), read_did(body, 'did'), read_str(body, 'time'), active, read_optional_str(upstream, 'status')
+        )
     if kind == _NS + 'identity':
         upstream = _upstream(body, 'identity')
-        return Identity(_seq(body), _did(body, 'did'), _str(body, 'time'), _optional_str(upstream, 'handle'))
+        return Identity(
+            read_seq(body), read_did(body, 'did'), read_str(body, 'time'), read_optional_str(upstream, 'handle')
+        )
     if kind == _NS + 'sync':
-        return Sync(_seq(body), _did(body, 'did'), _str(body, 'time'))
+        return Sync(read_seq(body), read_did(body, 'did'), read_str(body, 'time'))
     if kind == _NS + 'info':
-        return Info(name=_str(body, 'name'), message=_optional_str(body, 'message'))
+        return Info(name=read_str(body, 'name'), message=read_optional_str(body, 'message'))
     raise FrameError('unknown_type', repr(kind)[:60])
 
 
@@ -139,14 +139,14 @@ def _upstream(body: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _commit(body: dict[str, Any]) -> Commit:
     """One Jetstream commit event is one record op; an update is a delete and a create, as on the firehose path."""
-    repo = _did(body, 'did')
-    time = _str(body, 'time')
+    repo = read_did(body, 'did')
+    time = read_str(body, 'time')
     try:
         time_ms = parse_datetime_ms(time)
     except RecordError:
         raise FrameError('bad_body', f'time {time[:40]!r}') from None
-    commit = Commit(seq=_seq(body), repo=repo, time=time, time_ms=time_ms)
-    collection, rkey, operation = _str(body, 'collection'), _str(body, 'rkey'), _str(body, 'operation')
+    commit = Commit(seq=read_seq(body), repo=repo, time=time, time_ms=time_ms)
+    collection, rkey, operation = read_str(body, 'collection'), read_str(body, 'rkey'), read_str(body, 'operation')
     if collection not in INDEXED_COLLECTIONS:
         commit.skipped.append('unindexed_collection')
         return commit

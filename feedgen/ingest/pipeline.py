@@ -28,7 +28,8 @@ from typing import Any
 
 from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import read_capture
-from feedgen.ingest.events import SEQUENCED, ErrorFrame, Event, FrameError, Info, decode_frame
+from feedgen.ingest.events import SEQUENCED, ErrorFrame, Event, Info, decode_frame
+from feedgen.ingest.fields import FrameError
 from feedgen.ingest.indexer import Indexer
 from feedgen.store.database import SqliteDatabase
 from feedgen.store.models import IngestStat, write_transaction
