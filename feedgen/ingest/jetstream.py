@@ -7,7 +7,8 @@ Jetstream's inclusive replay on reconnect (the event at the cursor comes again) 
 its stall detection and its backoff are `feedgen.ingest.firehose`'s; this module adds what differs: the URL (the
 collections feeds index, the cursor, the compression dictionary), dictionary zstd compression, and the two
 refusals Jetstream answers before the upgrade, `CursorTooOld` (resume from the retention floor the server names)
-and `UnknownZstdDictionary` (fetch the current dictionary).
+and `UnknownZstdDictionary` (fetch the current dictionary). A first start's history backfill
+(`feedgen.ingest.backfill`) asks for the events from its horizon on, with a time cursor.
 
 Frames are read with the atproto SDK's `atproto_jetstream` frame parser and zstd decompressor; records stay plain
 JSON and go through `feedgen.ingest.records`, the rules the firehose path applies (the SDK's typed models would
@@ -191,6 +192,7 @@ class Jetstream(Firehose):
     """
 
     text_messages = True
+    backfill_from_start = False
 
     def __init__(
         self,
@@ -224,6 +226,8 @@ class Jetstream(Firehose):
             cursor = self.floor
         if cursor is None and self.handoff_us is not None:
             cursor = self.handoff_us
+        if cursor is None and self.pipeline.backfill is not None:
+            cursor = self.pipeline.backfill.row.horizon * 1000  # a time cursor: the events from the horizon on
         if cursor is not None:
             params.append(('cursor', cursor))
         if self.dictionary_id is not None:
@@ -269,6 +273,8 @@ class Jetstream(Firehose):
             self.handoff_us = None
             if self.floor is None:
                 self.pipeline.indexer.cursor = None
+            if self.pipeline.backfill is not None:
+                self.pipeline.backfill.holds_less(f'it answered CursorTooOld: {message}')
             log.error(
                 'jetstream %s: cursor %s is older than the server keeps (%s); resuming from %s: the events in between'
                 ' are not in this store',
