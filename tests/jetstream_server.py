@@ -14,11 +14,12 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import libipld
 import pytest
+from websockets.exceptions import InvalidHandshake
 from websockets.sync.client import connect
 
+from feedgen.ingest.jetstream import METHOD
 from tests.atnet import Account, Network, create_account, eventually, free_port
 from tests.pds_relay import PdsRelay, PlcFront
 
@@ -60,11 +61,12 @@ class JetstreamServer:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 
         def serving() -> None:
+            """Subscriptions are accepted (the server answers 503 until it has caught up with its relay)."""
             assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
-            url = f'http://127.0.0.1:{self.port}/xrpc/network.bsky.jetstream.getZstdDictionary'
-            httpx.get(url, timeout=2).raise_for_status()
+            with connect(f'{self.url}/xrpc/{METHOD}', open_timeout=5):
+                pass
 
-        eventually(serving, timeout=60, retry=(httpx.HTTPError,))
+        eventually(serving, timeout=60, retry=(OSError, InvalidHandshake, TimeoutError))
         return self
 
     def log(self) -> str:

@@ -59,10 +59,10 @@ class PdsRelay:
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
         for upstream in list(self._upstreams):
             upstream.close()
+        if self._server is not None:
+            self._server.shutdown()
         self._http.close()
 
     def _request(self, connection: ServerConnection, request: Request) -> Response | None:

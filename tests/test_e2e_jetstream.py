@@ -131,8 +131,15 @@ def test_the_same_activity_from_the_firehose_and_from_jetstream_gives_equal_stor
     ):
         sleeper, marker = activity(network)
         wait_for(lambda: has_post(firehose_store, marker) and has_post(jetstream_store, marker))
+        # A new deployment's first start backfills the last hour through Jetstream's time cursor.
+        backfilled = tmp_path / 'backfilled.db'
+        env = {'FEEDGEN_DATABASE': str(backfilled), 'FEEDGEN_JETSTREAM': server.url, 'FEEDGEN_BACKFILL_HOURS': '1'}
+        with FeedgenProcess(['ingest'], env, tmp_path, name='backfill') as backfill:
+            wait_for(lambda: 'backfill: finished, ingest is live' in backfill.log())
+            wait_for(lambda: has_post(backfilled, marker))
     from_firehose = stores.records(firehose_store)
-    assert from_firehose == stores.records(jetstream_store)
+    assert from_firehose == stores.records(jetstream_store) == stores.records(backfilled)
+    assert 'subscribeEvents?' in backfill.log() and 'cursor=17' in backfill.log()  # a time cursor: unix µs
     statuses = {status for _, _, status in from_firehose['actor']}
     assert 'deleted' in statuses and any(did == sleeper.did for did, _, _ in from_firehose['actor'])
     assert all(len(from_firehose[table]) > 3 for table in ('post', 'like', 'repost', 'follow'))
