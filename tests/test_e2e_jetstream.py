@@ -126,7 +126,7 @@ def test_the_same_activity_from_the_firehose_and_from_jetstream_gives_equal_stor
             jetstream_store,
             lambda p: Jetstream(server.url, p, stall_seconds=10),
             subscribe_events_url(server.url),
-            cursor=1,  # from Jetstream's first event
+            cursor=0,  # from Jetstream's first event: a saved cursor is the last seq stored
         ) as from_jetstream,
     ):
         sleeper, marker = activity(network)
@@ -142,7 +142,7 @@ def test_the_same_activity_from_the_firehose_and_from_jetstream_gives_equal_stor
     assert 'subscribeEvents?' in backfill.log() and 'cursor=17' in backfill.log()  # a time cursor: unix µs
     statuses = {status for _, _, status in from_firehose['actor']}
     assert 'deleted' in statuses and any(did == sleeper.did for did, _, _ in from_firehose['actor'])
-    assert all(len(from_firehose[table]) > 3 for table in ('post', 'like', 'repost', 'follow'))
+    assert all(from_firehose[table] for table in ('post', 'like', 'repost', 'follow'))
     events = from_jetstream.stats.events
     assert events['Account'] >= 3 and events['Identity'] and not from_jetstream.stats.skipped.get('bad_body')
 
@@ -155,7 +155,7 @@ def test_feedgen_ingest_killed_at_random_moments_while_jetstream_restarts_ends_e
     since, _ = pds_seq(network)
     store, reference = tmp_path / 'killed.db', tmp_path / 'firehose.db'
     with JetstreamServer(network, tmp_path, since) as server:
-        saved_cursor(store, subscribe_events_url(server.url), 1)  # from Jetstream's first event
+        saved_cursor(store, subscribe_events_url(server.url), 0)  # from Jetstream's first event
         env = {'FEEDGEN_DATABASE': str(store), 'FEEDGEN_JETSTREAM': server.url, 'FEEDGEN_BATCH_SIZE': '5'}
         env |= {'FEEDGEN_BATCH_SECONDS': '0.05', 'FEEDGEN_BACKFILL_HOURS': '0'}
         outcome: list[tuple[Account, str]] = []
