@@ -231,6 +231,8 @@ def report(results: dict[str, Any]) -> str:
     rows.append(['fill seconds', results['fill']['seconds'], '', ''])
     stored = [Stored(item['table'], item['name'], item['bytes'], item['rows']) for item in results['storage']]
     for table, total in table_totals(stored).items():
+        if total.rows < 1000:
+            continue
         rows.append([f'bytes per {table} row, indexes included ({total.rows:,} rows)', round(total.per_row), '', ''])
     for run in ('fast', 'paced'):
         if run not in filled:
@@ -256,8 +258,9 @@ def report(results: dict[str, Any]) -> str:
     rows.append([f'prune s ({removed})', prune_run['seconds'], '', ''])
     rows.append(['prune: longest writer wait ms', prune_run['longest_writer_wait_ms'], '', '<= 100'])
     for row in results.get('serve', []):
-        rows.append([f'serve `{row["feed"]}` first page p50 / p99 ms, 16 conns', f'{row["p50_ms"]} / {row["p99_ms"]}',
-                     '', _serve_target(row['feed'])])  # fmt: skip
+        latency = f'{row["p50_ms"]} / {row["p99_ms"]}' if row['requests_per_s'] else 'no answer within 5 s'
+        rows.append([f'serve `{row["feed"]}` first page p50 / p99 ms, 16 conns', latency, '',
+                     _serve_target(row['feed'])])  # fmt: skip
         rows.append([f'serve `{row["feed"]}` errors; server RSS MB ({row["workers"]} workers)',
                      f'{row["errors"]}; {row["server_rss_mb"]}', '', '0; <= 200 each'])  # fmt: skip
     return markdown_table(['measure', f'filled store ({fraction:g} of 72 h)', 'fresh store', 'target'], rows)

@@ -3,7 +3,7 @@
 Owns the network's volumes (posts a day; likes, reposts and follows per post; accounts active in the window), the
 `bench.serve.fill.Shape` they give at a fraction of the full window, and the storage report: bytes of every table
 and index (SQLite's `dbstat` table) per row of its table. The engagement is heavy-tailed as on the network: 60%
-of posts draw no like or repost at all, the others' popularity is Pareto-distributed with shape 1.2 (a few posts
+of posts draw no like or repost at all, the others' popularity is Pareto-distributed with shape 1.4 (a few posts
 take tens of thousands of likes at full size), and likes come a few hours after their post. Rows are written by
 `bench.serve.fill.Filler` (bulk `executemany` into the tables `feedgen.store.models` creates); the counters of
 every post are set from the rows, as the indexer's recounts would.
@@ -25,7 +25,7 @@ WINDOW_HOURS = 72
 ACCOUNTS = 3_000_000
 """Accounts that post, like, repost or follow in 72 hours at full size (an estimate: about 1.5M daily actives)."""
 UNLIKED = 0.6
-TAIL = 1.2
+TAIL = 1.4
 LIKE_DELAY_MS = 3 * 3_600_000
 
 

@@ -29,7 +29,7 @@ import peewee
 
 from bench.ingest.synth import tid
 from feedgen.ingest.indexer import POST_COLUMNS, SUBJECT_COLUMNS
-from feedgen.store.models import Actor, Follow, Like, Post, PostTerm, Repost, open_database
+from feedgen.store.models import MODELS, Actor, Follow, Like, Post, PostTerm, Repost, create_tables, open_database
 from feedgen.store.writes import insert_ignore, post_terms
 
 FORMAT = 'feedgen-serve-store/2'
@@ -204,9 +204,10 @@ class Filler:
         return self._popularity
 
     def _subject_rows(self, kind: str, count: int, counts: Counter[int]) -> Iterator[tuple]:
-        """Likes or reposts: subjects by `popularity`; each comes a while after its post (indexed after it)."""
+        """Likes or reposts: subjects by `popularity`; each comes a while after its post (indexed after it). They are
+        made in the order of their posts, so the table is in about the order of time, as the indexer leaves it."""
         rng, n, window = self.rng, self.posts, self.shape.window_ms
-        subjects = rng.choices(range(n), cum_weights=self.popularity(), k=count) if count and n else []
+        subjects = sorted(rng.choices(range(n), cum_weights=self.popularity(), k=count)) if count and n else []
         authors = rng.choices(self.accounts, k=len(subjects))
         start = self.now_ms - window
         delay = 1 / self.shape.like_delay_ms
@@ -245,9 +246,8 @@ class Filler:
         for suffix in ('', '-wal', '-shm'):
             Path(f'{path}{suffix}').unlink(missing_ok=True)
         open_database(path).close()
-        db = peewee.SqliteDatabase(
-            path, pragmas={'journal_mode': 'off', 'synchronous': 'off', 'cache_size': -_CACHE_KIB}
-        )
+        pragmas = {'journal_mode': 'off', 'synchronous': 'off', 'cache_size': -_CACHE_KIB, 'temp_store': 'memory'}
+        db = peewee.SqliteDatabase(path, pragmas=pragmas)
         db.connect()
         indexes = db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall()
         for (name,) in indexes:
@@ -279,8 +279,9 @@ class Filler:
             )
         insert_ignore(db, Actor, ('did', 'status'), [(did, 'deactivated') for did in sorted(self.inactive)])
         db.execute_sql('COMMIT')
+        with db.bind_ctx(MODELS):
+            create_tables(db)  # rebuilds the secondary indexes the models declare, with this connection's cache
         db.close()
-        open_database(path).close()  # rebuilds the secondary indexes the models declare
         with sqlite3.connect(path) as conn:
             conn.execute('PRAGMA journal_mode=wal')
         return StoreInfo(
