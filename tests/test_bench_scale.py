@@ -12,6 +12,7 @@ import pytest
 from bench.scale import run
 from bench.scale.store import FOLLOWS_PER_POST, LIKES_PER_POST, REPOSTS_PER_POST, Volumes
 from bench.serve.fill import did_of
+from tests.conftest import POSTGRES_URL
 
 FRACTION = 0.0005
 FRAMES = 2000
@@ -84,3 +85,15 @@ def test_every_table_and_index_is_weighed(results: tuple[dict, Path]) -> None:
     assert {'post', 'like', 'repost', 'follow', 'post_uri', 'like_subject'} <= stored.keys()
     assert all(item['bytes'] > 0 and item['per_row'] > 0 for item in stored.values())
     assert sum(item['bytes'] for item in stored.values()) <= results[0]['store_bytes']
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason='FEEDGEN_TEST_DATABASE_URL is not set')
+def test_the_same_benchmark_runs_on_postgresql(tmp_path: Path) -> None:
+    argv = ['--fraction', str(FRACTION), '--frames', '1000', '--paced-seconds', '0', '--no-serve', '--out',
+            str(tmp_path), '--database', POSTGRES_URL]  # fmt: skip
+    assert run.main(argv) == 0
+    report = json.loads((tmp_path / f'scale-{FRACTION:g}-postgres.json').read_text())
+    assert [report['ingest'][store]['fast']['frames'] for store in ('fresh', 'filled')] == [1000, 1000]
+    stored = {item['name']: item for item in report['storage']}
+    assert stored['post']['rows'] > report['rows']['post']  # the filled store, and the capture's posts on top
+    assert stored['like_pkey']['bytes'] > 0

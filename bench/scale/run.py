@@ -15,6 +15,7 @@ Usage: `python -m bench.scale --fraction 0.125 [--frames 60000] [--paced-seconds
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
@@ -28,10 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import peewee
-
 from bench.ingest.run import run_measured
 from bench.measure import MB, load_averages, machine, markdown_table
+from bench.scale import postgres
 from bench.scale.remap import Remapper
 from bench.scale.store import Stored, Volumes, fill, storage, table_totals
 from bench.serve.fill import StoreInfo, did_of
@@ -51,15 +51,28 @@ GB = 1024**3
 _JOB_LINE = re.compile(r'job (.+?) done in ([0-9.]+)s')
 
 
-def time_jobs(db: peewee.Database) -> dict[str, dict[str, float]]:
+def time_jobs(store: Path | str) -> dict[str, dict[str, float]]:
     """Runs each job of the default feeds once, one after the other; their seconds and periods."""
     jobs = feed_jobs(load_feeds(discover_algorithms()).values())
     times = {}
-    for job in jobs:
-        started = time.monotonic()
-        job.run(db)
-        times[job.name] = {'seconds': round(time.monotonic() - started, 3), 'every': job.seconds}
+    db = open_database(store)
+    try:
+        for job in jobs:
+            started = time.monotonic()
+            job.run(db)
+            times[job.name] = {'seconds': round(time.monotonic() - started, 3), 'every': job.seconds}
+    finally:
+        db.close()
     return times
+
+
+def ingest_runs(database: Path | str, frames: Sequence[bytes], args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The frames into one store: `args.frames` of them as fast as it reads, then the rest at the live rate."""
+    print(f'ingest into the {name} store ...', file=sys.stderr)
+    runs = {'fast': ingest(database, frames[: args.frames], None, args.out / f'scale-ingest-{name}.log')}
+    if len(frames) > args.frames:
+        runs['paced'] = ingest(database, frames[args.frames :], LIVE_RATE, args.out / f'scale-paced-{name}.log')
+    return runs
 
 
 class WriterProbe:
@@ -94,27 +107,33 @@ class WriterProbe:
         self._thread.join()
 
 
-def time_prune(store: Path) -> dict[str, Any]:
-    """One prune run as the scheduler makes it, a pruning period from now: what expires in one period."""
+def time_prune(store: Path | str) -> dict[str, Any]:
+    """One prune run as the scheduler makes it, a pruning period from now: what expires in one period. On SQLite a
+    `WriterProbe` measures the longest wait of another writer (PostgreSQL's writers wait only for the same rows)."""
     db = open_database(store)
+    probe = WriterProbe(store) if isinstance(store, Path) else None
     try:
-        with WriterProbe(store) as probe:
+        with probe or contextlib.nullcontext():
             started = time.monotonic()
             removed = prune(db, RETENTION_HOURS, now=time.time() + PRUNE_EVERY_SECONDS)
             seconds = time.monotonic() - started
     finally:
         db.close()
-    return {'seconds': round(seconds, 3), 'removed': removed, 'longest_writer_wait_ms': round(probe.longest * 1000, 1),
-            'probes': probe.takes}  # fmt: skip
+    waited = {'longest_writer_wait_ms': round(probe.longest * 1000, 1), 'probes': probe.takes} if probe else {}
+    return {'seconds': round(seconds, 3), 'removed': removed} | waited
 
 
-def ingest(database: Path, frames: Sequence[bytes], rate: float | None, log: Path) -> dict[str, Any]:
-    """`feedgen ingest --once` (the default feeds' jobs scheduled beside it) over a loopback relay of `frames`."""
+def ingest(database: Path | str, frames: Sequence[bytes], rate: float | None, log: Path) -> dict[str, Any]:
+    """`feedgen ingest --once` (the default feeds' jobs scheduled beside it) over a loopback relay of `frames`. Disk
+    writes are the process's, and on PostgreSQL the database server's too."""
     feedgen = shutil.which('feedgen', path=str(Path(sys.executable).parent)) or 'feedgen'
+    on_postgres = isinstance(database, str)
     with CaptureRelay(frames, rate=rate) as relay:
         env = {'FEEDGEN_DATABASE': str(database), 'FEEDGEN_FIREHOSE': relay.url, 'FEEDGEN_BACKFILL_HOURS': '0',
                'FEEDGEN_RETENTION_HOURS': str(RETENTION_HOURS)}  # fmt: skip
+        server_before = postgres.server_write_bytes() if on_postgres else 0
         stdout, usage = run_measured([feedgen, 'ingest', '--once'], env, log)
+        usage.write_bytes += postgres.server_write_bytes() - server_before if on_postgres else 0
     summary = json.loads(stdout.strip().splitlines()[-1])
     jobs: dict[str, list[float]] = {}
     for name, seconds in _JOB_LINE.findall(log.read_text()):
@@ -132,7 +151,7 @@ def ingest(database: Path, frames: Sequence[bytes], rate: float | None, log: Pat
     }
 
 
-def serve(info: StoreInfo, store: Path, seconds: float, workers: int) -> list[dict[str, Any]]:
+def serve(info: StoreInfo, store: Path | str, seconds: float, workers: int) -> list[dict[str, Any]]:
     """Every feed's first page at 16 connections (`bench.serve.run`: feedgen's server with granian)."""
     from bench.serve.run import serve_rows  # needs wrk and the server's extras: only when serving
 
@@ -178,44 +197,40 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     volumes = Volumes.at(args.fraction)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    store = out / f'scale-{args.fraction:g}.db'
+    name = f'scale-{args.fraction:g}'
+    store = out / f'{name}.db'
     print(f'filling {volumes.posts:,} posts over {volumes.accounts:,} accounts ...', file=sys.stderr)
     info = fill(store, volumes, args.seed)
     results: dict[str, Any] = {'fraction': args.fraction, 'machine': machine(), 'load_before': load_averages()}
     results['fill'] = asdict(info) | {'bytes': file_bytes(store)}
     results['rows'] = row_counts(store)
     results['engagement'] = engagement(store)
-    print(f'filled in {info.seconds:.0f} s; first job runs ...', file=sys.stderr)
-    db = open_database(store)
-    try:
-        results['jobs_first'] = time_jobs(db)
-    finally:
-        db.close()
     messages = list(read_capture(args.capture))
     paced = round(LIVE_RATE * args.paced_seconds)
     accounts = [did_of(i) for i in range(info.accounts)]
     frames = Remapper(store, accounts, seed=args.seed).frames(messages, args.frames + paced)
-    fresh = fresh_store(out / f'scale-{args.fraction:g}-fresh.db')
-    results['ingest'] = {}
-    for name, database in (('fresh', fresh), ('filled', store)):
-        print(f'ingest into the {name} store ...', file=sys.stderr)
-        runs = {'fast': ingest(database, frames[: args.frames], None, out / f'scale-ingest-{name}.log')}
-        if paced:
-            runs['paced'] = ingest(database, frames[args.frames :], LIVE_RATE, out / f'scale-paced-{name}.log')
-        results['ingest'][name] = runs
+    url: str = args.database
+    if url:
+        postgres.empty(url)
+    results['ingest'] = {'fresh': ingest_runs(url or fresh_store(out / f'{name}-fresh.db'), frames, args, 'fresh')}
+    target: Path | str = store
+    if url:
+        print('copying the store into PostgreSQL ...', file=sys.stderr)
+        postgres.load(store, url)
+        target = url
+    print('first job runs ...', file=sys.stderr)
+    results['jobs_first'] = time_jobs(target)
+    results['ingest']['filled'] = ingest_runs(target, frames, args, 'filled')
     print('job runs after ingest, prune ...', file=sys.stderr)
-    db = open_database(store)
-    try:
-        results['jobs'] = time_jobs(db)
-    finally:
-        db.close()
-    results['prune'] = time_prune(store)
+    results['jobs'] = time_jobs(target)
+    results['prune'] = time_prune(target)
     print('weighing tables and indexes ...', file=sys.stderr)
-    results['storage'] = [asdict(item) | {'per_row': round(item.per_row, 1)} for item in storage(store)]
-    results['store_bytes'] = file_bytes(store)
+    stored = postgres.storage(url) if url else storage(store)
+    results['storage'] = [asdict(item) | {'per_row': round(item.per_row, 1)} for item in stored]
+    results['store_bytes'] = postgres.database_bytes(url) if url else file_bytes(store)
     if args.serve:
         print('serving ...', file=sys.stderr)
-        results['serve'] = serve(info, store, args.serve_seconds, args.workers)
+        results['serve'] = serve(info, target, args.serve_seconds, args.workers)
     results['load_after'] = load_averages()
     return results
 
@@ -256,7 +271,8 @@ def report(results: dict[str, Any]) -> str:
                  '', '<= 0.10 at full size'])  # fmt: skip
     removed = ', '.join(f'{count:,} {kind}' for kind, count in prune_run['removed'].items())
     rows.append([f'prune s ({removed})', prune_run['seconds'], '', ''])
-    rows.append(['prune: longest writer wait ms', prune_run['longest_writer_wait_ms'], '', '<= 100'])
+    if 'longest_writer_wait_ms' in prune_run:
+        rows.append(['prune: longest writer wait ms', prune_run['longest_writer_wait_ms'], '', '<= 100'])
     for row in results.get('serve', []):
         latency = f'{row["p50_ms"]} / {row["p99_ms"]}' if row['requests_per_s'] else 'no answer within 5 s'
         rows.append([f'serve `{row["feed"]}` first page p50 / p99 ms, 16 conns', latency, '',
@@ -287,10 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--workers', type=int, default=2, help='Serving processes.')
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--out', type=Path, default=OUT, help='Where the stores, logs and JSON go.')
+    parser.add_argument(
+        '--database', default='', help='postgresql://... : run on this database (its feedgen tables are emptied).'
+    )
     args = parser.parse_args(argv)
     results = measure(args)
     results['command'] = 'python -m bench.scale ' + ' '.join(sys.argv[1:] if argv is None else argv)
-    path = args.out / f'scale-{args.fraction:g}.json'
+    path = args.out / f'scale-{args.fraction:g}{"-postgres" if args.database else ""}.json'
     path.write_text(json.dumps(results, indent=2))
     print(f'\n### Scale: {args.fraction:g} of 72 h of the network\n')
     loads = f'{results["load_before"]} before, {results["load_after"]} after'
