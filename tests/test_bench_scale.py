@@ -64,7 +64,7 @@ def test_ingested_events_land_on_the_stores_own_posts_and_accounts(results: tupl
             'OR repost_count != (SELECT count(*) FROM repost WHERE subject = post.uri)'
         ).fetchone()[0]
     assert likes > report['rows']['like']  # the capture's likes were added
-    assert dangling < 0.01 * likes
+    assert dangling < 0.1 * likes  # likes of posts since pruned (`Shape.steady`): a few hours of a 72-hour window
     assert followed <= accounts
     assert wrong == 0
 

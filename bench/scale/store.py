@@ -4,7 +4,8 @@ Owns the network's volumes (posts a day; likes, reposts and follows per post; ac
 `bench.serve.fill.Shape` they give at a fraction of the full window, and the storage report: bytes of every table
 and index (SQLite's `dbstat` table) per row of its table. The engagement is heavy-tailed as on the network: 60%
 of posts draw no like or repost at all, the others' popularity is Pareto-distributed with shape 1.4 (a few posts
-take tens of thousands of likes at full size), and likes come a few hours after their post. Rows are written by
+take tens of thousands of likes at full size), and likes come a few hours after their post: the newest posts
+are still drawing theirs, and the oldest likes are of posts already pruned (`Shape.steady`). Rows are written by
 `bench.serve.fill.Filler` (bulk `executemany` into the tables `feedgen.store.models` creates); the counters of
 every post are set from the rows, as the indexer's recounts would.
 """
@@ -51,6 +52,7 @@ class Volumes:
             tail=TAIL,
             recency=False,
             like_delay_ms=LIKE_DELAY_MS,
+            steady=True,
         )
         return cls(fraction, posts, accounts, shape)
 

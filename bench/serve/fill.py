@@ -98,6 +98,9 @@ class Shape:
     """Newer posts draw up to 6x the likes of the oldest ones (a day whose new posts are still being found)."""
     like_delay_ms: int = 3_600_000
     """Mean time from a post to a like or repost of it (exponentially distributed, never after "now")."""
+    steady: bool = False
+    """As in a store pruned for a while: a like due after "now" is instead the one the same post got a window earlier,
+    indexed near the window's start, of a post since pruned (otherwise it is indexed at "now")."""
 
 
 def _weighted(rng: random.Random, options: Sequence[tuple[object, int]], k: int) -> list:
@@ -211,12 +214,19 @@ class Filler:
         authors = rng.choices(self.accounts, k=len(subjects))
         start = self.now_ms - window
         delay = 1 / self.shape.like_delay_ms
+        steady = self.shape.steady
         for i, (post, author) in enumerate(zip(subjects, authors, strict=True)):
-            counts[post] += 1
             posted = start + post * window // n + 2000
-            indexed_at = posted + min(int(rng.expovariate(delay)), max(0, self.now_ms - posted))
+            indexed_at = posted + int(rng.expovariate(delay))
+            subject = self._post_uris[post]
+            if indexed_at <= self.now_ms or not steady:
+                indexed_at = min(indexed_at, max(posted, self.now_ms))
+                counts[post] += 1
+            else:  # the like the same post got one window earlier: its post is pruned by now
+                indexed_at -= window
+                subject = subject.rsplit('/', 1)[0] + '/' + tid((posted - window) * 1000, post & 1023)
             uri = f'at://{author}/app.bsky.feed.{kind}/{tid(self.now_ms * 1000 - i, 0)}'
-            yield uri, author, self._post_uris[post], indexed_at
+            yield uri, author, subject, indexed_at
 
     def like_rows(self) -> Iterator[tuple]:
         return self._subject_rows('like', self.likes, self._like_counts)
