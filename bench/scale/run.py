@@ -70,7 +70,7 @@ def ingest_runs(database: Path | str, frames: Sequence[bytes], args: argparse.Na
     """The frames into one store: `args.frames` of them as fast as it reads, then the rest at the live rate."""
     print(f'ingest into the {name} store ...', file=sys.stderr)
     runs = {'fast': ingest(database, frames[: args.frames], None, args.out / f'scale-ingest-{name}.log')}
-    if len(frames) > args.frames:
+    if len(frames) > args.frames and 'error' not in runs['fast']:
         runs['paced'] = ingest(database, frames[args.frames :], LIVE_RATE, args.out / f'scale-paced-{name}.log')
     return runs
 
@@ -107,15 +107,16 @@ class WriterProbe:
         self._thread.join()
 
 
-def time_prune(store: Path | str) -> dict[str, Any]:
-    """One prune run as the scheduler makes it, a pruning period from now: what expires in one period. On SQLite a
-    `WriterProbe` measures the longest wait of another writer (PostgreSQL's writers wait only for the same rows)."""
+def time_prune(store: Path | str, ahead: float = PRUNE_EVERY_SECONDS) -> dict[str, Any]:
+    """One prune run as the scheduler makes it, `ahead` seconds from now (by default what expires in one period). On
+    SQLite a `WriterProbe` measures the longest wait of another writer (PostgreSQL's writers wait only for the same
+    rows)."""
     db = open_database(store)
     probe = WriterProbe(store) if isinstance(store, Path) else None
     try:
         with probe or contextlib.nullcontext():
             started = time.monotonic()
-            removed = prune(db, RETENTION_HOURS, now=time.time() + PRUNE_EVERY_SECONDS)
+            removed = prune(db, RETENTION_HOURS, now=time.time() + ahead)
             seconds = time.monotonic() - started
     finally:
         db.close()
@@ -132,7 +133,10 @@ def ingest(database: Path | str, frames: Sequence[bytes], rate: float | None, lo
         env = {'FEEDGEN_DATABASE': str(database), 'FEEDGEN_FIREHOSE': relay.url, 'FEEDGEN_BACKFILL_HOURS': '0',
                'FEEDGEN_RETENTION_HOURS': str(RETENTION_HOURS)}  # fmt: skip
         server_before = postgres.server_write_bytes() if on_postgres else 0
-        stdout, usage = run_measured([feedgen, 'ingest', '--once'], env, log)
+        try:
+            stdout, usage = run_measured([feedgen, 'ingest', '--once'], env, log)
+        except RuntimeError:  # the ingest process failed: its last line says why
+            return {'error': log.read_text().strip().splitlines()[-1], 'log': str(log)}
         usage.write_bytes += postgres.server_write_bytes() - server_before if on_postgres else 0
     summary = json.loads(stdout.strip().splitlines()[-1])
     jobs: dict[str, list[float]] = {}
@@ -160,6 +164,12 @@ def serve(info: StoreInfo, store: Path | str, seconds: float, workers: int) -> l
              'requests_per_s': round(row.load.rate), 'p50_ms': round(row.load.p50_ms, 2),
              'p99_ms': round(row.load.p99_ms, 2), 'errors': row.load.errors, 'server_rss_mb': round(row.rss_mb),
              'workers': workers} for row in rows]  # fmt: skip
+
+
+def forget_cursors(store: Path) -> None:
+    """Deletes the saved firehose cursors of a store an earlier run ingested into: the new frames start at seq 1."""
+    with sqlite3.connect(store) as conn:
+        conn.execute('DELETE FROM ingest_state')
 
 
 def fresh_store(path: Path) -> Path:
@@ -199,8 +209,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     name = f'scale-{args.fraction:g}'
     store = out / f'{name}.db'
-    print(f'filling {volumes.posts:,} posts over {volumes.accounts:,} accounts ...', file=sys.stderr)
-    info = fill(store, volumes, args.seed)
+    info_file = out / f'{name}.info.json'
+    if args.reuse and info_file.exists():
+        info = StoreInfo(**json.loads(info_file.read_text()))
+        forget_cursors(store)
+    else:
+        print(f'filling {volumes.posts:,} posts over {volumes.accounts:,} accounts ...', file=sys.stderr)
+        info = fill(store, volumes, args.seed)
+        info_file.write_text(json.dumps(asdict(info)))
     results: dict[str, Any] = {'fraction': args.fraction, 'machine': machine(), 'load_before': load_averages()}
     results['fill'] = asdict(info) | {'bytes': file_bytes(store)}
     results['rows'] = row_counts(store)
@@ -218,7 +234,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         print('copying the store into PostgreSQL ...', file=sys.stderr)
         postgres.load(store, url)
         target = url
-    print('first job runs ...', file=sys.stderr)
+    print('pruning what expired since the fill, first job runs ...', file=sys.stderr)
+    results['prune_catch_up'] = time_prune(target, ahead=0)
     results['jobs_first'] = time_jobs(target)
     results['ingest']['filled'] = ingest_runs(target, frames, args, 'filled')
     print('job runs after ingest, prune ...', file=sys.stderr)
@@ -252,6 +269,10 @@ def report(results: dict[str, Any]) -> str:
     for run in ('fast', 'paced'):
         if run not in filled:
             continue
+        if 'error' in filled[run] or 'error' in fresh.get(run, {}):
+            failed = filled[run].get('error') or fresh[run].get('error')
+            rows.append([f'ingest ({run})', f'failed: {failed}', '', ''])
+            continue
         label = 'as fast as read' if run == 'fast' else f'paced at {LIVE_RATE:,}/s'
         rows.append([f'ingest frames/s, {label}', filled[run]['frames_per_s'], fresh[run]['frames_per_s'],
                      '>= 10,000' if run == 'fast' else '2,000'])  # fmt: skip
@@ -265,6 +286,11 @@ def report(results: dict[str, Any]) -> str:
         label = f'job `{name}` s (first run; every {job["every"]:g} s)'
         rows.append([label, f'{job["seconds"]:.3f} ({first})', '', ''])
         share += job['seconds'] / job['every']
+    catch_up = results['prune_catch_up']
+    removed = ', '.join(f'{count:,} {kind}' for kind, count in catch_up['removed'].items())
+    rows.append([f'prune of what expired during the fill, s ({removed})', catch_up['seconds'], '', ''])
+    if 'longest_writer_wait_ms' in catch_up:
+        rows.append(['that prune: longest writer wait ms', catch_up['longest_writer_wait_ms'], '', '<= 100'])
     prune_run = results['prune']
     share += prune_run['seconds'] / PRUNE_EVERY_SECONDS
     rows.append(['periodic work, share of one core (full size: x1/fraction)', f'{share:.3f} ({share / fraction:.2f})',
@@ -302,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--serve-seconds', type=float, default=5.0)
     parser.add_argument('--workers', type=int, default=2, help='Serving processes.')
     parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--reuse', action='store_true', help='Reuse the store an earlier run filled (not its times).')
     parser.add_argument('--out', type=Path, default=OUT, help='Where the stores, logs and JSON go.')
     parser.add_argument(
         '--database', default='', help='postgresql://... : run on this database (its feedgen tables are emptied).'
