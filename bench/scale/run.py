@@ -300,7 +300,7 @@ def report(results: dict[str, Any]) -> str:
     if 'longest_writer_wait_ms' in prune_run:
         rows.append(['prune: longest writer wait ms', prune_run['longest_writer_wait_ms'], '', '<= 100'])
     for row in results.get('serve', []):
-        latency = f'{row["p50_ms"]} / {row["p99_ms"]}' if row['requests_per_s'] else 'no answer within 5 s'
+        latency = f'{row["p50_ms"]} / {row["p99_ms"]}' if row['p50_ms'] else 'no answer within 5 s'
         rows.append([f'serve `{row["feed"]}` first page p50 / p99 ms, 16 conns', latency, '',
                      _serve_target(row['feed'])])  # fmt: skip
         rows.append([f'serve `{row["feed"]}` errors; server RSS MB ({row["workers"]} workers)',
