@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import libipld
 
@@ -158,18 +158,22 @@ class Remapper:
         return picked[0] if picked else None
 
 
-class Counts:
+class Counts(NamedTuple):
     """How many records of each kind one round of a capture needs from the store."""
 
-    def __init__(self, likes: int, reposts: int, follows: int, post_deletes: int) -> None:
-        self.likes, self.reposts, self.follows, self.post_deletes = likes, reposts, follows, post_deletes
+    likes: int
+    reposts: int
+    follows: int
+    post_deletes: int
 
     @classmethod
     def of(cls, messages: Sequence[bytes]) -> Counts:
         ops: dict[str, int] = {}
         for message in messages:
             header, body = libipld.decode_dag_cbor_multi(message)
-            for op in body.get('ops') or () if header.get('t') == '#commit' else ():
+            if header.get('t') != '#commit':
+                continue
+            for op in body.get('ops') or ():
                 key = f'{op["action"]} {op["path"].split("/", 1)[0]}'
                 ops[key] = ops.get(key, 0) + 1
         return cls(ops.get(f'create {LIKE}', 0), ops.get(f'create {REPOST}', 0), ops.get(f'create {FOLLOW}', 0),
