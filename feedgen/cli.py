@@ -32,6 +32,7 @@ from feedgen.ingest.capture import CaptureError, read_capture
 from feedgen.ingest.firehose import Firehose
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.jetstream import Jetstream, SourceSwitchRefused, check_firehose_switch, subscribe_events_url
+from feedgen.ingest.labelers import start_labelers
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ingest.relay import CaptureRelay
 from feedgen.ingest.retime import retime
@@ -95,7 +96,8 @@ def make_pipeline(settings: Settings, source: str) -> Pipeline:
 
 
 def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event | None = None) -> Pipeline:
-    """Runs the firehose ingest and the scheduled jobs until stopped (or the stream ends, with `once`)."""
+    """Runs the firehose ingest, the labelers' subscriptions (`feedgen.ingest.labelers`, each on its own thread) and
+    the scheduled jobs until stopped (or the stream ends, with `once`)."""
     stop = stop or threading.Event()
     pipeline = make_pipeline(
         settings, subscribe_events_url(settings.jetstream) if settings.jetstream else settings.subscribe_url
@@ -117,6 +119,7 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     db = pipeline.indexer.db
     if isinstance(db, SqliteDatabase):
         db.commit_in_background()  # a batch commits while the next one is decoded (feedgen.store.database)
+    start_labelers(settings.labelers, db, settings.plc_url, stop)
     try:
         firehose.run(once=once)
         if isinstance(db, SqliteDatabase):
