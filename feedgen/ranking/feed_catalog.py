@@ -1,7 +1,7 @@
 """Catalog: what each served feed says about itself, for people and for programs.
 
 Owns the description of a feed as the transparency page, `describeFeedGenerator`, skeleton responses and
-receipts show it: its algorithm, effective parameters, plain-words ranking, source location and version
+receipts show it: its algorithm, effective parameters, label policy, plain-words ranking, source location and version
 (the content hash of the algorithm's code); the published record's text is `feedgen.publish`'s. It reads
 feeds and nothing else: no store, no HTTP.
 """
@@ -45,6 +45,7 @@ def feed_info(feed: Feed, publisher_did: str) -> dict[str, Any]:
             'personalized': algorithm.personalized,
         },
         'params': effective_params(feed),
+        'moderation': feed.moderation.describe(),
     }
 
 
