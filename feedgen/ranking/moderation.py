@@ -67,7 +67,7 @@ def _values(name: str, values: Any) -> tuple[str, ...]:
 
 def moderate(moderation: Moderation, page: Page) -> Page:
     """`page` without the posts that labels in force hide from a feed with `moderation`."""
-    if not page.items:
+    if not page.items or not (moderation.hide or moderation.labelers):
         return page
     labelled = labels_in_force({item.post for item in page.items})
     hidden = {uri for uri, labels in labelled.items() if moderation.hiding(labels)}
