@@ -50,6 +50,8 @@ from feedgen.store.models import Post, open_database
 from feedgen.supervise import STOP_SECONDS, supervise_ingest
 
 log = logging.getLogger('feedgen')
+LABELER_STOP_SECONDS = 5.0
+"""How long a stopping ingest waits for each labeler's subscription to store what it holds (it is kill-safe anyway)."""
 DEMO_CAPTURE = Path(__file__).parent / 'data' / 'demo.atfh.gz'
 
 
@@ -119,13 +121,15 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     db = pipeline.indexer.db
     if isinstance(db, SqliteDatabase):
         db.commit_in_background()  # a batch commits while the next one is decoded (feedgen.store.database)
-    start_labelers(settings.labelers, db, settings.plc_url, stop)
+    labelers = start_labelers(settings.labelers, db, settings.plc_url, stop)
     try:
         firehose.run(once=once)
         if isinstance(db, SqliteDatabase):
             db.wait_for_commit()
     finally:
         scheduler.shutdown(wait=False)
+        for labeler in labelers if stop.is_set() else ():  # each stores its last labels, then ends
+            labeler.join(timeout=LABELER_STOP_SECONDS)
     return pipeline
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from atproto import models
 from atproto_identity.resolver import IdResolver
 
 from feedgen.ingest.labelers import LabelSubscription
@@ -181,10 +182,36 @@ def test_a_restarting_labeler_loses_and_doubles_no_label(ozone: Ozone, author: A
     assert len(proxy.connections) >= 2
 
 
+class Labelling:
+    """A moderator labelling one post with a new value after another, on a thread, until `after` more labels
+    follow the moment `stop` is set (at most `MAX_LABELS` in all)."""
+
+    MAX_LABELS = 200
+
+    def __init__(self, ozone: Ozone, post: models.AppBskyFeedPost.CreateRecordResponse, after: int) -> None:
+        self.values: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ozone, post_subject(post), after), daemon=True)
+        self.thread.start()
+
+    def _run(self, ozone: Ozone, subject: dict[str, str], after: int) -> None:
+        prefix = f'kill-{secrets.token_hex(2)}'
+        while len(self.values) < self.MAX_LABELS and after > 0:
+            value = f'{prefix}-{len(self.values)}'
+            ozone.label(subject, (value,))
+            self.values.append(value)
+            after -= self.stop.is_set()
+
+    def finish(self) -> list[str]:
+        self.stop.set()
+        self.thread.join(timeout=120)
+        assert not self.thread.is_alive()
+        return self.values
+
+
 def test_sigkill_of_feedgen_run_loses_and_doubles_no_label(ozone: Ozone, author: Account, tmp_path: Path) -> None:
     network = find_network()
     post = author.post('labelled around a kill')
-    values = [f'kill-{secrets.token_hex(2)}-{n}' for n in range(30)]
     port = free_port()
     env = {
         'FEEDGEN_HOSTNAME': f'localhost:{port}',
@@ -197,7 +224,6 @@ def test_sigkill_of_feedgen_run_loses_and_doubles_no_label(ozone: Ozone, author:
         'FEEDGEN_WORKERS': '1',
     }
     db = open_database(tmp_path / 'feedgen.db')
-    labelling = threading.Thread(target=lambda: [ozone.label(post_subject(post), (value,)) for value in values[1:]])
 
     def stored() -> list[str]:
         db.connect(reuse_if_open=True)
@@ -206,15 +232,12 @@ def test_sigkill_of_feedgen_run_loses_and_doubles_no_label(ozone: Ozone, author:
     first = FeedgenProcess(['run', '--host', '127.0.0.1'], env, tmp_path, 'first').start()
     try:
         first.wait_http(f'http://127.0.0.1:{port}/xrpc/_health')
-        ozone.label(post_subject(post), (values[0],))
-        eventually(lambda: _equal(stored(), values[:1]), timeout=60)  # caught up with Ozone's history
-        labelling.start()
+        labelling = Labelling(ozone, post, after=10)
         eventually(lambda: _more_than(len(stored()), 3), timeout=60)
-        first.kill()  # SIGKILL to the whole process group, in the middle of the stream
-        assert len(stored()) < len(values), 'the kill came after the last label: nothing was tested'
+        first.kill()  # SIGKILL to the whole process group while labels keep coming
     finally:
         first.kill()
-    labelling.join(timeout=120)
+    values = labelling.finish()  # ten more labels while feedgen is down
     with FeedgenProcess(['run', '--host', '127.0.0.1'], env, tmp_path, 'second') as second:
         second.wait_http(f'http://127.0.0.1:{port}/xrpc/_health')
         eventually(lambda: _equal(stored(), sorted(values)), timeout=120)
