@@ -6,22 +6,24 @@ indexing keyword matches), once each when two feeds declare the same job. Each j
 away (and again soon after ingest writes its first batch: `run_soon`), then every `Job.seconds`; a run
 that is due while the previous one still runs is skipped. Each run logs one line with its outcome (what
 it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts, likes and
-reposts indexed more than `retention_hours` ago, in small transactions so ingest is never blocked for
-long. Counters stay exact: a like or repost is always indexed after the post it points at, so it is
-never pruned while that post is kept, and the reply counts of kept parents are recounted.
+reposts indexed more than `retention_hours` ago (and plugin indexers' rows past theirs), in small
+transactions so ingest is never blocked for long. Counters stay exact: a like or repost is always indexed
+after the post it points at, so it is never pruned while that post is kept, and the reply counts of kept
+parents are recounted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from feedgen.ingest.plugin_indexers import RecordIndexer, prune_plugin_tables
 from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import Feed
 from feedgen.serve.interactions import prune_interactions
@@ -34,9 +36,13 @@ PRUNE_CHUNK = 5000
 PRUNE_EVERY_SECONDS = 600
 
 
-def prune(db: peewee.Database, retention_hours: float, now: float | None = None) -> dict[str, int]:
-    """Deletes what was indexed more than `retention_hours` ago; returns how many rows of each kind."""
-    cutoff = int(((time.time() if now is None else now) - retention_hours * 3600) * 1000)
+def prune(
+    db: peewee.Database, retention_hours: float, now: float | None = None, indexers: Sequence[RecordIndexer] = ()
+) -> dict[str, int]:
+    """Deletes what was indexed more than `retention_hours` ago, and the rows of plugin `indexers` past their
+    retention; returns how many rows of each kind (plugin tables by name)."""
+    now_ms = int((time.time() if now is None else now) * 1000)
+    cutoff = now_ms - int(retention_hours * 3_600_000)
     removed = {'posts': 0, 'likes': 0, 'reposts': 0}
     while True:
         with write_transaction(db):
@@ -54,6 +60,9 @@ def prune(db: peewee.Database, retention_hours: float, now: float | None = None)
             removed[name] += count
             if count < PRUNE_CHUNK:
                 break
+    if indexers:
+        with write_transaction(db):
+            removed |= prune_plugin_tables(indexers, retention_hours, now_ms)
     return removed
 
 
@@ -81,11 +90,18 @@ def _outcome(result: object) -> str:
     return ''
 
 
-def start_scheduler(db: peewee.Database, retention_hours: float, jobs: Iterable[Job] = ()) -> BackgroundScheduler:
-    """Starts the background scheduler with the pruning jobs and `jobs` (first runs right away)."""
+def start_scheduler(
+    db: peewee.Database,
+    retention_hours: float,
+    jobs: Iterable[Job] = (),
+    indexers: Sequence[RecordIndexer] = (),
+) -> BackgroundScheduler:
+    """Starts the background scheduler with the pruning jobs (of `indexers`' tables too) and `jobs` (first runs right
+    away)."""
     scheduler = BackgroundScheduler(daemon=True)
+    pruning = partial(prune, retention_hours=retention_hours, indexers=indexers)
     builtin = [
-        Job(name='prune', run=partial(prune, retention_hours=retention_hours), seconds=PRUNE_EVERY_SECONDS),
+        Job(name='prune', run=pruning, seconds=PRUNE_EVERY_SECONDS),
         Job(name='prune interactions', run=prune_interactions, seconds=PRUNE_EVERY_SECONDS),
         Job(name='prune receipts', run=prune_receipts, seconds=PRUNE_EVERY_SECONDS),
     ]
