@@ -32,6 +32,7 @@ from feedgen.ingest.capture import CaptureError, read_capture
 from feedgen.ingest.firehose import Firehose
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.jetstream import Jetstream, SourceSwitchRefused, check_firehose_switch, subscribe_events_url
+from feedgen.ingest.labelers import start_labelers
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ingest.plugin_indexers import RecordIndexer
 from feedgen.ingest.relay import CaptureRelay
@@ -51,6 +52,8 @@ from feedgen.store.plugin_tables import PluginTableError
 from feedgen.supervise import STOP_SECONDS, supervise_ingest
 
 log = logging.getLogger('feedgen')
+LABELER_STOP_SECONDS = 5.0
+"""How long a stopping ingest waits for each labeler's subscription to store what it holds (it is kill-safe anyway)."""
 DEMO_CAPTURE = Path(__file__).parent / 'data' / 'demo.atfh.gz'
 
 
@@ -97,7 +100,8 @@ def make_pipeline(settings: Settings, source: str, indexers: Sequence[RecordInde
 
 
 def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event | None = None) -> Pipeline:
-    """Runs the firehose ingest and the scheduled jobs until stopped (or the stream ends, with `once`)."""
+    """Runs the firehose ingest, the labelers' subscriptions (`feedgen.ingest.labelers`, each on its own thread) and
+    the scheduled jobs until stopped (or the stream ends, with `once`)."""
     stop = stop or threading.Event()
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     source = subscribe_events_url(settings.jetstream) if settings.jetstream else settings.subscribe_url
@@ -119,12 +123,15 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     db = pipeline.indexer.db
     if isinstance(db, SqliteDatabase):
         db.commit_in_background()  # a batch commits while the next one is decoded (feedgen.store.database)
+    labelers = start_labelers(settings.labelers, db, settings.plc_url, stop)
     try:
         firehose.run(once=once)
         if isinstance(db, SqliteDatabase):
             db.wait_for_commit()
     finally:
         scheduler.shutdown(wait=False)
+        for labeler in labelers if stop.is_set() else ():  # each stores its last labels, then ends
+            labeler.join(timeout=LABELER_STOP_SECONDS)
     return pipeline
 
 

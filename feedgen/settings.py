@@ -51,6 +51,11 @@ def _did(name: str, value: str) -> str:
     return value
 
 
+def _dids(name: str, value: str) -> tuple[str, ...]:
+    """DIDs separated by commas or spaces, each checked like `_did`, duplicates dropped."""
+    return tuple(dict.fromkeys(_did(name, did) for did in value.replace(',', ' ').split()))
+
+
 def _positive(kind: type[int] | type[float]) -> Callable[[str, str], Any]:
     def parse(name: str, value: str) -> int | float:
         try:
@@ -168,6 +173,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'firehose': _websocket_url,
     'jetstream': _websocket_url,
     'plc_url': _http_url,
+    'labelers': _dids,
     'retention_hours': _positive(float),
     'backfill_hours': _not_negative,
     'batch_size': _positive(int),
@@ -209,7 +215,10 @@ class Settings:
     jetstream: str = ''
     """A Jetstream v2 server (`ws://localhost:6008`) to read instead of the firehose; empty: read the firehose."""
     plc_url: str = DEFAULT_PLC
-    """PLC directory used to resolve did:plc identities when verifying service auth."""
+    """PLC directory used to resolve did:plc identities (service auth, readers' PDSes, labelers)."""
+    labelers: tuple[str, ...] = ()
+    """DIDs of the labelers whose `subscribeLabels` streams ingest follows (comma- or space-separated); their labels
+    hide posts and accounts from the feeds as each feed's `moderation` policy says."""
     retention_hours: float = 72.0
     """Posts, likes and reposts older than this (by indexing time) are pruned."""
     backfill_hours: float = 24.0

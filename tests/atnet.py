@@ -1,8 +1,9 @@
 """The local AT Protocol network (../shared/atnet) for end-to-end tests: finding it, accounts, a running feedgen.
 
 `FEEDGEN_ATNET` points at atnet's `state/network.json` (`.ci/run` exports it after starting the network with
-`--appview`). Without it a test skips, except in CI (`CI` set), where a missing network fails the test: CI must
-never pass by skipping. Every atnet start is a fresh network, so accounts get unique handles.
+`--ozone`, which implies `--appview`; the moderation tests need Ozone, `find_ozone`). Without it a test skips,
+except in CI (`CI` set), where a missing network fails the test: CI must never pass by skipping. Every atnet start
+is a fresh network, so accounts get unique handles.
 """
 
 from __future__ import annotations
@@ -79,6 +80,50 @@ def find_network() -> Network:
         except httpx.HTTPError as error:
             _unavailable(f'{url} does not answer ({error})')
     return network
+
+
+@dataclass(frozen=True)
+class Ozone:
+    """Bluesky's labeler on atnet (`start.sh --ozone`): its DID, and HTTP Basic admin access to moderate."""
+
+    url: str
+    did: str
+    admin: tuple[str, str]
+
+    def label(self, subject: dict[str, str], create: tuple[str, ...] = (), negate: tuple[str, ...] = ()) -> None:
+        """Applies (`create`) and removes (`negate`) label values on `subject` as a moderator does
+        (`tools.ozone.moderation.emitEvent`); the labels are on Ozone's stream when it returns."""
+        event = {'$type': 'tools.ozone.moderation.defs#modEventLabel', 'createLabelVals': list(create)}
+        body = {'createdBy': self.did, 'event': event | {'negateLabelVals': list(negate)}, 'subject': subject}
+        response = httpx.post(
+            self.url + '/xrpc/tools.ozone.moderation.emitEvent', json=body, auth=self.admin, timeout=30
+        )
+        assert response.status_code == 200, response.text
+
+
+def post_subject(post: models.AppBskyFeedPost.CreateRecordResponse) -> dict[str, str]:
+    """A post as a moderation subject (a strongRef)."""
+    return {'$type': 'com.atproto.repo.strongRef', 'uri': post.uri, 'cid': post.cid}
+
+
+def account_subject(did: str) -> dict[str, str]:
+    """An account as a moderation subject (its whole repository)."""
+    return {'$type': 'com.atproto.admin.defs#repoRef', 'did': did}
+
+
+def find_ozone() -> Ozone:
+    """atnet's Ozone, or a skip (a failure in CI) when `network.json` has none (atnet started without --ozone)."""
+    find_network()
+    path = os.environ['FEEDGEN_ATNET']
+    info = json.loads(Path(path).read_text())
+    if not info.get('ozone'):
+        _unavailable(f'{path} has no Ozone labeler: start ../shared/atnet with --ozone')
+    ozone = Ozone(info['ozone'], info['ozoneDid'], (info['ozoneAdminUser'], info['ozoneAdminPassword']))
+    try:
+        httpx.get(ozone.url + '/xrpc/_health', timeout=5).raise_for_status()
+    except httpx.HTTPError as error:
+        _unavailable(f'Ozone at {ozone.url} does not answer ({error})')
+    return ozone
 
 
 @dataclass

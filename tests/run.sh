@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test run, on a fresh machine: checks the code with ruff and mypy, installs and starts what the tests
 # need, runs pytest, stops it all.
-#   - the local AT Protocol network (../shared/atnet: PLC, PDS, AppView) for the end-to-end tests;
+#   - the local AT Protocol network (../shared/atnet: PLC, PDS, AppView, and Bluesky's Ozone labeler) for the
+#     end-to-end tests;
 #   - a throwaway PostgreSQL on loopback (the store, indexer and server suites also run on it);
 #   - Debian's chromium (the /algorithms page is rendered in a real headless browser).
 #   - podman and the project's container image (.ci/image.sh; tests/test_image.py runs it).
@@ -20,8 +21,8 @@ bash tests/jetstream.sh || echo 'no Jetstream server: the end-to-end Jetstream t
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 bash .ci/image.sh
 
-bash "$ATNET/install.sh" "$ATNET_HOME" --appview --python
-bash "$ATNET/start.sh" "$ATNET_HOME" --appview
+bash "$ATNET/install.sh" "$ATNET_HOME" --ozone --python
+bash "$ATNET/start.sh" "$ATNET_HOME" --ozone  # --ozone implies --appview
 trap 'bash "$ATNET/stop.sh" "$ATNET_HOME" || true; bash .ci/postgres.sh stop || true' EXIT
 export FEEDGEN_ATNET="$ATNET_HOME/state/network.json"
 FEEDGEN_TEST_DATABASE_URL="$(bash .ci/postgres.sh start)"

@@ -1,8 +1,8 @@
 """Catalog: what each served feed says about itself, for people and for programs.
 
 Owns the description of a feed as the transparency page, `describeFeedGenerator`, skeleton responses and
-receipts show it: its algorithm, effective parameters, plain-words ranking, source location and version (the
-content hash of the code and parameters that decide its pages, `feedgen.ranking.provenance`); the published
+receipts show it: its algorithm, effective parameters, label policy, plain-words ranking, source location and version
+(the content hash of the code and parameters that decide its pages, `feedgen.ranking.provenance`); the published
 record's text is `feedgen.publish`'s. It reads feeds and nothing else: no store, no HTTP.
 """
 
@@ -42,4 +42,5 @@ def feed_info(feed: Feed, publisher_did: str) -> dict[str, Any]:
             'sourceBundle': f'/algorithms/{feed.rkey}/source',
         },
         'params': effective_params(feed),
+        'moderation': feed.moderation.describe(),
     }

@@ -26,6 +26,7 @@ from typing import Any
 
 from feedgen.ingest.plugin_indexers import RecordIndexer
 from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidParams, Item, Page, Pinned
+from feedgen.ranking.moderation import Moderation, moderate, parse_moderation
 from feedgen.ranking.provenance import bundle_version, source_bundle
 
 ENTRY_POINT_GROUP = 'feedgen.algorithms'
@@ -52,6 +53,8 @@ class Feed:
     params: dict[str, Any]
     pins: tuple[str, ...] = ()
     """Post at-uris shown, in this order, at the top of the feed's first page (at most `MAX_PINS`)."""
+    moderation: Moderation = dataclasses.field(default_factory=Moderation)
+    """Which labelers' labels leave posts out of the feed (`feedgen.ranking.moderation`)."""
     version: str = ''
     """Which code and parameters decide the feed's pages (`feedgen.ranking.provenance`); computed when not given.
     `dataclasses.replace` keeps it: a reader's variant of the feed (`reader_feed`) carries its feed's version."""
@@ -68,11 +71,15 @@ class Feed:
         return f'at://{publisher_did}/app.bsky.feed.generator/{self.rkey}'
 
     def page(self, request: FeedRequest) -> Page:
-        """The algorithm's page for `request`, with the pins on top when it is a first page.
+        """The algorithm's page for `request`, with the pins on top when it is a first page, less the posts the feed's
+        moderation hides.
 
         Pins take the first places of the page (up to `limit - 1` of them: the algorithm fills at least one) and are
         left out of the algorithm's items of that page; later pages are the algorithm's alone.
         """
+        return moderate(self.moderation, self._pinned_page(request))
+
+    def _pinned_page(self, request: FeedRequest) -> Page:
         pins = self.pins[: request.limit - 1] if request.cursor is None else ()
         if not pins:
             return self.algorithm.page(request)
@@ -155,7 +162,7 @@ def discover_algorithms(plugins_dir: Path | None = None) -> dict[str, type[Algor
 
 
 def make_feed(algorithms: dict[str, type[Algorithm]], spec: dict[str, Any]) -> Feed:
-    """Builds one feed from a declaration `{rkey, algorithm, params, display_name, description}`."""
+    """Builds one feed from a declaration `{rkey, algorithm, params, display_name, description, pin, moderation}`."""
     name = spec.get('algorithm')
     if name not in algorithms:
         raise PluginError(f'feed {spec.get("rkey")!r}: unknown algorithm {name!r}; known: {sorted(algorithms)}')
@@ -168,9 +175,11 @@ def make_feed(algorithms: dict[str, type[Algorithm]], spec: dict[str, Any]) -> F
         raise PluginError(f'feed {rkey!r}: params must be a table')
     try:
         algorithm = algorithm_type(**params)
-    except InvalidParams as error:
+        moderation = parse_moderation(spec.get('moderation'))
+    except (InvalidParams, ValueError) as error:
         raise PluginError(f'feed {rkey!r}: {error}') from None
     return Feed(
+        moderation=moderation,
         pins=_pins(rkey, spec.get('pin', [])),
         rkey=rkey,
         algorithm=algorithm,

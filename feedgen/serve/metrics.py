@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from feedgen.ingest.backfill import backfill_progress
 from feedgen.ingest.pipeline import RATE_WINDOW_SECONDS
 from feedgen.ingest.records import RecordError, parse_datetime_ms
+from feedgen.store.labels import labeler_totals
 from feedgen.store.models import BackfillState, IngestStat, IngestState
 from feedgen.store.reader_graphs import graph_counts
 
@@ -139,6 +140,7 @@ class StoreCollector(Collector):
             yield family
         yield from _backfill_families(snapshots)
         yield from reader_graph_families(graph_counts())
+        yield from labeler_families(labeler_totals())
         size = database_bytes(self.db)
         if size is not None:
             yield GaugeMetricFamily('feedgen_database_bytes', 'Size of the store on disk (SQLite file and WAL).', size)
@@ -164,6 +166,24 @@ def _backfill_families(snapshots: list[IngestSnapshot]) -> Iterator[Metric]:
             value = (progress['state'] == 'backfilling') if key is None else progress[key]
             if value is not None:
                 family.add_metric([snapshot.firehose], float(value))
+        yield family
+
+
+_LABELER_COUNTERS = {
+    'received': ('val', 'Labels received from each labeler (well-formed, before the signature check), by value.'),
+    'rejected': ('reason', 'Labels dropped, by reason (bad_signature, malformed, wrong_src, unsigned, bad_cbor, ...).'),
+    'applied': ('val', 'Labels stored and in force on their subject (unless a newer one replaces them), by value.'),
+    'negated': ('val', 'Negations stored (a label removed), by value.'),
+}
+
+
+def labeler_families(totals: dict[str, dict[str, dict[str, int]]]) -> Iterator[Metric]:
+    """The labelers' running totals (`feedgen.store.labels.labeler_totals`) as Prometheus counters."""
+    for name, (label, doc) in _LABELER_COUNTERS.items():
+        family = CounterMetricFamily(f'feedgen_labels_{name}', doc, labels=['labeler', label])
+        for did, counts in sorted(totals.items()):
+            for key, count in sorted(counts.get(name, {}).items()):
+                family.add_metric([did, key], count)
         yield family
 
 

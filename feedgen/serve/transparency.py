@@ -1,12 +1,13 @@
 """Transparency: the HTTP pages that say what each feed does and why a post is in it.
 
 Owns four endpoints, as a Flask blueprint: `GET /algorithms` (every served feed with its algorithm,
-parameters, plain-words ranking, source, version and live counts; HTML for people, JSON for programs),
-`GET /algorithms/<rkey>/source` (the exact bundle of code and parameters the feed's version hashes),
-`GET /explain?feed=&post=` (why a post has its place, from `Algorithm.explain`, for the reader a
-service JWT names, verified as for skeletons; or which rule left it out, from `shared_exclusion` and
-`Algorithm.why_not`), and `GET /receipts/<reqId>` (how a served page was made; a personalized page's receipt
-only for its reader, with a service JWT scoped to `feedgen.serve.reader_data.READ_LXM`).
+parameters, label policy, plain-words ranking, source, version and live counts; HTML for people, JSON for
+programs), `GET /algorithms/<rkey>/source` (the exact bundle of code and parameters the feed's version hashes),
+`GET /explain?feed=&post=` (why a post has its place, from `Algorithm.explain`, for the reader a service JWT names,
+verified as for skeletons; or which rule left it out, from `shared_exclusion`, the feed's label policy
+(`label_exclusion`: the label, its labeler and its time) and `Algorithm.why_not`), and `GET /receipts/<reqId>` (how
+a served page was made; a personalized page's receipt only for its reader, with a service JWT scoped to
+`feedgen.serve.reader_data.READ_LXM`).
 It only reads: feeds, the store's counters and receipts; errors are XRPC JSON errors.
 """
 
@@ -22,6 +23,7 @@ from feedgen.ranking.algorithm import FeedRequest
 from feedgen.ranking.exclusions import UNEXPLAINED, feed_exclusion, shared_exclusion
 from feedgen.ranking.feed_catalog import algorithm_stamp, feed_info
 from feedgen.ranking.languages import accepted_languages, add_content_language, reader_feed
+from feedgen.ranking.moderation import label_exclusion
 from feedgen.serve.reader_data import READ_LXM
 from feedgen.serve.receipts import RECEIPT_TTL_HOURS, get_receipt, request_counts
 from feedgen.serve.xrpc import XrpcError, feed_viewer, find_feed, signed_in_reader
@@ -107,8 +109,9 @@ def explain() -> Response:
     viewer = feed_viewer(feed, _context()['auth'], request.headers.get('Authorization'))
     feed_request = FeedRequest(limit=1, viewer=viewer, langs=accepted_languages(request.headers.get('Accept-Language')))
     feed = reader_feed(feed, feed_request)
+    labelled = label_exclusion(feed.moderation, post)
     try:
-        explanation = feed.algorithm.explain(post, feed_request)
+        explanation = None if labelled else feed.algorithm.explain(post, feed_request)
     except NotImplementedError:
         raise XrpcError(501, 'MethodNotImplemented', f'algorithm {feed.algorithm.name} does not explain') from None
     body: dict[str, Any] = {
@@ -120,6 +123,7 @@ def explain() -> Response:
     }
     if explanation is None:
         row, exclusion = shared_exclusion(post)
+        exclusion = exclusion or labelled
         if exclusion is None and row is not None:
             exclusion = feed_exclusion(feed.algorithm, row, feed_request)
         exclusion = exclusion or UNEXPLAINED

@@ -1,9 +1,11 @@
 """Store: the peewee models feedgen indexes into, and opening the database they live in.
 
-Owns the schema (posts and their search terms, likes, reposts, follows, blocks of the publisher, actors, the firehose
-cursor and backfill) and the connection setup (SQLite in WAL mode by default, any peewee `db_url` otherwise).
+Owns the schema (posts and their search terms, likes, reposts, follows, blocks of the publisher, labelers' labels,
+actors, the firehose cursor and backfill) and the connection setup (SQLite in WAL mode by default, any peewee
+`db_url` otherwise).
 The indexer is the only writer of posts, likes, reposts and blocks; follows have one more writer, the reader-graph sync
-(`feedgen.store.reader_graphs` says how the two agree). Algorithms read through these models and never
+(`feedgen.store.reader_graphs` says how the two agree); labels have one, the label subscriber
+(`feedgen.ingest.labelers`, through `feedgen.store.labels`). Algorithms read through these models and never
 write. Other writers keep to their own tables, in a `write_transaction`: algorithms' jobs (score
 snapshots, feed entries) and the serving process (receipts, reader feedback, reader-graph syncs).
 Nothing here knows about the firehose or HTTP.
@@ -215,6 +217,42 @@ class IngestStat(BaseModel):
     """When the last batch committed, in milliseconds."""
 
 
+class Label(BaseModel):
+    """The current state of one label a labeler put on a subject (`feedgen.store.labels` owns the rules).
+
+    One row per (labeler `src`, subject `uri`, value `val`): a newer label (by `cts`) replaces it, a negation included,
+    so a replayed older label never undoes a newer one. A label applies while `neg` is false and `exp_ms` is unset or
+    later than now; one with a `cid` applies only to that version of the post.
+    """
+
+    src = peewee.TextField()
+    uri = peewee.TextField()
+    """The subject: a post's at-uri, or an account's DID (covering all its posts)."""
+    val = peewee.TextField()
+    cid = peewee.TextField(default='')
+    neg = peewee.BooleanField(default=False)
+    cts = peewee.TextField()
+    """The label's creation time as the labeler wrote it (ISO 8601)."""
+    cts_ms = peewee.BigIntegerField()
+    exp_ms = peewee.BigIntegerField(null=True)
+    seq = peewee.BigIntegerField(default=0)
+    """The labeler's stream sequence number the label came with."""
+
+    class Meta:
+        primary_key = peewee.CompositeKey('src', 'uri', 'val')
+        indexes = ((('uri', 'val'), False),)
+
+
+class LabelerState(BaseModel):
+    """A labeler's stream cursor, saved in the transaction that stores the labels it covers, and running totals."""
+
+    did = peewee.TextField(primary_key=True)
+    cursor = peewee.BigIntegerField(null=True)
+    totals = peewee.TextField(default='{}')
+    """JSON: `received`, `applied` and `negated` by label value, `rejected` by reason."""
+    updated_at = peewee.BigIntegerField(default=0)
+
+
 class Receipt(BaseModel):
     """How one served page was made (`feedgen.serve.receipts`), kept for a day; written by the serving process."""
 
@@ -348,6 +386,8 @@ MODELS: tuple[type[BaseModel], ...] = (
         Repost,
         Follow,
         PublisherBlock,
+        Label,
+        LabelerState,
         Actor,
         IngestState,
         BackfillState,

@@ -1,0 +1,110 @@
+"""A feed's label policy: labelers' labels in force leave posts and accounts out of the feeds whose policy hides
+them; `/explain` names the label, `/algorithms` shows each policy, `/metrics` counts labels."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import peewee
+import pytest
+from flask.testing import FlaskClient
+
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.ranking.moderation import DEFAULT_HIDE
+from feedgen.ranking.plugins import PluginError, discover_algorithms, make_feed
+from feedgen.serve.app import create_app
+from feedgen.settings import Settings
+from feedgen.store.labels import LabelState, store_labels
+from tests.conftest import feed_uri
+
+LABELER = 'did:plc:labeler00000000000000000'
+COMMUNITY = 'did:plc:community000000000000000'
+FEEDS = {
+    'latest': {'algorithm': 'latest'},
+    'strict': {'algorithm': 'latest', 'moderation': {'hide': ['!hide'], 'labelers': {COMMUNITY: ['spam']}}},
+    'open': {'algorithm': 'topic', 'params': {'tags': []}, 'moderation': {'hide': []}},
+}
+
+
+@pytest.fixture
+def client(settings: Settings, db: peewee.Database) -> FlaskClient:
+    algorithms = discover_algorithms()
+    feeds = {rkey: make_feed(algorithms, {'rkey': rkey, **config}) for rkey, config in FEEDS.items()}
+    return create_app(settings, feeds=feeds, db=db).test_client()
+
+
+def skeleton(client: FlaskClient, rkey: str) -> list[str]:
+    response = client.get('/xrpc/app.bsky.feed.getFeedSkeleton', query_string={'feed': feed_uri(rkey), 'limit': 100})
+    assert response.status_code == 200, response.json
+    return [item['post'] for item in response.json['feed']]
+
+
+def label(db: peewee.Database, src: str, uri: str, val: str, cts: str, **fields: Any) -> None:
+    state = LabelState(src, uri, val, cts, int(cts[11:13]) * 3_600_000, **fields)
+    kind = 'negated' if state.neg else 'applied'
+    store_labels(db, src, None, [state], {'received': Counter([val]), kind: Counter([val])})
+
+
+def test_labels_in_force_leave_posts_and_accounts_out_of_the_feeds_whose_policy_hides_them(
+    client: FlaskClient, db: peewee.Database
+) -> None:
+    store = StoreBuilder(db)
+    plain = store.make_post('alice', 'a sketch')
+    adult = store.make_post('alice', 'not for work')
+    spam = store.make_post('bob', 'buy now')
+    hidden = [store.make_post('carol', f'post {n}') for n in range(2)]
+    carol = hidden[0].split('/')[2]
+    everything = [*hidden[::-1], spam, adult, plain]
+    assert skeleton(client, 'latest') == everything
+
+    label(db, LABELER, adult, 'porn', '2026-12-06T10:00:00.000Z')
+    label(db, COMMUNITY, spam, 'spam', '2026-12-06T10:00:00.000Z')
+    label(db, LABELER, plain, 'spam', '2026-12-06T10:00:00.000Z')  # spam hides in `strict` only from COMMUNITY
+    label(db, LABELER, carol, '!hide', '2026-12-06T10:00:00.000Z')
+    assert skeleton(client, 'latest') == [spam, plain]
+    assert skeleton(client, 'strict') == [adult, plain]
+    assert skeleton(client, 'open') == everything
+
+    body = client.get('/explain', query_string={'feed': feed_uri('latest'), 'post': adult}).json
+    assert body['inFeed'] is False
+    assert body['excludedBy']['rule'] == 'labelled'
+    assert body['excludedBy']['value'] == {
+        'src': LABELER,
+        'uri': adult,
+        'val': 'porn',
+        'cts': '2026-12-06T10:00:00.000Z',
+    }
+    assert f'labeler {LABELER} labelled it porn at 2026-12-06T10:00:00.000Z' in body['message']
+    body = client.get('/explain', query_string={'feed': feed_uri('strict'), 'post': hidden[1]}).json
+    assert body['excludedBy']['value']['uri'] == carol
+    assert "labelled its author's account !hide" in body['message']
+    assert client.get('/explain', query_string={'feed': feed_uri('open'), 'post': adult}).json['inFeed'] is True
+
+    label(db, LABELER, adult, 'porn', '2026-12-06T11:00:00.000Z', neg=True)
+    label(db, LABELER, carol, '!hide', '2026-12-06T09:00:00.000Z')  # older than the label in force: no change
+    label(db, LABELER, carol, '!hide', '2026-12-06T12:00:00.000Z', exp_ms=1)  # newer, but expired
+    assert skeleton(client, 'latest') == everything
+
+    metrics = client.get('/metrics').get_data(as_text=True)
+    assert f'feedgen_labels_received_total{{labeler="{LABELER}",val="porn"}} 2.0' in metrics
+    assert f'feedgen_labels_negated_total{{labeler="{LABELER}",val="porn"}} 1.0' in metrics
+    assert f'feedgen_labels_applied_total{{labeler="{COMMUNITY}",val="spam"}} 1.0' in metrics
+
+
+def test_algorithms_shows_each_feeds_label_policy(client: FlaskClient) -> None:
+    feeds = {feed['rkey']: feed for feed in client.get('/algorithms?format=json').json['feeds']}
+    assert feeds['latest']['moderation'] == {'hide': list(DEFAULT_HIDE), 'labelers': {}}
+    assert feeds['strict']['moderation'] == {'hide': ['!hide'], 'labelers': {COMMUNITY: ['spam']}}
+    page = client.get('/algorithms?format=html').get_data(as_text=True)
+    assert '<code>!hide</code> from every subscribed labeler' in page
+    assert f'<code>spam</code> from <code>{COMMUNITY}</code>' in page
+
+
+@pytest.mark.parametrize(
+    'moderation',
+    [{'hide': 'porn'}, {'hide': ['']}, {'labelers': {'not-a-did': ['spam']}}, {'show': ['porn']}, 'porn'],
+)
+def test_a_bad_moderation_table_names_the_feed(moderation: object) -> None:
+    with pytest.raises(PluginError, match="feed 'bad': moderation"):
+        make_feed(discover_algorithms(), {'rkey': 'bad', 'algorithm': 'latest', 'moderation': moderation})
