@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 import feedgen
 from feedgen.ranking.algorithm import FeedRequest
 from feedgen.ranking.languages import reader_feed
-from feedgen.ranking.plugins import discover_algorithms, load_feeds
+from feedgen.ranking.plugins import discover_algorithms, load_feeds, make_feed
 from feedgen.ranking.provenance import SERVING_MODULES, algorithm_files, code_files, module_files, package_locator
 from feedgen.serve.app import create_app
 from feedgen.settings import Settings
@@ -196,3 +196,15 @@ def test_a_reader_language_variant_keeps_its_feed_version(client: FlaskClient) -
     )
     assert answer.status_code == 200
     assert answer.json['algorithm']['version'] == version
+
+
+def test_a_feeds_pins_and_label_policy_are_part_of_its_version() -> None:
+    algorithms = discover_algorithms()
+    plain = make_feed(algorithms, {'rkey': 'latest', 'algorithm': 'latest'})
+    pinned = make_feed(
+        algorithms, {'rkey': 'latest', 'algorithm': 'latest', 'pin': ['at://did:plc:a/app.bsky.feed.post/1']}
+    )
+    lenient = make_feed(algorithms, {'rkey': 'latest', 'algorithm': 'latest', 'moderation': {'hide': ['!hide']}})
+    assert len({plain.version, pinned.version, lenient.version}) == 3
+    assert json.loads(lenient.source_bundle())['policy']['moderation']['hide'] == ['!hide']
+    assert plain.version == make_feed(algorithms, {'rkey': 'latest', 'algorithm': 'latest'}).version

@@ -18,7 +18,8 @@ import libipld
 from atproto_core.exceptions import AtProtocolError
 from atproto_crypto.verify import verify_signature
 
-from feedgen.ingest.events import ErrorFrame, FrameError, Info
+from feedgen.ingest.events import ErrorFrame, Info
+from feedgen.ingest.fields import FrameError
 from feedgen.store.labels import LabelState
 
 MAX_VALUE_CHARS = 128

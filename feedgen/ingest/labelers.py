@@ -27,7 +27,8 @@ from atproto_crypto.did import get_did_key
 from atproto_identity.resolver import IdResolver
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from feedgen.ingest.events import ErrorFrame, FrameError, Info
+from feedgen.ingest.events import ErrorFrame, Info
+from feedgen.ingest.fields import FrameError
 from feedgen.ingest.firehose import Backoff
 from feedgen.ingest.label_frames import LabelError, LabelsFrame, decode_labels_frame, parse_label, signed
 from feedgen.ingest.websocket import connect

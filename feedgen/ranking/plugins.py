@@ -64,8 +64,9 @@ class Feed:
             object.__setattr__(self, 'version', bundle_version(self.source_bundle()))
 
     def source_bundle(self) -> bytes:
-        """The exact bytes `version` hashes: the feed's algorithm, parameters and code (see `provenance`)."""
-        return source_bundle(self.algorithm)
+        """The exact bytes `version` hashes: the feed's algorithm, parameters, pins, label policy and code (see
+        `provenance`)."""
+        return source_bundle(self.algorithm, {'pins': list(self.pins), 'moderation': self.moderation.describe()})
 
     def uri(self, publisher_did: str) -> str:
         return f'at://{publisher_did}/app.bsky.feed.generator/{self.rkey}'

@@ -7,8 +7,9 @@ package, or its file in a plugins folder). The graph starts at the algorithm's m
 the ranking-stage code every feed's pages pass through. Third-party libraries are left out: they are pinned by the
 distribution's dependencies, not by this hash.
 
-The bundle is canonical JSON (sorted keys, no spaces, UTF-8) of `{algorithm, class, params, files: [{path,
-source}]}`, files sorted by path; the version is the first 12 hex digits of its SHA-256. Whoever fetches the bundle
+The bundle is canonical JSON (sorted keys, no spaces, UTF-8) of `{algorithm, class, params, policy, files: [{path,
+source}]}`, files sorted by path, where `policy` is what the feeds config adds around the algorithm (its pins and
+label moderation); the version is the first 12 hex digits of its SHA-256. Whoever fetches the bundle
 (`GET /algorithms/<rkey>/source`) recomputes the version with `sha256sum` and compares each file with the
 published package. It reads source files and nothing else.
 """
@@ -109,13 +110,15 @@ def effective_params(algorithm: Algorithm) -> dict[str, Any]:
     return {f.name: _jsonable(getattr(params, f.name)) for f in dataclasses.fields(params)}
 
 
-def source_bundle(algorithm: Algorithm) -> bytes:
-    """The canonical bundle of the code and parameters that decide `algorithm`'s pages (see the module docstring)."""
+def source_bundle(algorithm: Algorithm, policy: dict[str, Any] | None = None) -> bytes:
+    """The canonical bundle of the code, parameters and feed `policy` that decide `algorithm`'s pages (see the module
+    docstring)."""
     kind = type(algorithm)
     document = {
         'algorithm': kind.name,
         'class': f'{kind.__module__}.{kind.__qualname__}',
         'params': effective_params(algorithm),
+        'policy': policy or {},
         'files': [{'path': path, 'source': source} for path, source in algorithm_files(kind)],
     }
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(',', ':')).encode()
