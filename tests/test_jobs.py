@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import peewee
 import pytest
 
+from feedgen.authoring.builder import StoreBuilder
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.jobs import feed_jobs, prune, run_logged, run_soon, start_scheduler
 from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import discover_algorithms, make_feed
-from feedgen.store.models import Follow, Like, Post, PostTerm, Repost
+from feedgen.store.models import Follow, Like, Post, PostTerm, Repost, open_database
 from tests import frames
+from tests.stores import records
 
 ALICE, BOB = 'did:plc:alice', 'did:plc:bob'
 HOUR = 3600.0
@@ -126,3 +130,26 @@ def test_run_soon_moves_every_job_to_run_within_the_second(db: peewee.Database) 
         assert all(job.next_run_time <= soon for job in scheduler.get_jobs())
     finally:
         scheduler.shutdown(wait=True)
+
+
+def _pruned_store(path: Path, max_rows: int) -> dict[str, list[tuple]]:
+    """A store of posts, replies, likes and reposts made over 30 hours, pruned to 12 with `max_rows` per batch."""
+    db = open_database(path)
+    builder, rng = StoreBuilder(db), random.Random(7)
+    posts: list[str] = []
+    for n in range(120):
+        at = 1_000 * HOUR + n * 900
+        reply_to = rng.choice(posts) if posts and rng.random() < 0.3 else None
+        posts.append(builder.make_post(f'author{n % 9}', tags=['x'], reply_to=reply_to, at=at))
+        for fan in range(rng.randrange(4)):
+            make = builder.make_repost if fan == 2 else builder.make_like
+            make(f'fan{fan}', rng.choice(posts), at=at + 1)
+    prune(db, retention_hours=12, now=1_000 * HOUR + 30 * HOUR, max_rows=max_rows)
+    db.close()
+    return records(path)
+
+
+def test_pruning_in_batches_of_one_row_ends_with_the_store_pruning_at_once_does(tmp_path: Path) -> None:
+    at_once = _pruned_store(tmp_path / 'once.db', max_rows=1_000_000)
+    assert 0 < len(at_once['post']) < 120
+    assert _pruned_store(tmp_path / 'batches.db', max_rows=1) == at_once

@@ -267,6 +267,25 @@ class JobState(BaseModel):
     position = peewee.BigIntegerField()
 
 
+class PostChange(BaseModel):
+    """A post whose counters, visibility or existence a writer changed, in the order of the changes.
+
+    The indexer writes one row per post a batch touches, in the batch's transaction; incremental score jobs
+    (`feedgen.ranking.score_changes`) read the rows after the last id they read. Pruning drops rows older than
+    `CHANGES_KEEP_SECONDS` and notes the highest id dropped as the `JobState` row `CHANGES_PRUNED`, so a job that
+    missed rows knows to rescan."""
+
+    id = peewee.BigAutoField()
+    post_id = peewee.BigIntegerField()
+    at = peewee.BigIntegerField()
+
+
+CHANGES_PRUNED = 'post changes pruned'
+"""The `JobState` row whose position is the highest `PostChange.id` pruning dropped."""
+CHANGES_KEEP_SECONDS = 3600
+"""How long pruning keeps a `PostChange` row: far longer than a score job's period."""
+
+
 class Interaction(BaseModel):
     """Reader feedback (`app.bsky.feed.sendInteractions`), the latest of each kind per post; written by serving."""
 
@@ -324,7 +343,7 @@ MODELS: tuple[type[BaseModel], ...] = (
         Receipt,
         FeedStat,
     ),
-    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction, ReaderGraph, ReaderGraphDelete),
+    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, PostChange, Interaction, ReaderGraph, ReaderGraphDelete),
 )
 
 
