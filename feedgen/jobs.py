@@ -7,7 +7,10 @@ away (and again soon after ingest writes its first batch: `run_soon`), then ever
 that is due while the previous one still runs is skipped. Each run logs one line with its outcome (what
 it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts, likes and
 reposts indexed more than `retention_hours` ago, in transactions sized to take about 30 ms each (`_Batches`), so
-ingest never waits on it for long; and the `PostChange` rows older than an hour. Counters stay exact: a like or
+ingest never waits on it for long; and the `PostChange` rows older than an hour. Follows are kept longer only when
+their author is a reader (has a `ReaderGraph`: asked for a feed with a verified token), the only follows any
+algorithm reads; a reader seen for the first time has their follows read from their repository again
+(`feedgen.ingest.graph_sync`), so a follow pruned before they asked is not missed. Counters stay exact: a like or
 repost is always indexed after the post it points at, so it is never pruned while that post is kept, and the reply
 counts of kept parents are recounted.
 """
@@ -30,10 +33,12 @@ from feedgen.serve.receipts import prune_receipts
 from feedgen.store.models import (
     CHANGES_KEEP_SECONDS,
     CHANGES_PRUNED,
+    Follow,
     JobState,
     Like,
     Post,
     PostChange,
+    ReaderGraph,
     Repost,
     write_transaction,
 )
@@ -51,7 +56,8 @@ one is half as large, after a quicker one twice (up to `max_rows`)."""
 def prune(
     db: peewee.Database, retention_hours: float, now: float | None = None, max_rows: int = PRUNE_MAX_ROWS
 ) -> dict[str, int]:
-    """Deletes what was indexed more than `retention_hours` ago; returns how many rows of each kind."""
+    """Deletes what was indexed more than `retention_hours` ago (follows: only those of accounts that are not
+    readers); returns how many rows of each kind."""
     moment = time.time() if now is None else now
     cutoff = int((moment - retention_hours * 3600) * 1000)
     batches = _Batches(db, max_rows)
@@ -72,7 +78,23 @@ def prune(
         'posts': batches.run(posts),
         'likes': batches.run(partial(records, Like)),
         'reposts': batches.run(partial(records, Repost)),
+        'follows': 0,
     }
+    after: tuple[int, str] = (-1, '')
+
+    def follows(size: int) -> int:
+        """Reads `size` follows older than `cutoff` from where the last call stopped; deletes those of non-readers."""
+        nonlocal after
+        old = Follow.select(Follow.indexed_at, Follow.uri, Follow.author.in_(ReaderGraph.select(ReaderGraph.did)))
+        old = old.where(Follow.indexed_at < cutoff, peewee.Tuple(Follow.indexed_at, Follow.uri) > peewee.Tuple(*after))
+        read = list(old.order_by(Follow.indexed_at, Follow.uri).limit(size).tuples())
+        if read:
+            after = read[-1][:2]
+            dropped = [uri for _, uri, reader in read if not reader]
+            removed['follows'] += Follow.delete().where(Follow.uri.in_(dropped)).execute() if dropped else 0
+        return len(read)
+
+    batches.run(follows)
     batches.run(partial(_prune_changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
     return removed
 

@@ -129,7 +129,8 @@ class Follow(BaseModel):
     uri = peewee.TextField(primary_key=True)
     author = peewee.TextField()
     subject = peewee.TextField(index=True)
-    indexed_at = peewee.BigIntegerField()
+    indexed_at = peewee.BigIntegerField(index=True)
+    """What pruning walks: follows of accounts that are not readers go after the retention (`feedgen.jobs`)."""
 
     class Meta:
         indexes = ((('author', 'subject'), False),)
