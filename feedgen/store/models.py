@@ -105,9 +105,13 @@ class Like(BaseModel):
     """An `app.bsky.feed.like` record: `author` liked the post `subject`."""
 
     uri = peewee.TextField(primary_key=True)
-    author = peewee.TextField(index=True)
+    author = peewee.TextField()
     subject = peewee.TextField(index=True)
     indexed_at = peewee.BigIntegerField(index=True)
+
+    class Meta:
+        indexes = ((('author', 'indexed_at'), False),)
+        """What `network` walks for the newest likes of each account a reader follows."""
 
 
 class Repost(BaseModel):
