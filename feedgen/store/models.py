@@ -27,7 +27,7 @@ import peewee
 from playhouse.db_url import connect as connect_url
 
 from feedgen.store.database import SqliteDatabase
-from feedgen.store.schema import add_missing_columns
+from feedgen.store.schema import add_missing_columns, drop_replaced_indexes
 
 database = peewee.DatabaseProxy()
 
@@ -118,7 +118,7 @@ class Repost(BaseModel):
     """An `app.bsky.feed.repost` record: `author` reposted the post `subject`."""
 
     uri = peewee.TextField(primary_key=True)
-    author = peewee.TextField(index=True)
+    author = peewee.TextField()
     subject = peewee.TextField(index=True)
     indexed_at = peewee.BigIntegerField(index=True)
 
@@ -132,7 +132,7 @@ class Follow(BaseModel):
 
     uri = peewee.TextField(primary_key=True)
     author = peewee.TextField()
-    subject = peewee.TextField(index=True)
+    subject = peewee.TextField()
     indexed_at = peewee.BigIntegerField(index=True)
     """What pruning walks: follows of accounts that are not readers go after the retention (`feedgen.jobs`)."""
 
@@ -379,6 +379,7 @@ def create_tables(db: peewee.Database) -> None:
             model._meta.without_rowid = declared[model] and isinstance(db, peewee.SqliteDatabase)
         db.create_tables(MODELS, safe=True)
         add_missing_columns(db, MODELS)
+        drop_replaced_indexes(db)
     finally:
         for model, without_rowid in declared.items():
             model._meta.without_rowid = without_rowid
