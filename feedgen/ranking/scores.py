@@ -184,7 +184,7 @@ class SnapshotAlgorithm(Algorithm):
         candidates: dict[int, Counts] = {}
         for stream in filtered_streams(self.params, *columns):
             query = stream.query.where(stream.key > since, stream.key <= now, engagement > 0, *where)
-            for post_id, sort_at, likes, reposts, replies in query.tuples():
+            for post_id, sort_at, likes, reposts, replies in Post._meta.database.execute(query):  # plain rows
                 candidates[post_id] = Counts(likes, reposts, replies, sort_at)
         return candidates
 
