@@ -96,7 +96,8 @@ def main() -> None:
                 )
         size = Receipt.select().count()
         stored = sum(len(r.payload) for r in Receipt.select(Receipt.payload)) / max(size, 1)
-        payload = sum(len(get_receipt(r.req_id) or '') for r in Receipt.select(Receipt.req_id)) / max(size, 1)
+        found = (get_receipt(r.req_id) for r in Receipt.select(Receipt.req_id))
+        payload = sum(len(receipt.text) for receipt in found if receipt is not None) / max(size, 1)
     print(f'{machine()}; load {load_averages()}')
     print(f'{args.posts} posts; {size} receipts, on average {payload:.0f} bytes of JSON stored as {stored:.0f}\n')
     headers = ['feed', 'FEEDGEN_RECEIPTS', 'requests', 'receipts written', 'request ms (mean)', 'request ms (p95)']

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,26 +26,28 @@ import click
 from flask import Flask
 
 from feedgen.authoring.commands import new_algorithm, preview
-from feedgen.demo import DemoAuth, read_story
+from feedgen.demo import read_story
 from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import CaptureError, read_capture
 from feedgen.ingest.firehose import Firehose
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.jetstream import Jetstream, SourceSwitchRefused, check_firehose_switch, subscribe_events_url
 from feedgen.ingest.pipeline import Pipeline, replay
+from feedgen.ingest.plugin_indexers import RecordIndexer
 from feedgen.ingest.relay import CaptureRelay
 from feedgen.ingest.retime import retime
 from feedgen.jobs import feed_jobs, run_soon, start_scheduler
 from feedgen.logs import setup_logging
 from feedgen.publish import PublishError, publish_command, unpublish_command
-from feedgen.ranking.plugins import PluginError, discover_algorithms, load_feeds
+from feedgen.ranking.plugins import PluginError, discover_algorithms, feed_indexers, load_feeds
 from feedgen.serve.app import create_app
-from feedgen.serve.auth import did_resolver
+from feedgen.serve.auth import StandInAuth, did_resolver
 from feedgen.serve.metrics import format_status, status_report
 from feedgen.serve.server import serve_forever
 from feedgen.settings import Settings, SettingsError
 from feedgen.store.database import SqliteDatabase
 from feedgen.store.models import Post, open_database
+from feedgen.store.plugin_tables import PluginTableError
 from feedgen.supervise import STOP_SECONDS, supervise_ingest
 
 log = logging.getLogger('feedgen')
@@ -63,7 +65,7 @@ class _FeedgenGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (SettingsError, PluginError, CaptureError, PublishError, SourceSwitchRefused) as error:
+        except (SettingsError, PluginError, PluginTableError, CaptureError, PublishError, SourceSwitchRefused) as error:
             click.echo(f'error: {error}', err=True)
             sys.exit(2)
 
@@ -85,10 +87,10 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj = {'settings': settings}
 
 
-def make_pipeline(settings: Settings, source: str) -> Pipeline:
+def make_pipeline(settings: Settings, source: str, indexers: Sequence[RecordIndexer] = ()) -> Pipeline:
     db = open_database(settings.database)
     return Pipeline(
-        Indexer(db, source, publisher_did=settings.publisher_did),
+        Indexer(db, source, publisher_did=settings.publisher_did, indexers=indexers),
         batch_size=settings.batch_size,
         batch_seconds=settings.batch_seconds,
     )
@@ -97,14 +99,15 @@ def make_pipeline(settings: Settings, source: str) -> Pipeline:
 def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event | None = None) -> Pipeline:
     """Runs the firehose ingest and the scheduled jobs until stopped (or the stream ends, with `once`)."""
     stop = stop or threading.Event()
-    pipeline = make_pipeline(
-        settings, subscribe_events_url(settings.jetstream) if settings.jetstream else settings.subscribe_url
-    )
+    feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
+    source = subscribe_events_url(settings.jetstream) if settings.jetstream else settings.subscribe_url
+    pipeline = make_pipeline(settings, source, feed_indexers(feeds.values()))
     if not settings.jetstream:  # a backfill reads a firehose's window (Jetstream's: not yet)
         pipeline.backfill = Backfill.plan(pipeline.indexer, settings.backfill_window_hours)
     firehose = _source(settings, pipeline, stop)
-    feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
-    scheduler = start_scheduler(pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()))
+    scheduler = start_scheduler(
+        pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()), pipeline.indexer.plugins.indexers
+    )
 
     def first_batch(written: Pipeline) -> None:
         written.on_batch = None
@@ -165,6 +168,7 @@ def ingest(ctx: click.Context, once: bool) -> None:
 def serve(ctx: click.Context, host: str, port: int | None, workers: int | None) -> None:
     """Serve the feeds (getFeedSkeleton, describeFeedGenerator, did.json)."""
     settings = _settings(ctx)
+    settings.loopback_only(host)
     _print_feed_urls(settings, host, port or settings.port)
     serve_forever(settings, host, port or settings.port, workers or settings.workers)
 
@@ -176,6 +180,7 @@ def serve(ctx: click.Context, host: str, port: int | None, workers: int | None) 
 def run(ctx: click.Context, host: str, port: int | None) -> None:
     """The main job: ingest the firehose, run scheduled jobs, and serve the feeds."""
     settings = _settings(ctx)
+    settings.loopback_only(host)  # before ingest starts
     _print_feed_urls(settings, host, port or settings.port)
     run_main_job(settings, host, port or settings.port)
 
@@ -217,7 +222,8 @@ def replay_command(ctx: click.Context, path: Path) -> None:
 
 
 def _replay(settings: Settings, path: Path) -> dict[str, Any]:
-    pipeline = make_pipeline(settings, f'capture:{path.resolve()}')
+    feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
+    pipeline = make_pipeline(settings, f'capture:{path.resolve()}', feed_indexers(feeds.values()))
     started = time.monotonic()
 
     def progress(p: Pipeline) -> None:
@@ -287,7 +293,7 @@ def demo(ctx: click.Context, host: str, port: int, capture: Path) -> None:
         if story.viewer:
             who = f'{story.viewer_handle} ({story.viewer}), who follows {story.follows} accounts'
             say(f'demo: a request without a service JWT reads as {who}')
-            auth = DemoAuth(settings.service_did, did_resolver(settings.plc_url), story.viewer)
+            auth = StandInAuth(settings.service_did, did_resolver(settings.plc_url), story.viewer)
             app_factory = functools.partial(create_app, settings, auth=auth)
         _print_feed_urls(settings, host, port, explain=story.example_post)
         run_main_job(settings, host, port, app_factory)
@@ -309,7 +315,7 @@ def algorithms_command(ctx: click.Context, as_json: bool) -> None:
             'rkey': feed.rkey,
             'uri': feed.uri(settings.publisher_did),
             'algorithm': feed.algorithm.name,
-            'version': feed.algorithm.version(),
+            'version': feed.version,
             'personalized': feed.algorithm.personalized,
             'params': feed.params,
             'source': feed.algorithm.source(),

@@ -1,8 +1,8 @@
 """The demo: what `feedgen demo` serves beyond `feedgen run`, chosen from the capture it replays.
 
 Owns reading a capture's story (who follows whom, which posts survive and how much they were liked) to pick the
-demo's viewer and its `/explain` example, and `DemoAuth`, which reads a request without a service JWT as that
-viewer so the personalized feeds answer in a browser. It is for the loopback demo only: `feedgen run` never uses it.
+demo's viewer and its `/explain` example (the demo serves with `feedgen.serve.auth.StandInAuth`, reading a request
+without a service JWT as that viewer, so the personalized feeds answer in a browser).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from feedgen.ingest.events import (
     decode_frame,
 )
 from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
-from feedgen.serve.auth import KeyResolver, ServiceAuth
 
 
 @dataclass(frozen=True)
@@ -85,14 +84,3 @@ def read_story(frames: Iterable[bytes]) -> DemoStory:
 
 def _repo(uri: str) -> str:
     return uri.removeprefix('at://').split('/', 1)[0]
-
-
-class DemoAuth(ServiceAuth):
-    """`ServiceAuth` that reads a request without an `Authorization` header as `demo_viewer`; a token is verified."""
-
-    def __init__(self, service_did: str, keys: KeyResolver, demo_viewer: str) -> None:
-        super().__init__(service_did, keys)
-        self.demo_viewer = demo_viewer
-
-    def viewer(self, authorization: str | None) -> str | None:
-        return super().viewer(authorization) if authorization else self.demo_viewer

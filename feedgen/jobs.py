@@ -7,7 +7,8 @@ away (and again soon after ingest writes its first batch: `run_soon`), then ever
 that is due while the previous one still runs is skipped. Each run logs one line with its outcome (what
 it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts, likes and
 reposts indexed more than `retention_hours` ago, in transactions sized to take about 30 ms each (`_Batches`), so
-ingest never waits on it for long; and the `PostChange` rows older than an hour. Follows are kept longer only when
+ingest never waits on it for long; plugin indexers' rows past their retention; and the `PostChange` rows older
+than an hour. Follows are kept longer only when
 their author is a reader (has a `ReaderGraph`: asked for a feed with a verified token), the only follows any
 algorithm reads; a reader seen for the first time has their follows read from their repository again
 (`feedgen.ingest.graph_sync`), so a follow pruned before they asked is not missed. Counters stay exact: a like or
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from feedgen.ingest.plugin_indexers import RecordIndexer, prune_plugin_tables
 from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import Feed
 from feedgen.serve.interactions import prune_interactions
@@ -54,10 +56,15 @@ one is half as large, after a quicker one twice (up to `max_rows`)."""
 
 
 def prune(
-    db: peewee.Database, retention_hours: float, now: float | None = None, max_rows: int = PRUNE_MAX_ROWS
+    db: peewee.Database,
+    retention_hours: float,
+    now: float | None = None,
+    indexers: Sequence[RecordIndexer] = (),
+    max_rows: int = PRUNE_MAX_ROWS,
 ) -> dict[str, int]:
     """Deletes what was indexed more than `retention_hours` ago (follows: only those of accounts that are not
-    readers); returns how many rows of each kind."""
+    readers), and the rows of plugin `indexers` past their retention; returns how many rows of each kind (plugin
+    tables by name)."""
     moment = time.time() if now is None else now
     cutoff = int((moment - retention_hours * 3600) * 1000)
     batches = _Batches(db, max_rows)
@@ -96,6 +103,9 @@ def prune(
 
     batches.run(follows)
     batches.run(partial(_prune_changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
+    if indexers:
+        with write_transaction(db):
+            removed |= prune_plugin_tables(indexers, retention_hours, int(moment * 1000))
     return removed
 
 
@@ -162,11 +172,18 @@ def _outcome(result: object) -> str:
     return ''
 
 
-def start_scheduler(db: peewee.Database, retention_hours: float, jobs: Iterable[Job] = ()) -> BackgroundScheduler:
-    """Starts the background scheduler with the pruning jobs and `jobs` (first runs right away)."""
+def start_scheduler(
+    db: peewee.Database,
+    retention_hours: float,
+    jobs: Iterable[Job] = (),
+    indexers: Sequence[RecordIndexer] = (),
+) -> BackgroundScheduler:
+    """Starts the background scheduler with the pruning jobs (of `indexers`' tables too) and `jobs` (first runs right
+    away)."""
     scheduler = BackgroundScheduler(daemon=True)
+    pruning = partial(prune, retention_hours=retention_hours, indexers=indexers)
     builtin = [
-        Job(name='prune', run=partial(prune, retention_hours=retention_hours), seconds=PRUNE_EVERY_SECONDS),
+        Job(name='prune', run=pruning, seconds=PRUNE_EVERY_SECONDS),
         Job(name='prune interactions', run=prune_interactions, seconds=PRUNE_EVERY_SECONDS),
         Job(name='prune receipts', run=prune_receipts, seconds=PRUNE_EVERY_SECONDS),
     ]

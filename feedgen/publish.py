@@ -41,7 +41,7 @@ def feed_description(feed: Feed) -> str:
     Within Bluesky's 300 characters, what the feed shows is shortened first, then how it ranks; never the source.
     """
     algorithm = type(feed.algorithm)
-    tail = f'Source: {algorithm.source()} (version {algorithm.version()}).'
+    tail = f'Source: {algorithm.source()} (version {feed.version}).'
     ranking = _shorten(f'Ranking: {algorithm.ranking}', MAX_DESCRIPTION - len(tail) - 1) if algorithm.ranking else ''
     room = MAX_DESCRIPTION - len(tail) - len(ranking) - 2
     shown = _shorten(feed.description, room) if room >= MIN_SHOWN else ''

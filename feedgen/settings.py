@@ -6,6 +6,7 @@ message names the variable in one line; nothing here touches the network or the 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -29,8 +30,23 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
+def is_did(value: str) -> bool:
+    """True when `value` has the form of a DID (`did:<method>:<identifier>`)."""
+    return bool(_DID.match(value))
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` (an address to serve on) can be reached from this machine only."""
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host.strip('[]')).is_loopback
+    except ValueError:
+        return False
+
+
 def _did(name: str, value: str) -> str:
-    if not _DID.match(value):
+    if not is_did(value):
         raise SettingsError(f'{PREFIX}{name}: {value!r} is not a DID (expected did:plc:... or did:web:...)')
     return value
 
@@ -170,6 +186,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     'graph_wait_seconds': _seconds,
     'graph_max_follows': _positive(int),
     'graph_retry_seconds': _positive(float),
+    'dev_viewer': _did,
 }
 
 
@@ -233,6 +250,9 @@ class Settings:
     graph_retry_seconds: float = 60.0
     """After a failed read of a reader's follows, the wait before a request of theirs retries it; it doubles with
     each failure, up to 6 hours."""
+    dev_viewer: str = ''
+    """A reader's DID that requests without a service JWT are read as, to try personalized feeds locally; empty: off.
+    Serving refuses it on an address other than loopback (`loopback_only`)."""
 
     def __post_init__(self) -> None:
         if not self.service_did:
@@ -261,6 +281,14 @@ class Settings:
             if raw is not None and raw.strip() != '':
                 parsed[setting.name] = _PARSERS[setting.name](setting.name.upper(), raw.strip())
         return cls(**parsed)
+
+    def loopback_only(self, host: str) -> None:
+        """Raises `SettingsError` when `dev_viewer` is set and `host`, the address to serve on, is not loopback."""
+        if self.dev_viewer and not is_loopback(host):
+            raise SettingsError(
+                f'{PREFIX}DEV_VIEWER reads every request without a token as {self.dev_viewer}: it is for trying feeds '
+                f'on this machine only, and {host} is not a loopback address (serve on 127.0.0.1, or unset it)'
+            )
 
     def require(self, *names: str) -> None:
         """Raises `SettingsError` naming the first of `names` that is empty."""

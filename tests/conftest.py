@@ -29,7 +29,8 @@ POSTGRES_URL = os.environ.get('FEEDGEN_TEST_DATABASE_URL', '')
 """A PostgreSQL database the store, indexer and server suites also run against (`.ci/postgres.sh start`)."""
 BACKEND_SUITES = frozenset(
     {'test_store', 'test_indexer', 'test_server', 'test_fast_path', 'test_pagination', 'test_prepared'}
-    | {'test_following', 'test_following_reposts', 'test_graph_sync', 'test_self_labels'}
+    | {'test_following', 'test_following_reposts', 'test_graph_sync', 'test_self_labels', 'test_reader_data'}
+    | {'test_post_index', 'test_plugin_indexers'}
 )
 """Test modules run on every backend when `FEEDGEN_TEST_DATABASE_URL` is set; the others on SQLite only."""
 

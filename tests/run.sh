@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export ATNET_HOME="${ATNET_HOME:-$HOME/.cache/atnet}"
 ATNET=../shared/atnet
 
-python -m pip install -q -e '.[test]'
+python -m pip install -q -e '.[dev]'
 ruff check .
 ruff format --check .
 mypy  # --strict over feedgen/ and algorithms/, as configured in pyproject.toml

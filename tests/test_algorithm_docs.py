@@ -1,5 +1,5 @@
 """docs/algorithms.md: its reference names every public name (`feedgen.ranking`, `feedgen.authoring`, the pytest
-fixtures), and nothing that does not exist."""
+fixtures, the columns of the store's models), and nothing that does not exist."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import peewee
 import pytest
 
 import feedgen.authoring
 import feedgen.ranking
 from feedgen.authoring import builder, contract
 from feedgen.authoring import pytest_plugin as testing
-from feedgen.ranking import algorithm
+from feedgen.ranking import algorithm, filters, pagination, personal, scores
+from feedgen.store import prepared
 
 DOC = Path(__file__).parent.parent / 'docs' / 'algorithms.md'
 ENTRY = re.compile(r'^- `([A-Za-z_][\w.]*)')
@@ -27,7 +29,18 @@ API_CLASSES = (
     algorithm.Job,
     builder.StoreBuilder,
     contract.ContractReport,
+    pagination.Stream,
+    filters.FilterParams,
+    scores.SnapshotAlgorithm,
+    scores.SnapshotParams,
+    scores.Counts,
+    personal.PersonalAlgorithm,
+    personal.Ranking,
+    personal.Candidate,
+    personal.Ordering,
+    prepared.Prepared,
 )
+"""Classes whose members the reference documents: those an API class inherits are documented once, on it."""
 
 
 def reference_entries() -> list[str]:
@@ -49,6 +62,12 @@ def members(cls: type) -> set[str]:
     return {name for name in names if not name.startswith('_')}
 
 
+def own_members(cls: type) -> set[str]:
+    """`members(cls)` but for those of another API class it extends (documented there)."""
+    inherited = {name for base in cls.__mro__[1:] if base in API_CLASSES for name in members(base)}
+    return members(cls) - inherited
+
+
 def public_names() -> dict[str, Any]:
     """The public API (both `__all__`s) and the pytest fixtures, by name."""
     exported = {
@@ -60,7 +79,7 @@ def public_names() -> dict[str, Any]:
 
 def api_names() -> set[str]:
     """Every name the reference must document: the public API, the fixtures, and the members of the API classes."""
-    qualified = {f'{cls.__name__}.{member}' for cls in API_CLASSES for member in members(cls)}
+    qualified = {f'{cls.__name__}.{member}' for cls in API_CLASSES for member in own_members(cls)}
     return set(public_names()) | qualified
 
 
@@ -88,3 +107,23 @@ def test_the_reference_is_read() -> None:
     assert 'Algorithm.explain' in entries
     assert 'feedgen_contract' in entries
     assert len(entries) == len(set(entries)), 'a name is listed twice'
+
+
+def store_models() -> list[type[peewee.Model]]:
+    """The store's models the public API exports (what algorithms read)."""
+    exported = [getattr(feedgen.ranking, name) for name in feedgen.ranking.__all__]
+    return [value for value in exported if inspect.isclass(value) and issubclass(value, peewee.Model)]
+
+
+def test_the_reference_documents_every_column_of_the_store() -> None:
+    documented = set(reference_entries())
+    models = store_models()
+    assert {model.__name__ for model in models} >= {'Post', 'Like', 'Repost', 'Follow', 'Actor'}
+    columns = [
+        f'{model.__name__}.{name}'
+        for model in models
+        for name, field in inspect.getmembers(model, lambda value: isinstance(value, peewee.Field))
+        if field.model is model  # not the `id` of the base model, which a model with its own primary key leaves out
+    ]
+    missing = sorted(set(columns) - documented)
+    assert not missing, f'docs/algorithms.md Reference lacks the columns {missing}'

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import requires
 from pathlib import Path
 
 import pytest
@@ -39,9 +44,89 @@ def test_new_algorithm_never_overwrites_and_refuses_bad_names(tmp_path: Path) ->
     again = run('new-algorithm', 'mine', '--project', str(tmp_path))
     assert again.exit_code == 2
     assert 'already exists' in again.output
-    bad = run('new-algorithm', 'My-Feed', '--project', str(tmp_path))
-    assert bad.exit_code == 2
-    assert 'lower-case letters' in bad.output
+    for name in ('My-Feed', 'feed-', 'a--b', 'feed_', '9lives', 'x' * 41):
+        bad = run('new-algorithm', name, '--project', str(tmp_path))
+        assert bad.exit_code == 2, name
+        assert 'lower-case letters' in bad.output
+
+
+def test_new_algorithm_takes_hyphenated_names_like_the_builtins(tmp_path: Path) -> None:
+    (tmp_path / 'algorithms').mkdir()
+    (tmp_path / 'algorithms' / '__init__.py').write_text('')
+    result = run('new-algorithm', 'catch-up-2', '--project', str(tmp_path))
+    assert result.exit_code == 0, result.output
+    module = (tmp_path / 'algorithms' / 'catch_up_2.py').read_text()
+    assert "name = 'catch-up-2'" in module and 'class CatchUp2(Algorithm)' in module
+    assert_scaffold_tests_pass(tmp_path, tmp_path, str(tmp_path / 'tests' / 'test_algorithm_catch_up_2.py'))
+
+
+def test_new_algorithm_in_feedgens_own_repository_imports_feedgen_algorithms(tmp_path: Path) -> None:
+    project, path = tmp_path / 'repo', tmp_path / 'path'
+    (project / 'algorithms').mkdir(parents=True)
+    (project / 'algorithms' / '__init__.py').write_text('')
+    pyproject = (Path(__file__).parent.parent / 'pyproject.toml').read_text()
+    (project / 'pyproject.toml').write_text(pyproject)  # maps feedgen_algorithms onto algorithms/
+    result = run('new-algorithm', 'fresh', '--project', str(project))
+    assert result.exit_code == 0, result.output
+    test = project / 'tests' / 'test_algorithm_fresh.py'
+    assert 'from feedgen_algorithms.fresh import Fresh' in test.read_text()
+    path.mkdir()
+    (path / 'feedgen_algorithms').symlink_to(project / 'algorithms')  # as the editable install maps it
+    assert_scaffold_tests_pass(project, path, str(test))
+
+
+def test_new_algorithm_adds_an_algorithm_to_an_existing_package(tmp_path: Path) -> None:
+    source, site = tmp_path / 'pkg', tmp_path / 'site'
+    assert run('new-algorithm', 'first', '--package', str(source)).exit_code == 0
+    result = run('new-algorithm', 'second-one', '--package', str(source))
+    assert result.exit_code == 0, result.output
+    assert f'wrote {source / "pyproject.toml"}' in result.output
+    document = tomllib.loads((source / 'pyproject.toml').read_text())
+    assert document['project']['entry-points']['feedgen.algorithms'] == {
+        'first': 'feedgen_first',
+        'second-one': 'feedgen_second_one',
+    }
+    assert document['tool']['setuptools']['py-modules'] == ['feedgen_first', 'feedgen_second_one']
+    for module in ('feedgen_first', 'feedgen_second_one'):
+        assert_scaffold_tests_pass(source, source, str(source / 'tests' / f'test_{module}.py'))
+    pip = [sys.executable, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-index']
+    pip += ['--no-deps', '--no-build-isolation', '--target', str(site), str(source)]
+    subprocess.run(pip, check=True, timeout=300, capture_output=True)
+    listing = subprocess.run(
+        [sys.executable, '-m', 'feedgen', 'algorithms', '--json'],
+        env=os.environ | {'PYTHONPATH': str(site), 'FEEDGEN_DATABASE': str(tmp_path / 'x.db')},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert {'first', 'second-one'} <= set(json.loads(listing.stdout)['algorithms'])
+
+
+def test_new_algorithm_refuses_to_add_what_it_cannot(tmp_path: Path) -> None:
+    source = tmp_path / 'pkg'
+    assert run('new-algorithm', 'first', '--package', str(source)).exit_code == 0
+    twice = run('new-algorithm', 'first', '--package', str(source))
+    assert twice.exit_code == 2
+    assert 'already declares' in twice.output or 'already exists' in twice.output
+    pyproject = source / 'pyproject.toml'
+    pyproject.write_text(
+        pyproject.read_text().replace("py-modules = ['feedgen_first']", "py-modules = [\n  'feedgen_first',\n]")
+    )
+    before = pyproject.read_text()
+    odd = run('new-algorithm', 'second', '--package', str(source))
+    assert odd.exit_code == 2
+    assert 'by hand' in odd.output
+    assert pyproject.read_text() == before
+    assert not (source / 'feedgen_second.py').exists()
+
+
+def test_the_test_extra_installs_what_an_algorithms_tests_need(tmp_path: Path) -> None:
+    extras = [r for r in requires('open-feedgen') or [] if 'extra == "test"' in r]
+    assert any(r.startswith('pytest>=') for r in extras)  # the fixtures are a pytest plugin
+    assert run('new-algorithm', 'mine', '--package', str(tmp_path / 'pkg')).exit_code == 0
+    document = tomllib.loads((tmp_path / 'pkg' / 'pyproject.toml').read_text())
+    assert document['project']['optional-dependencies']['test'] == ['open-feedgen[test]']
 
 
 def test_new_algorithm_package_declares_the_entry_point(tmp_path: Path) -> None:
@@ -110,6 +195,20 @@ def test_preview_a_personalized_feed_for_a_viewer(tmp_path: Path, feedgen_store:
     assert preview['feed']['viewer'] == follower
     assert preview['items'], 'the follower sees posts of the accounts they follow'
     assert all(item['explanation'] for item in preview['items'])
+
+
+def test_preview_refuses_a_personalized_feed_without_a_viewer_and_a_viewer_that_is_no_did(tmp_path: Path) -> None:
+    env = {'FEEDGEN_DATABASE': str(tmp_path / 'unused.db')}
+    alone = run('preview', 'following', '--capture', str(CAPTURE_20), env=env)
+    assert alone.exit_code == 2
+    assert alone.output.startswith('error: feed following is personalized')
+    assert '--viewer' in alone.output
+    for viewer in ('alice', 'alice.bsky.social', 'did:plc:', 'did:plc:a b'):
+        wrong = run('preview', 'following', '--capture', str(CAPTURE_20), '--viewer', viewer, env=env)
+        assert wrong.exit_code == 2, viewer
+        assert 'is not a DID' in wrong.output
+    also = run('preview', 'latest', '--capture', str(CAPTURE_20), '--viewer', 'bob', env=env)
+    assert also.exit_code == 2  # a viewer given to any feed must be a DID
 
 
 def test_preview_of_an_unknown_feed_is_one_line(tmp_path: Path) -> None:

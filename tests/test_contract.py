@@ -64,12 +64,13 @@ def fill_world(store: StoreBuilder, now: float) -> list[str]:
 @pytest.mark.parametrize(('label', 'feed'), served_feeds(), ids=[label for label, _ in served_feeds()])
 def test_every_served_feed_passes_the_contract(feedgen_store: StoreBuilder, label: str, feed: Feed) -> None:
     now = time.time()
-    fill_world(feedgen_store, now)
+    posts = fill_world(feedgen_store, now)
     viewer = READER if feed.algorithm.personalized else None
 
     report = check_contract(feed, feedgen_store, viewer=viewer, at_ms=int(now * 1000))
 
     assert len(report.items) > 3
+    assert set(report.items) | set(report.left_out) == set(posts)  # every post it leaves out was checked unexplained
     assert report.inserted, 'no post was made between pages: the concurrent-insert check did not run'
 
 
@@ -170,6 +171,14 @@ class ExplainsAnything(Newest):
         return {'everything': 'is in this feed'}
 
 
+class ExplainsPostsItLeavesOut(Newest):
+    """Serves author0's posts only, but explains every indexed post."""
+
+    def page(self, request: FeedRequest) -> Page:
+        query = visible_posts().select(Post.uri, Post.sort_at, Post.id).where(Post.author == 'did:plc:author0')
+        return keyset_page(query, request, Post.sort_at, Post.id, Post.uri, context=lambda _row: 'by author0')
+
+
 class TakesAnyCursor(Newest):
     def page(self, request: FeedRequest) -> Page:
         if request.cursor is not None and not request.cursor[0].isdigit():
@@ -199,6 +208,7 @@ BROKEN = [
     Broken(SkipsOnSmallPages, 'no skips'),
     Broken(Unexplained, 'every served item is explained'),
     Broken(ExplainsAnything, 'a post not in the feed is not explained'),
+    Broken(ExplainsPostsItLeavesOut, 'a post not in the feed is not explained'),
     Broken(TakesAnyCursor, 'a malformed cursor raises InvalidCursor'),
     Broken(UnjsonableTrace, 'the trace is JSON'),
 ]
@@ -207,14 +217,31 @@ BROKEN = [
 def make_posts(store: StoreBuilder, count: int = 10) -> None:
     for i in range(count):
         store.make_post(f'author{i % 3}', f'post {i}')
+    for i in range(count // 2):  # enough of author0 for a feed of author0's posts to page
+        store.make_post('author0', f'more {i}')
 
 
 def test_a_correct_algorithm_passes(feedgen_store: StoreBuilder) -> None:
     make_posts(feedgen_store)
     report = check_contract(Newest(), feedgen_store)
-    assert len(report.items) == 10
+    assert len(report.items) == 15
     assert report.pages == 1
-    assert len(report.inserted) == 3  # after each of the pages of 3 that had a next page
+    assert len(report.inserted) == 4  # after each of the pages of 3 that had a next page
+    assert report.left_out == []  # it serves every post
+
+
+def test_posts_the_feed_leaves_out_are_checked_unexplained(feedgen_store: StoreBuilder) -> None:
+    make_posts(feedgen_store)
+
+    class ByAuthor0(ExplainsPostsItLeavesOut):
+        def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
+            row = visible_posts().where(Post.uri == post, Post.author == 'did:plc:author0').first()
+            return {'author': row.author} if row else None
+
+    report = check_contract(ByAuthor0(), feedgen_store)
+    assert len(report.items) == 9
+    others = Post.select(Post.uri).where(Post.author != 'did:plc:author0')
+    assert sorted(report.left_out) == sorted(uri for (uri,) in others.tuples())
 
 
 @pytest.mark.parametrize('broken', BROKEN, ids=[b.algorithm.__name__ for b in BROKEN])
@@ -225,8 +252,8 @@ def test_a_broken_rule_is_named(feedgen_store: StoreBuilder, broken: Broken) -> 
 
 
 def test_too_few_posts_to_check_paging_fails(feedgen_store: StoreBuilder) -> None:
-    make_posts(feedgen_store, 3)
-    with pytest.raises(ContractError, match='served 3 items'):
+    feedgen_store.make_post('author0', 'one')
+    with pytest.raises(ContractError, match='served 1 items'):
         check_contract(Newest(), feedgen_store)
 
 
@@ -247,7 +274,7 @@ def test_jobs_run_before_the_check_and_between_pages(feedgen_store: StoreBuilder
 
     make_posts(feedgen_store)
     check_contract(Scheduled(), feedgen_store)
-    assert runs == [10, 11, 12, 13]
+    assert runs == [15, 16, 17, 18, 19]
 
 
 def test_the_fixture_checks_on_the_fixture_store(
@@ -255,5 +282,5 @@ def test_the_fixture_checks_on_the_fixture_store(
 ) -> None:
     make_posts(feedgen_store)
     report = feedgen_contract(Newest())
-    assert len(report.items) == 10
-    assert Post.select().where(Post.uri.in_(report.inserted)).count() == 3
+    assert len(report.items) == 15
+    assert Post.select().where(Post.uri.in_(report.inserted)).count() == 4

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feedgen.demo import DemoAuth, read_story
+from feedgen.demo import read_story
 from feedgen.ingest.capture import read_capture
-from feedgen.serve.auth import AuthError
+from feedgen.serve.auth import AuthError, StandInAuth
 from tests.conftest import CAPTURE_20, expected_posts, load_session
 from tests.jwts import FakeKeys, SigningKey, service_claims
 from tests.processes import FeedgenProcess, free_port
@@ -108,7 +108,7 @@ def test_the_story_picks_a_viewer_who_follows_and_a_surviving_post() -> None:
 def test_demo_auth_reads_an_anonymous_request_as_the_demo_viewer_and_still_checks_tokens() -> None:
     key = SigningKey()
     reader = 'did:plc:reader'
-    auth = DemoAuth('did:web:localhost', FakeKeys(published={reader: key.did_key}), 'did:plc:demo')
+    auth = StandInAuth('did:web:localhost', FakeKeys(published={reader: key.did_key}), 'did:plc:demo')
     assert auth.viewer(None) == 'did:plc:demo'
     token = key.jwt(service_claims(reader, 'did:web:localhost'))
     assert auth.viewer(f'Bearer {token}') == reader

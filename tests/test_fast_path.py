@@ -32,7 +32,8 @@ from feedgen.store.models import (
     open_database,
     save_cursor,
 )
-from feedgen.store.writes import Recount, delete_posts, delete_subject_records, post_terms
+from feedgen.store.terms import post_terms
+from feedgen.store.writes import Recount, delete_posts, delete_subject_records
 
 FRAMES = 6_000
 ACCOUNTS = 300
@@ -88,9 +89,12 @@ class ReferenceIndexer(Indexer):
                 tags=' '.join(post.tags), reply_root=post.reply_root, reply_parent=post.reply_parent,
                 embed=post.embed, created_at=post.created_at, sort_at=min(post.created_at, commit.time_ms),
                 indexed_at=int(NOW * 1000), seq=commit.seq, hidden=self.hiding.hides(op.author),
-                self_labels=' '.join(post.self_labels),
+                self_labels=' '.join(post.self_labels), links=' '.join(post.links), mentions=' '.join(post.mentions),
+                quote=post.quote, image_count=post.images, alt_count=post.alt_texts, video=post.video,
             )  # fmt: skip
-            for term in post_terms(post.tags, post.langs):
+            terms = post_terms(post.tags, post.langs, post.links, post.mentions, post.quote, post.reply_parent,
+                               post.reply_root)  # fmt: skip
+            for term in terms:
                 PostTerm.create(term=term, sort_at=row.sort_at, post_id=row.id)
         else:
             model = SUBJECT_MODELS[op.collection]
@@ -123,7 +127,7 @@ def recount_all() -> None:
 def tables() -> dict[str, list[tuple]]:
     """Every row of every table, ids replaced by what they stand for, sorted; plus the order `latest` shows."""
     columns = [field for field in Post._meta.sorted_fields if field.name != 'id']
-    posts = [tuple(bool(v) if f.name == 'hidden' else v for f, v in zip(columns, row, strict=True))
+    posts = [tuple(bool(v) if f.name in ('hidden', 'video') else v for f, v in zip(columns, row, strict=True))
              for row in Post.select(*columns).tuples()]  # fmt: skip
     terms = PostTerm.select(PostTerm.term, PostTerm.sort_at, Post.uri).join(Post, on=Post.id == PostTerm.post_id)
     return {

@@ -28,6 +28,7 @@ from feedgen.serve.metrics import format_status, status_report
 from feedgen.serve.reader_graph import HEADER, NOTES
 from feedgen.settings import Settings
 from feedgen.store.models import Follow, ReaderGraph, ReaderGraphDelete
+from feedgen.store.reader_data import erase_reader
 from feedgen.store.reader_graphs import graph_counts
 from tests.atnet import eventually
 from tests.conftest import feed_uri
@@ -430,3 +431,26 @@ def test_a_first_page_waiting_for_its_pds_holds_up_no_other_request_of_its_worke
         pds.release.set()
         waiting.join(timeout=60)
         assert answers[0].status_code == 200 and HEADER not in answers[0].headers
+
+
+def test_a_reader_who_erased_their_data_has_their_follows_read_again_by_every_process(
+    db: peewee.Database, pds: FakePds, resolver: Resolver, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = listed(pds, READER, 3)
+    listed(pds, OTHER, 2)
+    erasing, elsewhere = make_graphs(db, resolver, clock), make_graphs(db, resolver, clock)
+    assert erasing.seen(READER, wait=30) == SYNCED
+    assert (elsewhere.seen(READER), erasing.seen(OTHER, wait=30)) == (SYNCED, SYNCED)
+    assert len(pds.pages) == 2
+
+    erase_reader(db, READER)
+    erasing.forget(READER)
+    assert (follows_of(READER), follows_of(OTHER)) == ([], listed(pds, OTHER, 2))
+    assert erasing.seen(READER, wait=30) == SYNCED, 'the process that erased reads the follows again at once'
+    assert follows_of(READER) == expected and len(pds.pages) == 3
+
+    erase_reader(db, READER)
+    monkeypatch.setattr(graph_sync, 'REMEMBER_SECONDS', 0.0)  # the time another process trusts its memory is up
+    assert elsewhere.seen(READER, wait=30) == SYNCED
+    assert follows_of(READER) == expected and len(pds.pages) == 4
+    assert erasing.seen(OTHER) == SYNCED and len(pds.pages) == 4, 'a reader who erased nothing is not read again'

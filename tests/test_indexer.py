@@ -89,7 +89,7 @@ def test_each_delete_kind(pipeline: Pipeline) -> None:
     )
     post = _post(POST_A)
     assert (post.like_count, post.repost_count, post.reply_count) == (1, 1, 1)
-    assert {t.term for t in PostTerm.select()} == {'lang:en'}
+    assert {t.term for t in PostTerm.select()} == {'lang:en', f'reply-to:{ALICE}', f'thread-of:{ALICE}'}
     _feed(
         pipeline,
         frames.commit(6, BOB, [('delete', 'app.bsky.feed.like/l', None)]),

@@ -73,7 +73,7 @@ def test_it_is_discovered_and_listed(installed: Path, tmp_path: Path) -> None:
     listing = json.loads(result.output)
     assert NAME in listing['algorithms']
     (row,) = [row for row in listing['feeds'] if row['rkey'] == NAME]
-    assert row['version'] == algorithm.version()
+    assert row['version'] == load_feeds(discover_algorithms())[NAME].version
     assert row['source'] == algorithm.source()
 
 
@@ -87,7 +87,7 @@ def test_it_is_served_explained_and_on_the_transparency_page(
     client = create_app(settings, db=db).test_client()
     with client.get('/xrpc/app.bsky.feed.getFeedSkeleton', query_string={'feed': feed_uri(NAME)}) as response:
         body = response.json
-    version = discover_algorithms()[NAME].version()
+    version = load_feeds(discover_algorithms())[NAME].version
     assert response.status_code == 200, body
     assert body['feed'] == [  # its default feed: min_likes 0, newest first
         {'post': unliked, 'feedContext': '0 likes, newest first'},
@@ -106,7 +106,7 @@ def test_its_published_record_names_its_version(installed: Path, settings: Setti
     record = wanted_fields(feed, settings.service_did)
     assert record['did'] == settings.service_did
     assert record['displayName'] == 'Liked elsewhere'
-    assert f'(version {feed.algorithm.version()})' in record['description']
+    assert f'(version {feed.version})' in record['description']
     assert f'Source: feedgen-liked-elsewhere 0.1.0: {MODULE}.py' in record['description']
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_plugin_folder_algorithm_is_loaded_and_served(tmp_path: Path) -> None:
     client = create_app(settings).test_client()
     response = client.get('/xrpc/app.bsky.feed.getFeedSkeleton', query_string={'feed': feed_uri('echo')})
     assert response.json['feed'] == [{'post': 'at://did:plc:x/app.bsky.feed.post/1', 'feedContext': 'echo'}]
-    assert response.json['algorithm'] == {'name': 'echo', 'version': algorithms['echo'].version()}
+    assert response.json['algorithm'] == {'name': 'echo', 'version': load_feeds(algorithms)['echo'].version}
 
 
 def test_two_algorithms_with_one_name_are_refused(tmp_path: Path) -> None:
@@ -93,12 +94,18 @@ def test_duplicate_rkeys_are_refused(tmp_path: Path) -> None:
         load_feeds(discover_algorithms(), config)
 
 
-def test_version_is_a_content_hash_of_the_module() -> None:
-    latest = discover_algorithms()['latest']
-    version = latest.version()
-    assert len(version) == 12
-    assert version == latest.version()
-    assert version != discover_algorithms()['topic'].version()
+def test_version_is_a_content_hash_of_code_and_parameters() -> None:
+    algorithms = discover_algorithms()
+    version = load_feeds(algorithms)['latest'].version
+    assert re.fullmatch(r'[0-9a-f]{12}', version)
+    assert version == load_feeds(discover_algorithms())['latest'].version
+    assert version != load_feeds(algorithms)['topic'].version
+    cats = make_feed(algorithms, {'rkey': 'cats', 'algorithm': 'topic', 'params': {'tags': ['cats']}})
+    dogs = make_feed(algorithms, {'rkey': 'dogs', 'algorithm': 'topic', 'params': {'tags': ['dogs']}})
+    assert cats.version != dogs.version
+    assert make_feed(algorithms, {'rkey': 'same', 'algorithm': 'topic', 'params': {'tags': ['cats']}}).version == (
+        cats.version
+    )
 
 
 def test_base_class_page_must_be_implemented() -> None:

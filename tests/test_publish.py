@@ -39,10 +39,10 @@ def sample_feed(description: str) -> Feed:
 
 
 def test_the_description_says_what_how_where_and_which_version() -> None:
-    text = feed_description(sample_feed('Sample posts.'))
+    feed = sample_feed('Sample posts.')
     assert (
-        text
-        == f'Sample posts. Ranking: Newest first. Source: https://example.test/sample.py (version {Sample.version()}).'
+        feed_description(feed)
+        == f'Sample posts. Ranking: Newest first. Source: https://example.test/sample.py (version {feed.version}).'
     )
 
 
@@ -51,13 +51,13 @@ def test_a_long_description_is_shortened_first_and_never_loses_source_or_version
     assert len(text) == MAX_DESCRIPTION
     assert text.startswith('word word')
     assert text.endswith(
-        f'… Ranking: Newest first. Source: https://example.test/sample.py (version {Sample.version()}).'
+        f'… Ranking: Newest first. Source: https://example.test/sample.py (version {sample_feed("").version}).'
     )
     for feed in feeds.values():
         algorithm = type(feed.algorithm)
         text = feed_description(feed)
         assert len(text) <= MAX_DESCRIPTION, feed.rkey
-        assert text.endswith(f'Source: {algorithm.source()} (version {algorithm.version()}).')
+        assert text.endswith(f'Source: {algorithm.source()} (version {feed.version}).')
         assert 'Ranking: ' + algorithm.ranking[:20] in text
 
 

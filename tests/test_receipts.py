@@ -38,8 +38,8 @@ def skeleton(client: FlaskClient, rkey: str, **query: object) -> dict:
 def test_a_skeleton_carries_a_req_id_and_its_algorithm(client: FlaskClient, posts: list[str]) -> None:
     first = skeleton(client, 'latest', limit=3)
     second = skeleton(client, 'latest', limit=3)
-    latest = load_feeds(discover_algorithms())['latest'].algorithm
-    assert first['algorithm'] == {'name': 'latest', 'version': latest.version()}
+    latest = load_feeds(discover_algorithms())['latest']
+    assert first['algorithm'] == {'name': 'latest', 'version': latest.version}
     assert re.fullmatch(r'[0-9a-f]{16}', first['reqId'])
     assert first['reqId'] != second['reqId']
 

@@ -1,13 +1,30 @@
-"""feedgen.store.schema: a store an earlier version made opens with the indexes of this one, its rows unchanged."""
+"""feedgen.store.schema: a store an earlier feedgen made opens with the columns (and their indexes) added since, and
+without the indexes wider ones replaced."""
 
 from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
 
 import peewee
 
 from feedgen.authoring.builder import StoreBuilder
 from feedgen.settings import Settings
-from feedgen.store.models import Like, open_database
+from feedgen.store.models import Like, Receipt, open_database
 from feedgen.store.schema import REPLACED_INDEXES
+
+
+def test_a_store_from_before_receipts_named_readers_gains_the_column_and_its_index(tmp_path: Path) -> None:
+    path = tmp_path / 'old.db'
+    with sqlite3.connect(path) as old:
+        old.execute('CREATE TABLE receipt (req_id TEXT PRIMARY KEY, feed TEXT, created_at INTEGER, payload BLOB)')
+        old.execute("INSERT INTO receipt VALUES ('0123456789abcdef', 'latest', 1, x'00')")
+    db = open_database(path)
+    try:
+        assert [(row.req_id, row.viewer) for row in Receipt.select()] == [('0123456789abcdef', None)]
+        assert 'receipt_viewer' in {index.name for index in db.get_indexes('receipt')}
+    finally:
+        db.close()
 
 
 def test_an_older_store_loses_the_indexes_wider_ones_replaced(settings: Settings, db: peewee.Database) -> None:

@@ -12,11 +12,15 @@ from feedgen.authoring.builder import StoreBuilder
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.ranking import scores
+from feedgen.ranking.algorithm import Algorithm, Exclusion, FeedRequest
+from feedgen.ranking.exclusions import NO_READER, feed_exclusion
 from feedgen.ranking.plugins import discover_algorithms, make_feed
 from feedgen.serve.app import create_app
 from feedgen.settings import Settings
+from feedgen.store.models import Post
 from tests import frames
 from tests.conftest import PUBLISHER, feed_uri
+from tests.worlds import READER
 
 FEEDS = {
     'cats': {'algorithm': 'topic', 'params': {'tags': ['cats'], 'langs': ['en'], 'no_replies': True}},
@@ -155,3 +159,40 @@ def test_liked_after_the_snapshot(served: FlaskClient, store: StoreBuilder) -> N
     _hot_with_likes(store, (liked, 1))
     store.make_like('fan', late)
     assert why_not(served, 'hot', late)['rule'] == 'after_snapshot'
+
+
+class _ByLanguage(Algorithm):
+    """A personalized algorithm whose `why_not` gives a reason whoever asks (as a careless plugin might)."""
+
+    name = 'by-language'
+    display_name = description = "posts in the reader's languages"
+    personalized = True
+
+    def why_not(self, post: Post, request: FeedRequest) -> Exclusion | None:
+        return Exclusion('langs', 'not in your languages', post.langs)
+
+
+def test_a_personalized_feed_asked_without_a_reader_is_unexplained(store: StoreBuilder) -> None:
+    post = Post.get(Post.uri == store.make_post('alice', 'hello', langs=['de']))
+    algorithm, hot = _ByLanguage(), make_feed(discover_algorithms(), {'rkey': 'hot', **FEEDS['hot']}).algorithm
+    assert feed_exclusion(algorithm, post, FeedRequest(limit=1)) == NO_READER
+    assert NO_READER.rule == 'unexplained'
+    assert feed_exclusion(algorithm, post, FeedRequest(limit=1, viewer=READER)).rule == 'langs'
+    assert feed_exclusion(hot, post, FeedRequest(limit=1)).rule == 'no_engagement', 'a public feed still says why'
+
+
+def test_a_post_ranked_and_left_out_for_nobody_is_unexplained(store: StoreBuilder) -> None:
+    post = store.make_post('alice', 'liked')
+    _hot_with_likes(store, (post, 1))
+    hot = make_feed(discover_algorithms(), {'rkey': 'hot', **FEEDS['hot']}).algorithm
+    row = Post.get(Post.uri == post)
+    assert hot.why_not(row, FeedRequest(limit=1)) is None
+    assert hot.why_not(row, FeedRequest(limit=1, viewer=READER)) == Exclusion(
+        'viewer', 'it is ranked, but left out for you: excluded', READER
+    )
+
+
+def test_explain_of_a_personalized_feed_needs_the_reader(client: FlaskClient, store: StoreBuilder) -> None:
+    post = store.make_post('alice', 'hello')
+    response = client.get('/explain', query_string={'feed': feed_uri('following'), 'post': post})
+    assert (response.status_code, response.json['error']) == (401, 'AuthRequired')

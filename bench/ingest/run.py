@@ -7,7 +7,10 @@ after the other, `feedgen ingest --once` and `bench/ingest/baseline.py` (and wit
 and peak RSS come from the kernel's accounting of each process (`wait4`). It checks that feedgen's store holds
 what the capture's truth says, and prints a markdown table.
 
-Usage: `python -m bench.ingest.run [--frames 200000] [--backfill]`
+With `--before DIR` it first runs `feedgen ingest --once` from the feedgen source tree in DIR (say, `git archive` of
+the commit before a change), so a change's cost is measured in the same run, on the same relay.
+
+Usage: `python -m bench.ingest.run [--frames 200000] [--backfill] [--before DIR]`
 """
 
 from __future__ import annotations
@@ -118,9 +121,12 @@ def backfill_hours(frames: Sequence[bytes]) -> float:
     return (time.time() - first / 1000) / 3600 + 1
 
 
-def run_feedgen(relay: CaptureRelay, truth: dict, batch_size: int | None, backfill: float = 0) -> Run:
+def run_feedgen(
+    relay: CaptureRelay, truth: dict, batch_size: int | None, backfill: float = 0, source: Path | None = None
+) -> Run:
     """`feedgen ingest --once` on a fresh store: live ingest from the relay's start, or with `backfill` hours a
-    first-start backfill (`cursor=0`, the horizon before the capture's first event, so nothing is skipped)."""
+    first-start backfill (`cursor=0`, the horizon before the capture's first event, so nothing is skipped); with
+    `source`, the feedgen of that source tree (`python -m feedgen` on its path) instead of this one."""
     database = OUT / 'ingest-feedgen.db'
     for suffix in ('', '-wal', '-shm'):
         Path(f'{database}{suffix}').unlink(missing_ok=True)
@@ -130,13 +136,18 @@ def run_feedgen(relay: CaptureRelay, truth: dict, batch_size: int | None, backfi
         env['FEEDGEN_RETENTION_HOURS'] = str(backfill)
     if batch_size:
         env['FEEDGEN_BATCH_SIZE'] = str(batch_size)
-    stdout, usage = run_measured([feedgen, 'ingest', '--once'], env, OUT / 'ingest-feedgen.log')
+    command = [feedgen, 'ingest', '--once']
+    if source is not None:
+        env['PYTHONPATH'] = str(source)
+        command = [sys.executable, '-m', 'feedgen', 'ingest', '--once']
+    stdout, usage = run_measured(command, env, OUT / 'ingest-feedgen.log')
     summary = json.loads(stdout.strip().splitlines()[-1])
     check_store(database, truth)
     if backfill:
         check_backfilled(database)
     indexed = {kind: created(truth, collection) for kind, collection in KINDS.items()} | {'deletes': deleted(truth)}
-    return Run('feedgen backfill' if backfill else 'feedgen', summary['frames'], summary['seconds'], usage, indexed)
+    name = 'feedgen backfill' if backfill else 'feedgen' if source is None else f'feedgen of {source.name}'
+    return Run(name, summary['frames'], summary['seconds'], usage, indexed)
 
 
 def check_backfilled(database: Path) -> None:
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         '--backfill', action='store_true', help="Also measure a first start's backfill (FEEDGEN_BACKFILL_HOURS)."
     )
+    parser.add_argument('--before', type=Path, help='Also run the feedgen of this source tree first (same relay).')
     args = parser.parse_args(argv)
     capture, truth = ensure_capture(args.frames, args.accounts)
     frames = list(read_capture(capture))
@@ -183,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f'\n### Ingest: {len(frames):,} synthetic frames ({capture.stat().st_size / MB:,.0f} MB) over loopback\n')
     print(f'Load averages before: {load_averages()}\n')
     with CaptureRelay(frames) as relay:
-        runs = [run_feedgen(relay, truth, args.batch_size)]
+        before = [run_feedgen(relay, truth, args.batch_size, source=args.before)] if args.before else []
+        runs = [run_feedgen(relay, truth, args.batch_size), *before]
         if args.backfill:
             runs.append(run_feedgen(relay, truth, args.batch_size, backfill_hours(frames)))
         if not args.skip_baseline:

@@ -29,7 +29,8 @@ import peewee
 from bench.ingest.synth import tid
 from feedgen.ingest.indexer import POST_COLUMNS, SUBJECT_COLUMNS
 from feedgen.store.models import Actor, Follow, Like, Post, PostTerm, Repost, open_database
-from feedgen.store.writes import insert_ignore, post_terms
+from feedgen.store.terms import post_terms
+from feedgen.store.writes import insert_ignore
 
 FORMAT = 'feedgen-serve-store/1'
 DAY_MS = 86_400_000
@@ -152,6 +153,7 @@ class Filler:
                 i + 1,
                 author in self.inactive,
                 '',
+                *('', '', None, 0, 0, False),  # links, mentions, quote, image_count, alt_count, video
             )
 
     def _subject_rows(self, kind: str, count: int, counts: Counter[int]) -> Iterator[tuple]:
@@ -207,7 +209,7 @@ class Filler:
             terms = [
                 (term, row[10], first_id + offset)
                 for offset, row in enumerate(chunk)
-                for term in post_terms(row[5].split(), row[4].split())
+                for term in post_terms(row[5].split(), row[4].split(), reply_parent=row[7], reply_root=row[6])
             ]
             tagged += sum(1 for row in chunk if TAG in row[5].split())
             insert_ignore(db, PostTerm, ('term', 'sort_at', 'post_id'), terms)

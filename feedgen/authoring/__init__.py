@@ -14,14 +14,45 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from feedgen.authoring.builder import StoreBuilder
     from feedgen.authoring.contract import ContractError, ContractReport, check_contract
+    from feedgen.authoring.post_parts import (
+        images_embed,
+        link_card,
+        link_facet,
+        mention_facet,
+        quote_embed,
+        quote_with_media,
+        tag_facet,
+        video_embed,
+    )
 
-__all__ = ['ContractError', 'ContractReport', 'StoreBuilder', 'check_contract']
+__all__ = [
+    'ContractError',
+    'ContractReport',
+    'StoreBuilder',
+    'check_contract',
+    'images_embed',
+    'link_card',
+    'link_facet',
+    'mention_facet',
+    'quote_embed',
+    'quote_with_media',
+    'tag_facet',
+    'video_embed',
+]
 
 _HOMES = {
     'ContractError': 'feedgen.authoring.contract',
     'ContractReport': 'feedgen.authoring.contract',
     'StoreBuilder': 'feedgen.authoring.builder',
     'check_contract': 'feedgen.authoring.contract',
+    'images_embed': 'feedgen.authoring.post_parts',
+    'link_card': 'feedgen.authoring.post_parts',
+    'link_facet': 'feedgen.authoring.post_parts',
+    'mention_facet': 'feedgen.authoring.post_parts',
+    'quote_embed': 'feedgen.authoring.post_parts',
+    'quote_with_media': 'feedgen.authoring.post_parts',
+    'tag_facet': 'feedgen.authoring.post_parts',
+    'video_embed': 'feedgen.authoring.post_parts',
 }
 
 

@@ -24,7 +24,8 @@ from feedgen.ranking.plugins import discover_algorithms
     'package',
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help='Write a standalone installable package (feedgen.algorithms entry point) into this folder.',
+    help='Write a standalone installable package (feedgen.algorithms entry point) into this folder, '
+    'or add the algorithm to the package it holds.',
 )
 @click.option(
     '--project',

@@ -4,9 +4,9 @@ Owns `check_contract`: pages a feed to its end and fails with a `ContractError` 
 when the algorithm returns more items than asked, repeats a cursor, repeats or skips an item across pages
 (compared with paging the same store 100 at a time), repeats or skips older items when new posts arrive
 between page requests, serves an item without a short `context`, cannot `explain` an item it served (or
-explains a post it does not serve), accepts a malformed cursor, or makes a trace that is not JSON. It reads
-the store through the algorithm and writes only through the `StoreBuilder` it is given.
-"""
+explains a post it does not serve: one never indexed, or an indexed post of the store it leaves out), accepts a
+malformed cursor, or makes a trace that is not JSON. It reads the store through the algorithm and writes only
+through the `StoreBuilder` it is given."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from feedgen.store.models import Post
 MAX_CONTEXT = 2000
 """`app.bsky.feed.defs#skeletonFeedPost.feedContext` holds at most 2000 characters."""
 MAX_PAGES = 1000
+MAX_LEFT_OUT = 200
+"""The most indexed posts the feed leaves out whose `explain` is checked (the newest ones)."""
 UNKNOWN_POST = 'at://did:plc:feedgencontract/app.bsky.feed.post/notindexed'
 BAD_CURSOR = 'not a cursor \x00'
 
@@ -39,6 +41,8 @@ class ContractReport:
     page_sizes: list[int] = field(default_factory=list)
     inserted: list[str] = field(default_factory=list)
     """Posts made between page requests by the concurrent-insert check."""
+    left_out: list[str] = field(default_factory=list)
+    """Indexed posts the feed does not serve (the newest, at most `MAX_LEFT_OUT`), checked not to be explained."""
 
 
 def _fail(algorithm: Algorithm, rule: str, evidence: str) -> ContractError:
@@ -154,7 +158,9 @@ def check_contract(
     small = _walk(algorithm, page_size, viewer, langs, at_ms)
     if small.items != full.items:
         raise _fail(algorithm, 'no skips', _difference(full.items, small.items, f'pages of {page_size}'))
-    _check_explanations(algorithm, full.items, FeedRequest(limit=1, viewer=viewer, langs=langs, at_ms=at_ms))
+    full.left_out = _left_out(full.items)
+    request = FeedRequest(limit=1, viewer=viewer, langs=langs, at_ms=at_ms)
+    _check_explanations(algorithm, full.items, full.left_out, request)
     try:
         algorithm.page(FeedRequest(limit=1, cursor=BAD_CURSOR, viewer=viewer, langs=langs, at_ms=at_ms))
     except InvalidCursor:
@@ -172,7 +178,14 @@ def check_contract(
     return full
 
 
-def _check_explanations(algorithm: Algorithm, posts: list[str], request: FeedRequest) -> None:
+def _left_out(served: list[str]) -> list[str]:
+    """The newest indexed posts (at most `MAX_LEFT_OUT`) not in `served`."""
+    shown = set(served)
+    newest = Post.select(Post.uri).order_by(Post.sort_at.desc(), Post.id.desc()).limit(MAX_LEFT_OUT + len(shown))
+    return [uri for (uri,) in newest.tuples() if uri not in shown][:MAX_LEFT_OUT]
+
+
+def _check_explanations(algorithm: Algorithm, posts: list[str], left_out: list[str], request: FeedRequest) -> None:
     for post in posts:
         explanation = algorithm.explain(post, request)
         if not explanation:
@@ -181,8 +194,9 @@ def _check_explanations(algorithm: Algorithm, posts: list[str], request: FeedReq
             json.dumps(explanation)
         except (TypeError, ValueError) as error:
             raise _fail(algorithm, 'explanations are JSON', f'{post}: {error}') from None
-    if algorithm.explain(UNKNOWN_POST, request) is not None:
-        raise _fail(algorithm, 'a post not in the feed is not explained', f'explain({UNKNOWN_POST!r}) is not None')
+    for post in [UNKNOWN_POST, *left_out]:
+        if algorithm.explain(post, request) is not None:
+            raise _fail(algorithm, 'a post not in the feed is not explained', f'explain({post!r}) is not None')
 
 
 def _difference(expected: list[str], got: list[str], how: str) -> str:

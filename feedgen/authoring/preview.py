@@ -16,7 +16,8 @@ from typing import Any
 from feedgen.authoring.builder import StoreBuilder
 from feedgen.ranking.algorithm import Algorithm, FeedRequest, Page
 from feedgen.ranking.feed_catalog import algorithm_stamp, effective_params
-from feedgen.ranking.plugins import Feed, PluginError, load_feeds, make_feed
+from feedgen.ranking.plugins import Feed, PluginError, feed_indexers, load_feeds, make_feed
+from feedgen.settings import is_did
 from feedgen.store.models import Post, open_database
 
 TEXT_SHOWN = 100
@@ -73,11 +74,20 @@ def preview_feed(feed: Feed, capture: Path, limit: int = 10, viewer: str | None 
     """Indexes `capture` into a temporary store, runs the feed's jobs, and returns its first page explained.
 
     The page is ranked as of the capture's newest post, so an old capture previews as it looked live.
+
+    Raises:
+        PluginError: the feed is personalized and `viewer` is None, or `viewer` is not a DID.
     """
+    if viewer is not None and not is_did(viewer):
+        raise PluginError(f'--viewer {viewer[:80]!r} is not a DID (expected did:plc:... or did:web:...)')
+    if feed.algorithm.personalized and viewer is None:
+        raise PluginError(
+            f'feed {feed.rkey} is personalized: its pages depend on who reads them; give --viewer <did of a reader>'
+        )
     with tempfile.TemporaryDirectory(prefix='feedgen-preview-') as folder:
         db = open_database(Path(folder) / 'preview.db')
         try:
-            builder = StoreBuilder(db)
+            builder = StoreBuilder(db, indexers=feed_indexers([feed]))  # the feed's plugin tables fill too
             builder.replay(capture)
             builder.run_jobs(feed.algorithm)
             newest = Post.select(Post.sort_at).order_by(Post.sort_at.desc()).tuples().first()

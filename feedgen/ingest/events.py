@@ -6,7 +6,8 @@ It never touches a socket or the database, so every case is unit-tested on bytes
 
 A message that cannot be decoded at all raises `FrameError`. Inside a good commit, an op whose record
 is missing or malformed, or of a collection feedgen does not index, is left out and its reason recorded in
-`Commit.skipped`; the rest is kept.
+`Commit.skipped`; the rest is kept. So is the reason of each malformed optional field of a kept post
+(`PostRecord.dropped`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class PostCreate:
     cid: str
     author: str
     post: PostRecord
+    record: dict[str, Any] | None = None
+    """The decoded record, kept only when a plugin indexer reads posts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,18 @@ class SubjectCreate:
     uri: str
     author: str
     subject: str
+    record: dict[str, Any] | None = None
+    """The decoded record, kept only when a plugin indexer reads its collection."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCreate:
+    """A record of a collection only plugin indexers read (`feedgen.ingest.plugin_indexers`) was created."""
+
+    collection: str
+    uri: str
+    author: str
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +74,7 @@ class RecordDelete:
     uri: str
 
 
-RecordOp = PostCreate | SubjectCreate | RecordDelete
+RecordOp = PostCreate | SubjectCreate | RecordCreate | RecordDelete
 
 
 @dataclass(slots=True)
@@ -70,7 +85,8 @@ class Commit:
     time_ms: int
     ops: list[RecordOp] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    """One reason per op that was left out (missing block, invalid record, ...)."""
+    """One reason per op that was left out (missing block, invalid record, ...), and per malformed field of a kept
+    post (`invalid_link`, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +145,10 @@ def event_time_ms(event: Event) -> int | None:
     return None
 
 
-def decode_frame(message: bytes | str) -> Event:
+def decode_frame(message: bytes | str, plugin_collections: frozenset[str] = frozenset()) -> Event:
     """Decodes one binary websocket message of `com.atproto.sync.subscribeRepos`.
+
+    `plugin_collections`: collections plugin indexers read; their ops are kept with the decoded record.
 
     Raises:
         FrameError: the message is text, is not DAG-CBOR, has no valid header, or its body lacks required fields.
@@ -150,7 +168,7 @@ def decode_frame(message: bytes | str) -> Event:
         raise FrameError('bad_header', f'op {op!r}')
     kind = header.get('t')
     if kind == '#commit':
-        return _commit(body)
+        return _commit(body, plugin_collections)
     if kind == '#account':
         status = _optional_str(body, 'status')
         active = body.get('active')
@@ -166,7 +184,7 @@ def decode_frame(message: bytes | str) -> Event:
     raise FrameError('unknown_type', repr(kind)[:40])
 
 
-def _commit(body: dict[str, Any]) -> Commit:
+def _commit(body: dict[str, Any], plugin_collections: frozenset[str]) -> Commit:
     repo = _did(body, 'repo')
     time = _str(body, 'time')
     try:
@@ -186,7 +204,7 @@ def _commit(body: dict[str, Any]) -> Commit:
             commit.skipped.append('malformed_op')
             continue
         collection, _, rkey = path.partition('/')
-        if collection not in INDEXED_COLLECTIONS:
+        if collection not in INDEXED_COLLECTIONS and collection not in plugin_collections:
             commit.skipped.append('unindexed_collection')
             continue
         action = op.get('action')
@@ -207,27 +225,45 @@ def _commit(body: dict[str, Any]) -> Commit:
         if action not in ('create', 'update'):
             commit.skipped.append('unknown_action')
             continue
-        created = _created(collection, uri, repo, op.get('cid'), blocks)
+        created = _created(collection, uri, repo, op.get('cid'), blocks, collection in plugin_collections)
         if isinstance(created, str):
             commit.skipped.append(created)
         else:
             commit.ops.append(created)
+            if isinstance(created, PostCreate):
+                commit.skipped.extend(created.post.dropped)  # malformed optional fields, the post kept
     return commit
 
 
-def _created(collection: str, uri: str, repo: str, cid: object, blocks: dict[Any, Any]) -> RecordOp | str:
-    """The create op for one record, or the reason it was skipped."""
+def _created(collection: str, uri: str, repo: str, cid: object, blocks: dict[Any, Any], keep: bool) -> RecordOp | str:
+    """The create op for one record, or the reason it was skipped; `keep`: with the decoded record."""
     if not isinstance(cid, bytes) or cid not in blocks:
         return 'missing_block'
     try:
-        if collection == POST:
-            return PostCreate(uri=uri, cid=libipld.encode_cid(cid), author=repo, post=parse_post(blocks[cid]))
-        subject = parse_subject_record(collection, blocks[cid]).subject
+        text = libipld.encode_cid(cid) if collection == POST or collection not in INDEXED_COLLECTIONS else ''
+        return created_op(collection, uri, repo, text, blocks[cid], keep)
     except RecordError as error:
         return error.reason
     except ValueError:
         return 'invalid_cid'
-    return SubjectCreate(collection=collection, uri=uri, author=repo, subject=subject)
+
+
+def created_op(collection: str, uri: str, repo: str, cid: str, record: Any, keep: bool) -> RecordOp:
+    """The create op of a decoded record (firehose and Jetstream alike); `keep`: with the record, for plugins.
+    `cid` is read for posts only.
+
+    Raises:
+        RecordError: the record does not validate (a post, like, repost, follow or block), or is not a map.
+    """
+    kept = record if keep and isinstance(record, dict) else None
+    if collection == POST:
+        return PostCreate(uri=uri, cid=cid, author=repo, post=parse_post(record), record=kept)
+    if collection in INDEXED_COLLECTIONS:
+        subject = parse_subject_record(collection, record).subject
+        return SubjectCreate(collection=collection, uri=uri, author=repo, subject=subject, record=kept)
+    if kept is None:
+        raise RecordError('not_a_map')
+    return RecordCreate(collection=collection, uri=uri, author=repo, record=kept)
 
 
 def _blocks(body: dict[str, Any], cids: set[Any]) -> dict[Any, Any]:

@@ -11,8 +11,10 @@ Every outcome is written to the store: `synced` (also `truncated` when the reade
 `max_follows`: the newest ones are kept), or `failed` with a reason, retried on a later request of that reader
 after a backoff that doubles with each failure (`retry_seconds`, at most `MAX_RETRY_SECONDS`). A claim lapses after
 `LEASE_SECONDS`, so a sync whose process died is run again. Readers known to be synced are remembered in memory
-(at most `MAX_REMEMBERED`), so their requests cost nothing here. Algorithms never see any of this: they read
-`Follow` rows.
+(at most `MAX_REMEMBERED`, each for `REMEMBER_SECONDS`), so their requests cost nothing here; a reader who erased
+their data (`feedgen.store.reader_data`) is forgotten at once by the process that erased it (`forget`), and by the
+others when they next look in the store, so their next personalized page syncs their follows again. Algorithms
+never see any of this: they read `Follow` rows.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ WRITE_ROWS = 1000
 """Follows written per transaction: short enough never to hold the ingest writer up for long."""
 MAX_REMEMBERED = 100_000
 """Synced readers a serving process remembers (about 100 bytes each)."""
+REMEMBER_SECONDS = 10.0
+"""How long a serving process trusts its memory that a reader is synced before looking in the store again: how
+long another process may take to see that the reader erased their graph."""
 log = logging.getLogger(__name__)
 
 LOADING, UNAVAILABLE = 'loading', 'unavailable'
@@ -87,7 +92,8 @@ class ReaderGraphs:
             headers={'User-Agent': 'feedgen (reader graph sync)'},
             limits=httpx.Limits(max_connections=WORKERS * 2, max_keepalive_connections=WORKERS),
         )
-        self._synced: OrderedDict[str, None] = OrderedDict()
+        self._synced: OrderedDict[str, float] = OrderedDict()
+        """Synced readers, with when this process learnt it (`time.monotonic`), the oldest first."""
         self._running: dict[str, Future[str]] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -96,7 +102,8 @@ class ReaderGraphs:
         """Notes a verified request of reader `did`; starts their sync if it is due; waits up to `wait` seconds for a
         sync of theirs running in this process. Returns `synced`, `loading` (a sync runs or is due) or
         `unavailable` (the last sync failed; a later request retries after the backoff)."""
-        if did in self._synced:
+        remembered = self._synced.get(did)
+        if remembered is not None and time.monotonic() - remembered < REMEMBER_SECONDS:
             return SYNCED
         future = self._running.get(did) or self._start(did)
         if future is not None:
@@ -172,9 +179,15 @@ class ReaderGraphs:
 
     def _remember(self, did: str) -> None:
         with self._lock:
-            self._synced[did] = None
+            self._synced.pop(did, None)
+            self._synced[did] = time.monotonic()
             while len(self._synced) > MAX_REMEMBERED:
                 self._synced.popitem(last=False)
+
+    def forget(self, did: str) -> None:
+        """Forgets that `did` is synced (they erased their graph): their next request looks in the store."""
+        with self._lock:
+            self._synced.pop(did, None)
 
     def wait_idle(self, timeout: float) -> None:
         """Waits up to `timeout` seconds for the syncs of this process to end (tests, a clean shutdown)."""

@@ -10,13 +10,15 @@ Account status: `deleted` purges the account's posts, likes, reposts and follows
 `takendown` and `suspended` hide its posts until an `#account` frame says it is active again. An author who blocks
 the publisher account (`PublisherBlock`; blocks of anyone else are not kept) opted out: their posts are hidden
 until the last such block is deleted. A post is hidden while either reason holds. A follow delete
-whose author's reader-graph sync is running is noted for that sync (`feedgen.store.reader_graphs`).
+whose author's reader-graph sync is running is noted for that sync (`feedgen.store.reader_graphs`). Plugin
+indexers (`feedgen.ingest.plugin_indexers`) run in the same batch and transaction, after feedgen's own writes.
 It never reads the network; events come from `feedgen.ingest.events`.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,10 +34,12 @@ from feedgen.ingest.events import (
     Event,
     Identity,
     PostCreate,
+    RecordCreate,
     RecordDelete,
-    SubjectCreate,
+    RecordOp,
     event_time_ms,
 )
+from feedgen.ingest.plugin_indexers import CreatedRecord, PluginIndexers, RecordIndexer, table_specs
 from feedgen.ingest.records import BLOCK, FOLLOW, LIKE, POST, REPOST
 from feedgen.store.models import (
     Actor,
@@ -48,7 +52,9 @@ from feedgen.store.models import (
     get_cursor,
     save_cursor,
 )
+from feedgen.store.plugin_tables import prepare_plugin_tables
 from feedgen.store.reader_graphs import note_follow_deletes
+from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
 from feedgen.store.writes import (
     Recount,
     chunks,
@@ -56,17 +62,17 @@ from feedgen.store.writes import (
     delete_subject_records,
     insert_ignore,
     note_changes,
-    post_terms,
     purge_account,
 )
 
+log = logging.getLogger(__name__)
 HIDING_STATUSES = frozenset({'deactivated', 'takendown', 'suspended'})
 _SUBJECT_MODELS: dict[str, type[Like] | type[Repost] | type[Follow]] = {LIKE: Like, REPOST: Repost, FOLLOW: Follow}
 
 
 POST_COLUMNS = (
     'uri', 'cid', 'author', 'text', 'langs', 'tags', 'reply_root', 'reply_parent', 'embed', 'created_at', 'sort_at',
-    'indexed_at', 'seq', 'hidden', 'self_labels',
+    'indexed_at', 'seq', 'hidden', 'self_labels', 'links', 'mentions', 'quote', 'image_count', 'alt_count', 'video',
 )  # fmt: skip
 SUBJECT_COLUMNS = ('uri', 'author', 'subject', 'indexed_at')
 
@@ -81,11 +87,16 @@ class _Batch:
     table and chunk instead of one per run of ops.
     """
 
-    def __init__(self, db: peewee.Database, now_ms: int, hiding: _Hiding, recount: Recount) -> None:
+    def __init__(
+        self, db: peewee.Database, now_ms: int, hiding: _Hiding, recount: Recount, plugins: PluginIndexers
+    ) -> None:
         self.db = db
         self.now_ms = now_ms
         self.hiding = hiding
         self.recount = recount
+        self.plugins = plugins
+        self.plugin_creates: dict[str, CreatedRecord] = {}
+        """uri -> the record plugin indexers get, for the creates that decide a record's end state."""
         self.creates: dict[str, tuple[str, tuple[Any, ...]]] = {}
         """uri -> (collection, row) of the create that decides the record's end state, in stream order."""
         self.deletes: dict[str, str] = {}
@@ -93,13 +104,20 @@ class _Batch:
         self.authors: set[str] = set()
         """Repos with pending ops: an `#account` event of one of them must see those ops written first."""
 
-    def add(self, op: PostCreate | SubjectCreate | RecordDelete, commit: Commit) -> None:
+    def add(self, op: RecordOp, commit: Commit) -> None:
         uri = op.uri
         self.authors.add(commit.repo)
         if isinstance(op, RecordDelete):
             self.creates.pop(uri, None)
+            self.plugin_creates.pop(uri, None)
             self.deletes[uri] = op.collection
-        elif uri not in self.creates:
+            return
+        if op.record is not None and uri not in self.plugin_creates:
+            collection = POST if isinstance(op, PostCreate) else op.collection
+            self.plugin_creates[uri] = CreatedRecord(collection, uri, op.author, commit.time_ms, op.record)
+        if isinstance(op, RecordCreate):
+            return
+        if uri not in self.creates:
             if isinstance(op, PostCreate):
                 self.creates[uri] = (POST, self._post_row(op, commit))
             elif op.collection == BLOCK:
@@ -126,6 +144,12 @@ class _Batch:
             commit.seq,
             self.hiding.hides(op.author),
             ' '.join(post.self_labels),
+            ' '.join(post.links),
+            ' '.join(post.mentions),
+            post.quote,
+            post.images,
+            post.alt_texts,
+            post.video,
         )
 
     def flush(self) -> None:
@@ -143,6 +167,7 @@ class _Batch:
                     delete_subject_records(model, model.uri.in_(chunk), self.recount)
             for chunk in chunks(by_collection.get(BLOCK, [])):
                 self.hiding.unblock(chunk)
+            self.plugins.delete(by_collection)
         if self.creates:
             rows: dict[str, list[tuple[Any, ...]]] = {POST: [], LIKE: [], REPOST: [], FOLLOW: [], BLOCK: []}
             for collection, row in self.creates.values():
@@ -157,18 +182,20 @@ class _Batch:
             if rows[BLOCK]:
                 insert_ignore(self.db, PublisherBlock, ('uri', 'author'), rows[BLOCK])
                 self.hiding.changed.update(row[1] for row in rows[BLOCK])
+        if self.plugin_creates:
+            self.plugins.write(self.db, list(self.plugin_creates.values()), self.now_ms)
         self.hiding.apply()
-        self.creates, self.deletes, self.authors = {}, {}, set()
+        self.creates, self.deletes, self.authors, self.plugin_creates = {}, {}, set(), {}
 
     def _insert_posts(self, rows: list[tuple[Any, ...]]) -> None:
         insert_ignore(self.db, Post, POST_COLUMNS, rows)
         uris = [row[0] for row in rows]
         terms: list[tuple[str, int, int]] = []
+        term_columns = [getattr(Post, name) for name in POST_TERM_COLUMNS]
         for chunk in chunks(uris):
-            for post_id, sort_at, tags, langs in (
-                Post.select(Post.id, Post.sort_at, Post.tags, Post.langs).where(Post.uri.in_(chunk)).tuples()
-            ):
-                terms.extend((term, sort_at, post_id) for term in post_terms(tags.split(), langs.split()))
+            query = Post.select(Post.id, Post.sort_at, *term_columns).where(Post.uri.in_(chunk))
+            for post_id, sort_at, *values in query.tuples():
+                terms.extend((term, sort_at, post_id) for term in row_terms(*values))
         if terms:
             insert_ignore(self.db, PostTerm, ('term', 'sort_at', 'post_id'), terms)
         self.recount.likes.update(uris)
@@ -232,8 +259,10 @@ class Indexer:
         firehose: str,
         clock: Callable[[], float] = time.time,
         publisher_did: str | None = None,
+        indexers: Sequence[RecordIndexer] = (),
     ) -> None:
-        """`publisher_did`: the account whose blockers opt out of the feeds; None keeps no block."""
+        """`publisher_did`: the account whose blockers opt out of the feeds; None keeps no block. `indexers`: the
+        plugin indexers to run (their tables are created, or checked, here: `PluginTableError` when one differs)."""
         self.db = db
         self.firehose = firehose
         self.clock = clock
@@ -243,6 +272,9 @@ class Indexer:
             db.execute_sql('PRAGMA mmap_size = 0')
             db.execute_sql('PRAGMA cache_size = -32000')
         self.cursor = get_cursor(firehose)
+        self.plugins = PluginIndexers(indexers)
+        for line in prepare_plugin_tables(db, table_specs(indexers)):
+            log.info('%s', line)
         self.hiding = _Hiding(publisher_did)
         self.skipped: Counter[str] = Counter()
         self.written: Counter[str] = Counter()
@@ -256,7 +288,7 @@ class Indexer:
         recount = Recount()
         cursor, time_text = self.cursor, ''
         with self.db.atomic():
-            batch = _Batch(self.db, int(self.clock() * 1000), self.hiding, recount)
+            batch = _Batch(self.db, int(self.clock() * 1000), self.hiding, recount, self.plugins)
             for event in events:
                 if isinstance(event, SEQUENCED):
                     if cursor is not None and event.seq <= cursor:
@@ -297,6 +329,7 @@ class Indexer:
             self.hiding.inactive.discard(event.did)
             self.hiding.opted_out.discard(event.did)
             purge_account(event.did, recount)
+            self.plugins.purge(event.did)
         elif status in HIDING_STATUSES:
             self.hiding.inactive.add(event.did)
             self.hiding.changed.add(event.did)
@@ -306,7 +339,7 @@ class Indexer:
         self.hiding.apply()
 
 
-def _op_name(op: PostCreate | SubjectCreate | RecordDelete) -> str:
+def _op_name(op: RecordOp) -> str:
     if isinstance(op, PostCreate):
         return 'create post'
     return _named(isinstance(op, RecordDelete), op.collection)

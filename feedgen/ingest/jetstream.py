@@ -47,22 +47,19 @@ from feedgen.ingest.events import (
     PostCreate,
     RecordDelete,
     RecordOp,
-    SubjectCreate,
     Sync,
     _did,
     _optional_str,
     _seq,
     _str,
+    created_op,
 )
 from feedgen.ingest.firehose import Firehose
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.ingest.records import (
     INDEXED_COLLECTIONS,
-    POST,
     RecordError,
     parse_datetime_ms,
-    parse_post,
-    parse_subject_record,
 )
 from feedgen.store.models import IngestState
 
@@ -83,9 +80,11 @@ class JetstreamDecoder:
     Raises `FrameError` (a counted skip) for anything it cannot read.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, plugin_collections: frozenset[str] = frozenset()) -> None:
         self.compression: ZstdDecompression | None = None
         """Set while the connection asked for compressed frames."""
+        self.plugin_collections = plugin_collections
+        """Collections plugin indexers read: their ops are kept with the decoded record."""
 
     def __call__(self, message: bytes | str) -> Event:
         if isinstance(message, bytes):
@@ -95,10 +94,10 @@ class JetstreamDecoder:
                 message = self.compression.decompress(message)
             except JetstreamDecodingError as error:
                 raise FrameError('bad_zstd', str(error)) from None
-        return decode_message(message)
+        return decode_message(message, self.plugin_collections)
 
 
-def decode_message(frame: bytes | str) -> Event:
+def decode_message(frame: bytes | str, plugin_collections: frozenset[str] = frozenset()) -> Event:
     """Decodes one uncompressed `xrpc.v1.json` frame of `subscribeEvents`, as a pure function.
 
     Raises:
@@ -113,7 +112,7 @@ def decode_message(frame: bytes | str) -> Event:
     body = parsed.payload
     kind = parsed.type
     if kind == _NS + 'commit':
-        return _commit(body)
+        return _commit(body, plugin_collections)
     if kind == _NS + 'account':
         upstream = _upstream(body, 'account')
         active = upstream.get('active')
@@ -137,7 +136,7 @@ def _upstream(body: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _commit(body: dict[str, Any]) -> Commit:
+def _commit(body: dict[str, Any], plugin_collections: frozenset[str]) -> Commit:
     """One Jetstream commit event is one record op; an update is a delete and a create, as on the firehose path."""
     repo = _did(body, 'did')
     time = _str(body, 'time')
@@ -147,7 +146,7 @@ def _commit(body: dict[str, Any]) -> Commit:
         raise FrameError('bad_body', f'time {time[:40]!r}') from None
     commit = Commit(seq=_seq(body), repo=repo, time=time, time_ms=time_ms)
     collection, rkey, operation = _str(body, 'collection'), _str(body, 'rkey'), _str(body, 'operation')
-    if collection not in INDEXED_COLLECTIONS:
+    if collection not in INDEXED_COLLECTIONS and collection not in plugin_collections:
         commit.skipped.append('unindexed_collection')
         return commit
     if operation not in ('create', 'update', 'delete'):
@@ -157,25 +156,25 @@ def _commit(body: dict[str, Any]) -> Commit:
     if operation != 'create':
         commit.ops.append(RecordDelete(collection, uri))
     if operation != 'delete':
-        created = _created(collection, uri, repo, body.get('cid'), body.get('record'))
+        keep = collection in plugin_collections
+        created = _created(collection, uri, repo, body.get('cid'), body.get('record'), keep)
         if isinstance(created, str):
             commit.skipped.append(created)
         else:
             commit.ops.append(created)
+            if isinstance(created, PostCreate):
+                commit.skipped.extend(created.post.dropped)  # malformed optional fields, the post kept
     return commit
 
 
-def _created(collection: str, uri: str, repo: str, cid: object, record: object) -> RecordOp | str:
-    """The create op for one record, or the reason it was skipped."""
+def _created(collection: str, uri: str, repo: str, cid: object, record: object, keep: bool) -> RecordOp | str:
+    """The create op for one record, or the reason it was skipped; `keep`: with the decoded record."""
     if not isinstance(cid, str) or record is None:
         return 'missing_block'
     try:
-        if collection == POST:
-            return PostCreate(uri=uri, cid=cid, author=repo, post=parse_post(record))
-        subject = parse_subject_record(collection, record).subject
+        return created_op(collection, uri, repo, cid, record, keep)
     except RecordError as error:
         return error.reason
-    return SubjectCreate(collection=collection, uri=uri, author=repo, subject=subject)
 
 
 def subscribe_events_url(base: str) -> str:
@@ -186,8 +185,9 @@ def subscribe_events_url(base: str) -> str:
 class Jetstream(Firehose):
     """Subscribes to the Jetstream v2 server at `url` (`ws://host:port`) and feeds its events to `pipeline`.
 
-    Sets `pipeline.decode` to its own decoder. `collections` are the record collections asked for; `#account`,
-    `#identity` and `#sync` events come whatever they are.
+    Sets `pipeline.decode` to its own decoder. `collections` are the record collections asked for (default: those
+    feedgen indexes and those the indexer's plugin indexers read); `#account`, `#identity` and `#sync` events come
+    whatever they are.
     """
 
     text_messages = True
@@ -196,15 +196,16 @@ class Jetstream(Firehose):
         self,
         url: str,
         pipeline: Pipeline,
-        collections: frozenset[str] = INDEXED_COLLECTIONS,
+        collections: frozenset[str] | None = None,
         compress: bool = True,
         stop: threading.Event | None = None,
         stall_seconds: float = 60.0,
     ) -> None:
         super().__init__(url.rstrip('/'), pipeline, stop=stop, stall_seconds=stall_seconds)
-        self.collections = sorted(collections)
+        plugin_collections = pipeline.indexer.plugins.collections
+        self.collections = sorted(INDEXED_COLLECTIONS | plugin_collections if collections is None else collections)
         self.compress = compress
-        self.decoder = JetstreamDecoder()
+        self.decoder = JetstreamDecoder(plugin_collections)
         pipeline.decode = self.decoder
         self.dictionary_id: int | None = None
         self.compression: ZstdDecompression | None = None

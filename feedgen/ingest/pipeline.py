@@ -23,6 +23,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,17 @@ class Pipeline:
         batch_seconds: float = 0.25,
         on_batch: Callable[[Pipeline], None] | None = None,
         backfill: Backfill | None = None,
-        decode: Callable[[bytes | str], Event] = decode_frame,
+        decode: Callable[[bytes | str], Event] | None = None,
     ) -> None:
         self.indexer = indexer
         self.backfill = backfill
         """The running history backfill (`feedgen.ingest.backfill`), None once ingest is live."""
-        self.decode = decode
-        """Turns one websocket message into an event: `decode_frame` for a firehose, a Jetstream decoder otherwise."""
+        plugin_collections = indexer.plugins.collections
+        self.decode = decode or (
+            partial(decode_frame, plugin_collections=plugin_collections) if plugin_collections else decode_frame
+        )
+        """Turns one websocket message into an event: `decode_frame` for a firehose (keeping the records of the
+        collections the indexer's plugin indexers read), a Jetstream decoder otherwise."""
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self.on_batch = on_batch
@@ -189,7 +194,10 @@ class Pipeline:
                 self.stats.skipped.update(result.skipped)
                 self.stats.batches += 1
                 self.stats.last_event_time = getattr(events[-1], 'time', self.stats.last_event_time)
-            totals = self.stats.totals() | {'ops': dict(self.indexer.written)}
+            totals = self.stats.totals() | {
+                'ops': dict(self.indexer.written),
+                'plugin_errors': dict(self.indexer.plugins.errors),
+            }
             self._save(totals)
             if self.backfill is not None:
                 self.backfill.save()

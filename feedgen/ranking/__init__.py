@@ -1,7 +1,7 @@
 """Ranking: the algorithm plugin API, finding plugins and turning them into feeds, and the read-only helpers
 algorithms page with (keyset pagination, filters, score snapshots, personal rankings, reader feedback).
 
-Depends on the store; never touches the network.
+Depends on the store (and on ingest for the plugin indexer API); never touches the network.
 
 This package's `__all__` is feedgen's public API for algorithms: the plugin API, the helpers built-in algorithms
 page and rank with, and the store's models they read. Algorithms import from here (`from feedgen.ranking import
@@ -9,6 +9,7 @@ Algorithm, Page`); every other module of feedgen is private and may change in an
 fails when a name is added or removed without its list changing, and docs/algorithms.md documents each one.
 """
 
+from feedgen.ingest.plugin_indexers import CreatedRecord, RecordIndexer
 from feedgen.ranking.algorithm import (
     MAX_LIMIT,
     Algorithm,
@@ -38,9 +39,21 @@ from feedgen.ranking.personal import (
     rank_score,
     rows,
 )
+from feedgen.ranking.post_index import term_streams, terms_of
 from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE, Counts, SnapshotAlgorithm, SnapshotParams, require_positive
-from feedgen.store.models import Actor, Follow, Like, Post, Repost, hiding_self_labels, visible_posts
+from feedgen.store.models import Actor, Follow, Like, Post, Repost, alt_complete, hiding_self_labels, visible_posts
+from feedgen.store.plugin_tables import PluginTable
 from feedgen.store.prepared import Prepared, Row, marker
+from feedgen.store.terms import (
+    domain_term,
+    lang_term,
+    link_term,
+    mention_term,
+    quote_term,
+    reply_to_term,
+    tag_term,
+    thread_of_term,
+)
 
 __all__ = [
     'HOUR_MS',
@@ -51,6 +64,7 @@ __all__ = [
     'Algorithm',
     'Candidate',
     'Counts',
+    'CreatedRecord',
     'Exclusion',
     'FeedRequest',
     'FilterParams',
@@ -65,17 +79,21 @@ __all__ = [
     'Page',
     'PersonalAlgorithm',
     'Pinned',
+    'PluginTable',
     'Post',
     'Prepared',
     'Ranking',
+    'RecordIndexer',
     'Repost',
     'Reposted',
     'Row',
     'SnapshotAlgorithm',
     'SnapshotParams',
     'Stream',
+    'alt_complete',
     'build_params',
     'decay',
+    'domain_term',
     'entries_stream',
     'feedback_note',
     'filter_exclusion',
@@ -84,14 +102,23 @@ __all__ = [
     'hiding_self_labels',
     'index_matches',
     'keyset_page',
+    'lang_term',
+    'link_term',
     'marker',
     'match_filters',
+    'mention_term',
+    'quote_term',
     'rank_score',
     'ranked_page',
+    'reply_to_term',
     'require_positive',
     'rows',
     'seen_posts',
     'streams_page',
+    'tag_term',
+    'term_streams',
+    'terms_of',
+    'thread_of_term',
     'visible_posts',
     'weigh',
 ]

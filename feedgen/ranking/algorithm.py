@@ -1,7 +1,7 @@
 """The algorithm plugin API: what an author subclasses, what a page request carries, what a page returns.
 
 Owns `Algorithm` (the base class every plugin extends), `FeedRequest`, `Item`, `Page` and `Exclusion`, parameter
-validation, and the version hash that says which code ranked a page. An algorithm reads the store
+validation. An algorithm reads the store
 (`feedgen.store.models` models) and nothing else: no network, no firehose, no writes.
 See docs/algorithms.md for the author's guide.
 """
@@ -11,16 +11,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
-import sys
 import time
 import types
 import typing
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import packages_distributions
 from importlib.metadata import version as distribution_version
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from feedgen.ingest.plugin_indexers import RecordIndexer
 
 if TYPE_CHECKING:
     import peewee
@@ -137,6 +137,9 @@ class Algorithm:
     every minute) returns `Job`s from `jobs()`. `feedgen.jobs.start_scheduler` runs them with apscheduler
     in the ingest process, first right away, then every `Job.seconds`. A job writes only its own tables
     (add models to `feedgen.store.models`); `page` then reads them, staying fast and read-only.
+
+    Data of its own from records: an algorithm that needs what the built-in index does not keep declares
+    `RecordIndexer`s in `indexers`; ingest fills their tables in its batches.
     """
 
     name: ClassVar[str]
@@ -154,6 +157,9 @@ class Algorithm:
     """True when the algorithm uses reader feedback (`app.bsky.feed.sendInteractions`): published as the
     feed's `acceptsInteractions`, so Bluesky offers "show more / show less like this"."""
     Params: ClassVar[type] = NoParams
+    indexers: ClassVar[tuple[RecordIndexer, ...]] = ()
+    """Plugin indexers the algorithm's pages read (their tables, filled from records as ingest writes them); ingest
+    runs those of every served feed, each once (see docs/algorithms.md, "Plugin indexers")."""
 
     def __init__(self, **params: Any) -> None:
         self.params = build_params(self.Params, params, self.name)
@@ -173,7 +179,8 @@ class Algorithm:
         """Which of this algorithm's rules leaves `post` out of the feed for `request` (`explain` said it is not in).
 
         `post` is indexed and visible (the rules every feed shares, checked before: indexed, author's account active,
-        author not opted out). Return the first rule it fails, or None when the algorithm does not say.
+        author not opted out). Return the first rule it fails, or None when the algorithm does not say. A personalized
+        algorithm is asked only with `request.viewer` set (`feedgen.ranking.exclusions.feed_exclusion`).
         """
         return None
 
@@ -205,23 +212,6 @@ class Algorithm:
             name = distributions[0]
             return f'{name} {distribution_version(name)}: {cls.__module__.replace(".", "/")}.py'
         return inspect.getsourcefile(cls) or cls.__module__
-
-    @classmethod
-    def version(cls) -> str:
-        """A short content hash of the algorithm's module source: which code ranked a page (hashed once a class)."""
-        version = _versions.get(cls)
-        if version is None:
-            module = sys.modules[cls.__module__]
-            try:
-                text = inspect.getsource(module)
-            except (OSError, TypeError):
-                text = cls.__qualname__
-            version = _versions.setdefault(cls, hashlib.sha256(text.encode()).hexdigest()[:12])
-        return version
-
-
-_versions: weakref.WeakKeyDictionary[type[Algorithm], str] = weakref.WeakKeyDictionary()
-"""`Algorithm.version` of each class, computed on first use: every skeleton response carries it."""
 
 
 def build_params(params_type: type, values: dict[str, Any], owner: str) -> Any:

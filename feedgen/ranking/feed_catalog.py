@@ -1,31 +1,27 @@
 """Catalog: what each served feed says about itself, for people and for programs.
 
 Owns the description of a feed as the transparency page, `describeFeedGenerator`, skeleton responses and
-receipts show it: its algorithm, effective parameters, plain-words ranking, source location and version
-(the content hash of the algorithm's code); the published record's text is `feedgen.publish`'s. It reads
-feeds and nothing else: no store, no HTTP.
+receipts show it: its algorithm, effective parameters, plain-words ranking, source location and version (the
+content hash of the code and parameters that decide its pages, `feedgen.ranking.provenance`); the published
+record's text is `feedgen.publish`'s. It reads feeds and nothing else: no store, no HTTP.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+from feedgen.ranking import provenance
 from feedgen.ranking.plugins import Feed
 
 
 def effective_params(feed: Feed) -> dict[str, Any]:
     """Every parameter of the feed's algorithm with the value it runs with (declared or default)."""
-    params = feed.algorithm.params
-    if not dataclasses.is_dataclass(params):
-        return {}
-    return {f.name: _jsonable(getattr(params, f.name)) for f in dataclasses.fields(params)}
+    return provenance.effective_params(feed.algorithm)
 
 
 def algorithm_stamp(feed: Feed) -> dict[str, str]:
-    """`{name, version}` of the code that ranks `feed`: what skeleton responses and receipts carry."""
-    algorithm = type(feed.algorithm)
-    return {'name': algorithm.name, 'version': algorithm.version()}
+    """`{name, version}` of the code and parameters that rank `feed`: what skeleton responses and receipts carry."""
+    return {'name': feed.algorithm.name, 'version': feed.version}
 
 
 def feed_info(feed: Feed, publisher_did: str) -> dict[str, Any]:
@@ -43,12 +39,7 @@ def feed_info(feed: Feed, publisher_did: str) -> dict[str, Any]:
             'ranking': algorithm.ranking,
             'source': algorithm.source(),
             'personalized': algorithm.personalized,
+            'sourceBundle': f'/algorithms/{feed.rkey}/source',
         },
         'params': effective_params(feed),
     }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value

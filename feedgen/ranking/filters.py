@@ -18,15 +18,15 @@ import peewee
 
 from feedgen.ranking.algorithm import Exclusion, InvalidParams
 from feedgen.ranking.pagination import Stream
+from feedgen.ranking.post_index import term_query
 from feedgen.store.models import (
     HIDING_SELF_LABELS,
     Post,
     PostTerm,
     hiding_self_labels,
-    self_labels_shown,
     visible_posts,
 )
-from feedgen.store.writes import post_terms
+from feedgen.store.terms import post_terms
 
 MEDIA_EMBEDS = ('images', 'video', 'recordWithMedia')
 
@@ -90,11 +90,7 @@ def filtered_streams(params: FilterParams, *columns: peewee.Field) -> list[Strea
         return [Stream(_rows(params, visible_posts(params.allow_labels).select(*columns)), Post.sort_at, Post.id)]
     streams = []
     for term in driving:
-        query = (
-            PostTerm.select(*columns)
-            .join(Post, on=Post.id == PostTerm.post_id)
-            .where(PostTerm.term == term, Post.hidden == False, self_labels_shown(params.allow_labels))  # noqa: E712
-        )
+        query = term_query(term, *columns, allow_labels=params.allow_labels)
         if tag_terms and lang_terms:
             lang = PostTerm.alias('lang')
             in_lang = lang.select(lang.post_id).where(

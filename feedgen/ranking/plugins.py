@@ -24,7 +24,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from feedgen.ingest.plugin_indexers import RecordIndexer
 from feedgen.ranking.algorithm import Algorithm, FeedRequest, InvalidParams, Item, Page, Pinned
+from feedgen.ranking.provenance import bundle_version, source_bundle
 
 ENTRY_POINT_GROUP = 'feedgen.algorithms'
 BUILTIN_PACKAGE = 'feedgen_algorithms'
@@ -50,6 +52,17 @@ class Feed:
     params: dict[str, Any]
     pins: tuple[str, ...] = ()
     """Post at-uris shown, in this order, at the top of the feed's first page (at most `MAX_PINS`)."""
+    version: str = ''
+    """Which code and parameters decide the feed's pages (`feedgen.ranking.provenance`); computed when not given.
+    `dataclasses.replace` keeps it: a reader's variant of the feed (`reader_feed`) carries its feed's version."""
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            object.__setattr__(self, 'version', bundle_version(self.source_bundle()))
+
+    def source_bundle(self) -> bytes:
+        """The exact bytes `version` hashes: the feed's algorithm, parameters and code (see `provenance`)."""
+        return source_bundle(self.algorithm)
 
     def uri(self, publisher_did: str) -> str:
         return f'at://{publisher_did}/app.bsky.feed.generator/{self.rkey}'
@@ -137,7 +150,7 @@ def discover_algorithms(plugins_dir: Path | None = None) -> dict[str, type[Algor
             raise PluginError(f'algorithm name {algorithm.name!r} is used by {origins[algorithm.name]} and {origin}')
         algorithms[algorithm.name] = algorithm
         origins[algorithm.name] = origin
-        log.debug('loaded algorithm %s (version %s) from %s', algorithm.name, algorithm.version(), origin)
+        log.debug('loaded algorithm %s from %s', algorithm.name, origin)
     return algorithms
 
 
@@ -202,3 +215,24 @@ def load_feeds(algorithms: dict[str, type[Algorithm]], config: Path | None = Non
             raise PluginError(f'feed rkey {feed.rkey!r} is declared twice')
         feeds[feed.rkey] = feed
     return feeds
+
+
+def feed_indexers(feeds: Iterable[Feed]) -> list[RecordIndexer]:
+    """The plugin indexers the algorithms of `feeds` declare, each once.
+
+    Raises:
+        PluginError: two different indexers share a name, or a table.
+    """
+    found: dict[str, RecordIndexer] = {}
+    tables: dict[str, str] = {}
+    for feed in feeds:
+        for indexer in type(feed.algorithm).indexers:
+            if found.setdefault(indexer.name, indexer) is not indexer:
+                raise PluginError(f'two plugin indexers are named {indexer.name!r} (one in {feed.algorithm.name})')
+            for table in indexer.tables:
+                owner = tables.setdefault(table._meta.table_name, indexer.name)
+                if owner != indexer.name:
+                    raise PluginError(
+                        f'plugin table {table._meta.table_name!r} is declared by {owner} and {indexer.name}'
+                    )
+    return list(found.values())

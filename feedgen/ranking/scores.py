@@ -251,6 +251,8 @@ class SnapshotAlgorithm(Algorithm):
         if snapshot is None:
             return Exclusion('no_snapshot', 'the scoring job has not ranked this feed yet')
         if ScoredPost.get_or_none(ScoredPost.snapshot == snapshot.id, ScoredPost.post_id == post.id) is not None:
+            if request.viewer is None:  # ranked, and no reader to leave it out for: `explain` and this disagree
+                return None
             return Exclusion(
                 'viewer', f'it is ranked, but left out for you: {self.exclusion or "excluded"}', request.viewer
             )

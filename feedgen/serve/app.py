@@ -2,8 +2,8 @@
 
 Owns `create_app(settings)`: the objects every request shares (settings, feeds, the store, service auth, the
 reader-graph syncs, the receipt sampler, in `app.extensions['feedgen']`), the request limits and metrics, the
-blueprints (`feed_endpoints`, `transparency`, `interactions`), and the rule that every error is answered as an
-XRPC JSON body. Importing this module does nothing.
+blueprints (`feed_endpoints`, `transparency`, `interactions`, `reader_data`), and the rule that every error is
+answered as an XRPC JSON body. Importing this module does nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from werkzeug.exceptions import HTTPException
 from feedgen.ingest.graph_sync import ReaderGraphs
 from feedgen.ranking.plugins import Feed, discover_algorithms, load_feeds
 from feedgen.serve import limits, metrics
-from feedgen.serve.auth import AuthError, ServiceAuth, did_resolver
+from feedgen.serve.auth import AuthError, ServiceAuth, StandInAuth, did_resolver
 from feedgen.serve.feed_endpoints import feed_endpoints
 from feedgen.serve.interactions import interactions
 from feedgen.serve.jsonio import OrjsonProvider
+from feedgen.serve.reader_data import reader_endpoints
 from feedgen.serve.receipts import ReceiptSampler
 from feedgen.serve.transparency import transparency
 from feedgen.serve.xrpc import XrpcError, xrpc_error_response
@@ -43,7 +44,8 @@ def create_app(
         settings: configuration (service DID, publisher DID, database, feeds config).
         feeds: the feeds to serve, by record key; default: discovered plugins and `settings.feeds_config`.
         db: an open store; default: `open_database(settings.database)`.
-        auth: verifies viewers' service JWTs; default: resolving issuers at `settings.plc_url`.
+        auth: verifies viewers' service JWTs; default: resolving issuers at `settings.plc_url` (and reading a request
+            without one as `settings.dev_viewer` when that is set).
         graphs: reads each verified reader's follows from their PDS once; default: one sharing the default `auth`'s
             DID resolver (none when `auth` is given: a test's `auth` has no resolver to share).
     """
@@ -55,6 +57,9 @@ def create_app(
     if auth is None:
         resolver = did_resolver(settings.plc_url)
         auth = ServiceAuth(settings.service_did, resolver)
+        if settings.dev_viewer:
+            log.warning('FEEDGEN_DEV_VIEWER: a request without a service JWT reads as %s', settings.dev_viewer)
+            auth = StandInAuth(settings.service_did, resolver, settings.dev_viewer)
         graphs = graphs or ReaderGraphs(db, resolver, settings.graph_max_follows, settings.graph_retry_seconds)
     receipts = ReceiptSampler(settings.receipts)
     app.extensions['feedgen'] = {
@@ -68,7 +73,7 @@ def create_app(
         db.connect(reuse_if_open=True)
 
     register_error_handlers(app)
-    for blueprint in (feed_endpoints, transparency, interactions):
+    for blueprint in (feed_endpoints, transparency, interactions, reader_endpoints):
         app.register_blueprint(blueprint)
     return app
 

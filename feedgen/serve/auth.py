@@ -4,7 +4,8 @@ Owns reading `Authorization: Bearer <jwt>`, checking the token (not expired, `au
 `lxm` equal to the method called, signed by the issuer's current atproto signing key) and resolving signing keys:
 did:plc through the configured PLC directory, did:web through the issuer's host, cached in memory and re-resolved
 once when a signature does not verify (the key may have rotated). The atproto SDK does the JWT parsing, signature
-check and DID resolution. It never reads the store and knows nothing of feeds: the server decides what an anonymous
+check and DID resolution. `StandInAuth` reads an anonymous request as a chosen reader, for local trials only.
+It never reads the store and knows nothing of feeds: the server decides what an anonymous
 viewer may see. Error names are those of Bluesky's own XRPC servers (`BadJwtAudience`, `JwtExpired`, ...).
 """
 
@@ -238,3 +239,18 @@ class ServiceAuth:
             reason = str(error) or type(error).__name__
             raise AuthError('BadJwtIssuer', f'cannot find the signing key of {payload.iss}: {reason}') from None
         return payload.iss, payload.exp
+
+
+class StandInAuth(ServiceAuth):
+    """`ServiceAuth` that reads a request without an `Authorization` header as `stand_in`; a token is verified.
+
+    For trying personalized feeds locally (`feedgen demo`, `FEEDGEN_DEV_VIEWER` on a loopback address): a browser
+    or curl reads the feeds as that reader without minting a service JWT.
+    """
+
+    def __init__(self, service_did: str, keys: KeyResolver, stand_in: str) -> None:
+        super().__init__(service_did, keys)
+        self.stand_in = stand_in
+
+    def viewer(self, authorization: str | None) -> str | None:
+        return super().viewer(authorization) if authorization else self.stand_in

@@ -22,9 +22,8 @@ from atproto_core.exceptions import InvalidAtUriError
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from feedgen.ranking.feedback import DAY_MS, FEEDBACK_DAYS, LESS, MORE, SEEN
-from feedgen.serve.auth import ServiceAuth
 from feedgen.serve.reader_graph import reader_seen
-from feedgen.serve.xrpc import XrpcError
+from feedgen.serve.xrpc import XrpcError, signed_in_reader
 from feedgen.store.models import Interaction, write_transaction
 
 SEND_INTERACTIONS_LXM = 'app.bsky.feed.sendInteractions'
@@ -46,12 +45,8 @@ def viewer_did() -> str:
         XrpcError: there is no token (401 AuthRequired).
         AuthError: the token is not valid for this service and method (answered 401 by the server).
     """
-    auth: ServiceAuth = current_app.extensions['feedgen']['auth']
-    scoped = ServiceAuth(auth.service_did, auth.keys, lxm=SEND_INTERACTIONS_LXM)
-    viewer = scoped.viewer(request.headers.get('Authorization'))
-    if viewer is None:
-        raise XrpcError(401, 'AuthRequired', 'sendInteractions needs the service JWT of a signed-in reader')
-    return viewer
+    auth = current_app.extensions['feedgen']['auth']
+    return signed_in_reader(auth, SEND_INTERACTIONS_LXM, request.headers.get('Authorization'), 'sendInteractions')
 
 
 def parse_interactions(body: Any) -> list[models.AppBskyFeedDefs.Interaction]:

@@ -129,6 +129,7 @@ class StoreCollector(Collector):
             'skipped': ('reason', 'Frames and ops left out, by reason (bad_cbor, missing_block, duplicate_seq, ...).'),
             'ops': ('op', 'Record operations written, by kind (create post, delete like, ...).'),
             'reconnects': ('reason', 'Connections that ended and were retried, by reason.'),
+            'plugin_errors': ('indexer', 'Records a plugin indexer failed on (its rows left out), by indexer.'),
         }
         for name, (label, doc) in labelled.items():
             family = CounterMetricFamily(f'feedgen_ingest_{name}', doc, labels=['firehose', label])

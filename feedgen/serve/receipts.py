@@ -4,6 +4,10 @@ Owns stamping every skeleton response with a `reqId` and the `algorithm` `{name,
 it, the receipt of that request (feed, params, viewer, languages, the algorithm's `Page.trace`, the items
 with their contexts), the per-feed request counters, and pruning receipts older than a day.
 
+A receipt names its reader only when the page depended on them (`receipt_reader`: a personalized feed, or one that
+weighs readers' feedback): such a receipt is stored with its reader, and only their own service JWT reads it. Any
+other receipt is public and names no reader: `anonymous` for an anonymous request, `withheld` for a signed-in one.
+
 Writes are off the request path: after the response has been sent (`call_on_close`) the request's receipt is
 built as zlib-compressed JSON around the response's own bytes (when `FEEDGEN_RECEIPTS` samples it) and joins
 its process's `RequestLog`, which a background thread writes every 0.2 s in one transaction, with one counter
@@ -27,7 +31,7 @@ import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import peewee
 from flask import Response, current_app
@@ -51,15 +55,33 @@ def new_req_id() -> str:
     return secrets.token_hex(8)
 
 
+ANONYMOUS, WITHHELD = 'anonymous', 'withheld'
+"""What a public receipt says in place of a reader: the request had none, or the page did not depend on them."""
+
+
+class StoredReceipt(NamedTuple):
+    """A receipt as `get_receipt` finds it: its JSON text, and the reader it belongs to (None: it is public)."""
+
+    text: str
+    reader: str | None
+
+
+def receipt_reader(feed: Feed, request: FeedRequest) -> str | None:
+    """The reader a page's receipt belongs to: its viewer when the page depended on them, else None (public)."""
+    algorithm = feed.algorithm
+    return request.viewer if algorithm.personalized or algorithm.accepts_interactions else None
+
+
 def build_receipt(req_id: str, feed: Feed, publisher_did: str, request: FeedRequest, page: Page) -> dict[str, Any]:
     """How one page was made, as JSON-able data; the receipt is this, then the response's `items` and `cursor`."""
+    reader = receipt_reader(feed, request)
     return {
         'reqId': req_id,
         'time': datetime.now(UTC).isoformat(timespec='milliseconds').replace('+00:00', 'Z'),
         'feed': feed.uri(publisher_did),
         'algorithm': algorithm_stamp(feed),
         'params': effective_params(feed),
-        'viewer': request.viewer or 'anonymous',
+        'viewer': reader or (ANONYMOUS if request.viewer is None else WITHHELD),
         'request': {'limit': request.limit, 'cursor': request.cursor, 'langs': list(request.langs)},
         'trace': page.trace,
     }
@@ -86,7 +108,8 @@ def skeleton_response(
     receipt = None
     if keep_receipt:
         receipt = partial(_receipt_payload, req_id, feed, publisher_did, request, page, data)
-    response.call_on_close(partial(record_request, db, feed.rkey, req_id, receipt))
+    reader = receipt_reader(feed, request)
+    response.call_on_close(partial(record_request, db, feed.rkey, req_id, receipt, reader))
     return response
 
 
@@ -133,6 +156,16 @@ class ReceiptSampler:
             return True
 
 
+class _Served(NamedTuple):
+    """A served request waiting to be written: its feed, id, compressed receipt (None: not kept), time and reader."""
+
+    rkey: str
+    req_id: str
+    payload: bytes | None
+    at: int
+    reader: str | None
+
+
 class RequestLog:
     """The requests this process served and has not written yet; a background thread writes them in batches.
 
@@ -143,19 +176,19 @@ class RequestLog:
     def __init__(self, db: peewee.Database, flush_seconds: float = 0.2) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
-        self._pending: list[tuple[str, str, bytes | None, int]] = []
+        self._pending: list[_Served] = []
         self._lock = threading.Lock()
         self._writing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def add(self, rkey: str, req_id: str, receipt: partial[bytes] | None) -> None:
+    def add(self, rkey: str, req_id: str, receipt: partial[bytes] | None, reader: str | None = None) -> None:
         # The receipt is built and compressed here, in the thread that served the request (its response is sent):
         # built by the background thread, the CPU work would hold the GIL for tens of ms at a time and make every
         # request thread wait for it at each row it reads.
         payload = None if receipt is None else receipt()
         with self._lock:
-            self._pending.append((rkey, req_id, payload, int(time.time() * 1000)))
+            self._pending.append(_Served(rkey, req_id, payload, int(time.time() * 1000), reader))
             if self._thread is None or self._pid != os.getpid():  # started lazily: the server forks workers
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name='feedgen-request-log', daemon=True)
@@ -179,16 +212,16 @@ class RequestLog:
             except peewee.PeeweeException:
                 log.exception('could not record %d requests', len(pending))
 
-    def _write(self, pending: list[tuple[str, str, bytes | None, int]]) -> None:
-        receipts = [(req_id, rkey, now, payload) for rkey, req_id, payload, now in pending if payload is not None]
+    def _write(self, pending: list[_Served]) -> None:
+        receipts = [(s.req_id, s.rkey, s.at, s.reader, s.payload) for s in pending if s.payload is not None]
         counts: dict[str, tuple[int, int]] = {}
-        for rkey, _, _, now in pending:
+        for rkey, _, _, now, _ in pending:
             requests, since = counts.get(rkey, (0, now))
             counts[rkey] = (requests + 1, min(since, now))
         self.db.connect(reuse_if_open=True)
         with self.db.atomic():
             if receipts:  # one prepared statement for all: a peewee insert cost 16 us a receipt, this 3.5
-                insert_ignore(self.db, Receipt, ('req_id', 'feed', 'created_at', 'payload'), receipts)
+                insert_ignore(self.db, Receipt, ('req_id', 'feed', 'created_at', 'viewer', 'payload'), receipts)
             for rkey, (requests, since) in counts.items():
                 FeedStat.insert(rkey=rkey, requests=requests, since=since).on_conflict(
                     conflict_target=[FeedStat.rkey], update={FeedStat.requests: FeedStat.requests + requests}
@@ -198,15 +231,18 @@ class RequestLog:
 _logs: dict[int, RequestLog] = {}
 
 
-def record_request(db: peewee.Database, rkey: str, req_id: str, receipt: partial[bytes] | None) -> None:
-    """Counts one served request of feed `rkey` and keeps its receipt: written within `RequestLog.flush_seconds`.
+def record_request(
+    db: peewee.Database, rkey: str, req_id: str, receipt: partial[bytes] | None, reader: str | None = None
+) -> None:
+    """Counts one served request of feed `rkey` and keeps its receipt, of `reader` (None: public): written within
+    `RequestLog.flush_seconds`.
 
     Runs after the response was sent, so a failure is logged, never answered.
     """
     request_log = _logs.get(id(db))
     if request_log is None:
         request_log = _logs.setdefault(id(db), RequestLog(db))
-    request_log.add(rkey, req_id, receipt)
+    request_log.add(rkey, req_id, receipt, reader)
 
 
 def flush_requests() -> None:
@@ -219,17 +255,18 @@ _ITEM_KEYS = ('post', 'feedContext', 'reason')
 """What a receipt shows of each item: `reason` only when the item has one."""
 
 
-def get_receipt(req_id: str, now: float | None = None) -> str | None:
-    """The stored receipt of `req_id` as JSON text, or None when there is none younger than a day."""
+def get_receipt(req_id: str, now: float | None = None) -> StoredReceipt | None:
+    """The stored receipt of `req_id` and its reader, or None when there is none younger than a day."""
     flush_requests()
     cutoff = _cutoff(RECEIPT_TTL_HOURS, now)
-    row = Receipt.select(Receipt.payload).where(Receipt.req_id == req_id, Receipt.created_at >= cutoff).tuples().first()
+    query = Receipt.select(Receipt.payload, Receipt.viewer)
+    row = query.where(Receipt.req_id == req_id, Receipt.created_at >= cutoff).tuples().first()
     if row is None:
         return None
     receipt = json.loads(zlib.decompress(bytes(row[0])))
     response = receipt.pop('response')
     items = [{key: item.get(key) for key in _ITEM_KEYS if key in item or key != 'reason'} for item in response['feed']]
-    return json.dumps(receipt | {'items': items, 'cursor': response.get('cursor')})
+    return StoredReceipt(json.dumps(receipt | {'items': items, 'cursor': response.get('cursor')}), row[1])
 
 
 def request_counts() -> dict[str, dict[str, int]]:

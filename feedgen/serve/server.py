@@ -18,12 +18,14 @@ from granian import Granian
 from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 
-from feedgen.ranking.plugins import discover_algorithms, load_feeds
+from feedgen.ingest.plugin_indexers import table_specs
+from feedgen.ranking.plugins import discover_algorithms, feed_indexers, load_feeds
 from feedgen.serve.app import create_app
 from feedgen.serve.limits import MAX_BODY_BYTES
 from feedgen.serve.metrics import multiprocess_directory
 from feedgen.settings import Settings
 from feedgen.store.models import open_database
+from feedgen.store.plugin_tables import prepare_plugin_tables
 
 HEADER_READ_SECONDS = 10
 """A connection that has not sent a whole request head in this long is closed (a slow-loris client)."""
@@ -54,9 +56,16 @@ def frozen(factory: Callable[[], Flask]) -> Callable[[], Flask]:
 def serve_forever(
     settings: Settings, host: str, port: int, workers: int, app_factory: Callable[[], Flask] | None = None
 ) -> None:
-    """Serves `create_app(settings)` (or `app_factory()`, built in each worker) until SIGTERM or SIGINT."""
-    load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
-    open_database(settings.database).close()
+    """Serves `create_app(settings)` (or `app_factory()`, built in each worker) until SIGTERM or SIGINT.
+
+    Raises:
+        SettingsError: `settings.dev_viewer` is set and `host` is not a loopback address.
+    """
+    settings.loopback_only(host)
+    feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
+    db = open_database(settings.database)
+    prepare_plugin_tables(db, table_specs(feed_indexers(feeds.values())))  # what the feeds read exists, or one line
+    db.close()
     server = Granian(
         'feedgen.serve.app:create_app',  # the name granian logs; each worker loads the app with `frozen`
         address=host,

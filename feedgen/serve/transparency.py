@@ -1,10 +1,12 @@
 """Transparency: the HTTP pages that say what each feed does and why a post is in it.
 
-Owns three endpoints, as a Flask blueprint: `GET /algorithms` (every served feed with its algorithm,
+Owns four endpoints, as a Flask blueprint: `GET /algorithms` (every served feed with its algorithm,
 parameters, plain-words ranking, source, version and live counts; HTML for people, JSON for programs),
+`GET /algorithms/<rkey>/source` (the exact bundle of code and parameters the feed's version hashes),
 `GET /explain?feed=&post=` (why a post has its place, from `Algorithm.explain`, for the reader a
 service JWT names, verified as for skeletons; or which rule left it out, from `shared_exclusion` and
-`Algorithm.why_not`), and `GET /receipts/<reqId>` (how a served page was made).
+`Algorithm.why_not`), and `GET /receipts/<reqId>` (how a served page was made; a personalized page's receipt
+only for its reader, with a service JWT scoped to `feedgen.serve.reader_data.READ_LXM`).
 It only reads: feeds, the store's counters and receipts; errors are XRPC JSON errors.
 """
 
@@ -16,12 +18,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from feedgen.ranking.algorithm import Exclusion, FeedRequest
-from feedgen.ranking.exclusions import shared_exclusion
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.exclusions import UNEXPLAINED, feed_exclusion, shared_exclusion
 from feedgen.ranking.feed_catalog import algorithm_stamp, feed_info
 from feedgen.ranking.languages import accepted_languages, add_content_language, reader_feed
+from feedgen.serve.reader_data import READ_LXM
 from feedgen.serve.receipts import RECEIPT_TTL_HOURS, get_receipt, request_counts
-from feedgen.serve.xrpc import XrpcError, feed_viewer, find_feed
+from feedgen.serve.xrpc import XrpcError, feed_viewer, find_feed, signed_in_reader
 from feedgen.store.models import Post, hiding_self_labels
 
 POSTS_COUNT_SECONDS = 30.0
@@ -29,8 +32,6 @@ POSTS_COUNT_SECONDS = 30.0
 _POST_URI = re.compile(r'^at://did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}/app\.bsky\.feed\.post/[a-zA-Z0-9._:~-]{1,512}$')
 _REQ_ID = re.compile(r'^[0-9a-f]{16}$')
 REQUESTS_MEANING = 'skeleton requests answered, added up over every serving process, since the feed was first requested'
-
-UNEXPLAINED = Exclusion('unexplained', "it does not pass the feed's rules (its algorithm does not say which)")
 
 transparency = Blueprint('transparency', __name__, template_folder='templates')
 
@@ -85,6 +86,17 @@ def algorithms() -> Response:
     return response
 
 
+@transparency.get('/algorithms/<rkey>/source')
+def source_bundle(rkey: str) -> Response:
+    """The bytes whose SHA-256 starts with the feed's version: anyone can recompute it (docs/algorithms.md)."""
+    feed = _context()['feeds'].get(rkey)
+    if feed is None:
+        raise XrpcError(404, 'UnknownFeed', 'no feed with this record key is served here; GET /algorithms lists them')
+    response = Response(feed.source_bundle(), mimetype='application/json')
+    response.headers['X-Feed-Version'] = feed.version
+    return response
+
+
 @transparency.get('/explain')
 def explain() -> Response:
     settings, feeds = _context()['settings'], _context()['feeds']
@@ -109,7 +121,7 @@ def explain() -> Response:
     if explanation is None:
         row, exclusion = shared_exclusion(post)
         if exclusion is None and row is not None:
-            exclusion = feed.algorithm.why_not(row, feed_request)
+            exclusion = feed_exclusion(feed.algorithm, row, feed_request)
         exclusion = exclusion or UNEXPLAINED
         body['excludedBy'] = exclusion.as_dict()
         body['message'] = f'this post is not in the feed {feed.rkey}: {exclusion.message}'
@@ -138,12 +150,18 @@ def _self_labelled(post: str, allow_labels: tuple[str, ...], rkey: str) -> dict[
 def receipt(req_id: str) -> Response:
     if not _REQ_ID.match(req_id):
         raise XrpcError(400, 'InvalidRequest', 'a reqId is 16 lower-case hex digits, as a skeleton response gives it')
-    payload = get_receipt(req_id)
-    if payload is None:
+    stored = get_receipt(req_id)
+    if stored is None:
         raise XrpcError(
             404,
             'ReceiptNotFound',
             f'no receipt for {req_id}: receipts are kept for {RECEIPT_TTL_HOURS:g} hours, '
             'and FEEDGEN_RECEIPTS may keep only some of them (by default at most 50 a second per serving process)',
         )
-    return Response(payload, mimetype='application/json')
+    if stored.reader is not None:
+        what = 'this receipt is of a personalized page: reading it'
+        reader = signed_in_reader(_context()['auth'], READ_LXM, request.headers.get('Authorization'), what)
+        if reader != stored.reader:
+            message = f'the service JWT speaks for {reader}: only the reader of a personalized page reads its receipt'
+            raise XrpcError(403, 'NotYourReceipt', message)
+    return Response(stored.text, mimetype='application/json')

@@ -1,8 +1,9 @@
 """XRPC: the error type and the request checks every HTTP endpoint of feedgen shares.
 
 Owns `XrpcError` (answered as `{"error": ..., "message": ...}`), finding the served feed a request names,
-and the viewer rule (a personalized feed needs a verified viewer). Blueprints and the server import it;
-it imports none of them.
+the viewer rule (a personalized feed needs a verified viewer) and `signed_in_reader`, the reader an endpoint of
+their own (feedback, their data) needs, by a token scoped to that endpoint's method. Blueprints and the server
+import it; it imports none of them.
 """
 
 from __future__ import annotations
@@ -54,4 +55,17 @@ def feed_viewer(feed: Feed, auth: ServiceAuth, authorization: str | None) -> str
     viewer = auth.viewer(authorization)
     if viewer is None and feed.algorithm.personalized:
         raise XrpcError(401, 'AuthRequired', f'the feed {feed.rkey} is personalized: it needs a signed-in viewer')
+    return viewer
+
+
+def signed_in_reader(auth: ServiceAuth, lxm: str, authorization: str | None, what: str) -> str:
+    """The DID of the reader whose service JWT, scoped to the method `lxm`, the request carries.
+
+    Raises:
+        XrpcError: there is no token (401 AuthRequired, saying `what` needs one and for which `lxm`).
+        AuthError: the token is not valid for this service and `lxm` (401, saying which check failed).
+    """
+    viewer = ServiceAuth(auth.service_did, auth.keys, lxm=lxm).viewer(authorization)
+    if viewer is None:
+        raise XrpcError(401, 'AuthRequired', f'{what} needs the service JWT of a signed-in reader (lxm {lxm})')
     return viewer

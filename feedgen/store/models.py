@@ -80,6 +80,18 @@ class Post(BaseModel):
     publisher (`PublisherBlock`): no feed shows it."""
     self_labels = peewee.TextField(default='')
     """Space-separated label values the author put on the post (`porn nudity`); feeds leave out `HIDING_SELF_LABELS`."""
+    links = peewee.TextField(default='')
+    """Space-separated `http(s)` URLs of its link facets and link card, as written (terms `domain:`, `link:`)."""
+    mentions = peewee.TextField(default='')
+    """Space-separated DIDs its mention facets name (terms `mention:`)."""
+    quote = peewee.TextField(null=True)
+    """The at-uri of the record it quotes, or null (term `quote:`)."""
+    image_count = peewee.IntegerField(default=0)
+    """Images it embeds (directly or beside a quote)."""
+    alt_count = peewee.IntegerField(default=0)
+    """How many of its images have a non-blank alt text."""
+    video = peewee.BooleanField(default=False)
+    """True when it embeds a video (directly or beside a quote)."""
 
     class Meta:
         indexes = ((('sort_at', 'id'), False), (('author', 'sort_at', 'id'), False))
@@ -88,9 +100,15 @@ class Post(BaseModel):
     def has_media(self) -> bool:
         return self.embed in ('images', 'video', 'recordWithMedia')
 
+    @property
+    def alt_complete(self) -> bool:
+        """True when it has images and every one has an alt text (`alt_complete()` is the same as a condition)."""
+        return bool(0 < self.image_count == self.alt_count)
+
 
 class PostTerm(BaseModel):
-    """One searchable term of a post (`tag:python`, `lang:en`), ordered like the feeds that filter by it."""
+    """One searchable term of a post (`tag:python`, `lang:en`, `domain:arxiv.org`: `feedgen.store.terms`), ordered
+    like the feeds that filter by it."""
 
     term = peewee.TextField()
     sort_at = peewee.BigIntegerField()
@@ -209,6 +227,8 @@ class Receipt(BaseModel):
     feed = peewee.TextField()
     """Record key of the feed that served the page."""
     created_at = peewee.BigIntegerField(index=True)
+    viewer = peewee.TextField(null=True, index=True)
+    """The reader of a personalized page (only their service JWT reads the receipt); null for a public receipt."""
     payload = peewee.BlobField()
     """The receipt as zlib-compressed JSON (a page's receipt is ~3.5 KB of JSON, ~0.5 KB compressed)."""
 
@@ -333,6 +353,17 @@ class ReaderGraphDelete(BaseModel):
     reader = peewee.TextField(index=True)
 
 
+class PluginSchema(BaseModel):
+    """The schema a plugin indexer's table was created with (`feedgen.store.plugin_tables`)."""
+
+    table = peewee.TextField(primary_key=True)
+    owner = peewee.TextField()
+    """The name of the plugin indexer that writes the table."""
+    version = peewee.IntegerField()
+    columns = peewee.TextField()
+    """JSON list of the table's columns as `name type`, as declared when it was created or last migrated."""
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     *(
         Post,
@@ -348,7 +379,17 @@ MODELS: tuple[type[BaseModel], ...] = (
         Receipt,
         FeedStat,
     ),
-    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, PostChange, Interaction, ReaderGraph, ReaderGraphDelete),
+    *(
+        ScoreSnapshot,
+        ScoredPost,
+        FeedEntry,
+        JobState,
+        PostChange,
+        Interaction,
+        ReaderGraph,
+        ReaderGraphDelete,
+        PluginSchema,
+    ),
 )
 
 
@@ -377,8 +418,8 @@ def create_tables(db: peewee.Database) -> None:
     try:
         for model in MODELS:
             model._meta.without_rowid = declared[model] and isinstance(db, peewee.SqliteDatabase)
-        db.create_tables(MODELS, safe=True)
         add_missing_columns(db, MODELS)
+        db.create_tables(MODELS, safe=True)
         drop_replaced_indexes(db)
     finally:
         for model, without_rowid in declared.items():
@@ -415,6 +456,11 @@ def visible_posts(allow_labels: Collection[str] = ()) -> peewee.ModelSelect:
 
 HIDING_SELF_LABELS = ('porn', 'sexual', 'nudity', 'graphic-media')
 """Self-labels that keep a post out of every feed unless the feed's parameters allow them."""
+
+
+def alt_complete() -> peewee.Expression:
+    """The condition of posts with images that all have an alt text (`Post.alt_complete` of one row)."""
+    return (Post.image_count > 0) & (Post.alt_count == Post.image_count)
 
 
 def hiding_self_labels(labels: str, allow_labels: Collection[str] = ()) -> list[str]:

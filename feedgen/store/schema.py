@@ -1,9 +1,10 @@
 """Schema: brings the tables an older feedgen created up to the models, by adding the columns they lack.
 
-Owns `add_missing_columns`, which `open_database` runs after creating missing tables: a store written by an
-earlier version keeps its rows, and a column added since (with a default) appears with that default in every row.
-Columns are only ever added here. Indexes an earlier version made that a wider one now serves (`REPLACED_INDEXES`)
-are dropped (`drop_replaced_indexes`), so an old store takes no more space than a new one; no row changes.
+Owns `add_missing_columns`, which `open_database` runs before creating missing tables and indexes (an index may name
+a column added since): a store written by an earlier version keeps its rows, and a column added since (with a
+default) appears with that default in every row. Columns are only ever added here. Indexes an earlier version
+made that a wider one now serves (`REPLACED_INDEXES`) are dropped (`drop_replaced_indexes`), so an old store takes
+no more space than a new one; no row changes.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 
 def add_missing_columns(db: peewee.Database, models: Iterable[type[peewee.Model]]) -> list[str]:
-    """Adds to each model's table the declared columns it lacks; returns them as `table.column`."""
+    """Adds to each model's existing table the declared columns it lacks; returns them as `table.column`."""
     migrator = SchemaMigrator.from_database(db)
     added, operations = [], []
     for model in models:
         table = model._meta.table_name
+        if not db.table_exists(table):
+            continue
         present = {column.name for column in db.get_columns(table)}
         for field in model._meta.sorted_fields:
             if field.column_name not in present:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import peewee
 
 from feedgen.store.models import Follow, Like, Post, PostChange, PostTerm, PublisherBlock, Repost
+from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
 
 T = TypeVar('T')
 
@@ -24,17 +25,6 @@ _CHUNK = 500  # rows per statement: well under SQLite's bound-variable limit
 def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def post_terms(tags: Iterable[str], langs: Iterable[str]) -> list[str]:
-    """The `PostTerm` terms of a post: `tag:<tag>`, and `lang:<tag>` plus its base language (`pt-br` -> `pt`)."""
-    terms = [f'tag:{tag}' for tag in tags]
-    for lang in langs:
-        terms.append(f'lang:{lang}')
-        base = lang.split('-', 1)[0]
-        if base != lang:
-            terms.append(f'lang:{base}')
-    return list(dict.fromkeys(terms))
 
 
 @dataclass
@@ -101,9 +91,11 @@ def insert_ignore(
 
 def delete_posts(where: peewee.Expression, recount: Recount) -> int:
     """Deletes the posts matching `where` with their terms, noting the parents whose reply counts change."""
-    rows = list(Post.select(Post.id, Post.sort_at, Post.tags, Post.langs, Post.reply_parent).where(where).tuples())
-    for post_id, sort_at, tags, langs, reply_parent in rows:
-        terms = post_terms(tags.split(), langs.split())
+    term_columns = [getattr(Post, name) for name in POST_TERM_COLUMNS]
+    rows = list(Post.select(Post.id, Post.sort_at, *term_columns).where(where).tuples())
+    for post_id, sort_at, *values in rows:
+        terms = row_terms(*values)
+        reply_parent = values[POST_TERM_COLUMNS.index('reply_parent')]
         if terms:
             PostTerm.delete().where(
                 PostTerm.term.in_(terms), PostTerm.sort_at == sort_at, PostTerm.post_id == post_id
