@@ -21,6 +21,16 @@ import psutil
 MB = 1024 * 1024
 
 
+def written_bytes(pid: int) -> int | None:
+    """Bytes process `pid` has caused to be written to storage so far (`write_bytes` of `/proc/<pid>/io`), or None
+    once it has exited."""
+    try:
+        with open(f'/proc/{pid}/io') as io:
+            return next((int(line.split()[1]) for line in io if line.startswith('write_bytes:')), None)
+    except OSError:
+        return None
+
+
 def load_averages() -> str:
     """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
     return ' '.join(f'{load:.2f}' for load in os.getloadavg())
@@ -66,6 +76,8 @@ class Usage:
     cpu_seconds: float
     peak_rss_mb: float
     """Peak of the tree's summed resident memory, as sampled."""
+    write_bytes: int = 0
+    """Bytes the process caused to be written to disk (`/proc/<pid>/io`), where measured."""
 
     @property
     def cpu_percent(self) -> float:

@@ -102,8 +102,7 @@ def ingest_forever(settings: Settings, once: bool = False, stop: threading.Event
     feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     source = subscribe_events_url(settings.jetstream) if settings.jetstream else settings.subscribe_url
     pipeline = make_pipeline(settings, source, feed_indexers(feeds.values()))
-    if not settings.jetstream:  # a backfill reads a firehose's window (Jetstream's: not yet)
-        pipeline.backfill = Backfill.plan(pipeline.indexer, settings.backfill_window_hours)
+    pipeline.backfill = Backfill.plan(pipeline.indexer, settings.backfill_window_hours)
     firehose = _source(settings, pipeline, stop)
     scheduler = start_scheduler(
         pipeline.indexer.db, settings.retention_hours, feed_jobs(feeds.values()), pipeline.indexer.plugins.indexers

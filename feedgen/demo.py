@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from feedgen.ingest.events import (
     Account,
     Commit,
-    FrameError,
     Identity,
     PostCreate,
     RecordDelete,
     SubjectCreate,
     decode_frame,
 )
+from feedgen.ingest.fields import FrameError
 from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
 
 

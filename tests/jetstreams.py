@@ -1,12 +1,14 @@
 """A stand-in Jetstream v2 server for the tests: `network.bsky.jetstream.subscribeEvents` on loopback.
 
-Bluesky's own server (tests/jetstream.sh) cannot be built where its Go dependencies are not served, so this one
-speaks the same wire, read from the lexicon and the server's encoder (github.com/bluesky-social/jetstream v0.2.4,
-internal/subscribe/encoder.go): `xrpc.v1.json` frames, one commit event per record op with Jetstream's own `seq`,
-`#account`/`#identity`/`#sync` wrapping the upstream event, inclusive `cursor` replay (a cursor >= 1e15 is a unix-
-microseconds time), the `collections` filter, dictionary zstd compression with `getZstdDictionary`, and
-`CursorTooOld`/`UnknownZstdDictionary` refused before the upgrade with HTTP 400. Its events come from real PDS
-firehose frames (a capture), translated by `from_firehose` with libipld, independently of feedgen's decoder.
+Bluesky's own server (tests/jetstream.sh, tests/jetstream_server.py) needs the local PDS and takes seconds to start;
+this one runs offline on recorded sessions, for the tests that need a server that misbehaves on cue (refusals,
+error frames) or exact control of what it holds. It speaks the same wire, read from the lexicon and the server's
+encoder (github.com/bluesky-social/jetstream v0.2.4, internal/subscribe/encoder.go): `xrpc.v1.json` frames, one
+commit event per record op with Jetstream's own `seq`, `#account`/`#identity`/`#sync` wrapping the upstream event,
+inclusive `cursor` replay (a cursor >= 1e15 is a unix-microseconds time), the `collections` filter, dictionary zstd
+compression with `getZstdDictionary`, and `CursorTooOld`/`UnknownZstdDictionary` refused before the upgrade with
+HTTP 400. Its events come from real PDS firehose frames (a capture), translated by `from_firehose` with libipld,
+independently of feedgen's decoder.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from feedgen.ingest.events import (
     Account,
     Commit,
     ErrorFrame,
-    FrameError,
     Identity,
     Info,
     PostCreate,
@@ -21,6 +20,7 @@ from feedgen.ingest.events import (
     Sync,
     decode_frame,
 )
+from feedgen.ingest.fields import FrameError
 from tests import frames
 from tests.conftest import CAPTURE_20
 

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedgen.ingest.events import SEQUENCED, ErrorFrame, FrameError, Info, decode_frame
+from feedgen.ingest.events import SEQUENCED, ErrorFrame, Info, decode_frame
+from feedgen.ingest.fields import FrameError
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.store.models import Post, get_cursor, open_database

@@ -4,23 +4,27 @@ serves the events of a recorded PDS session, compared with ingesting the same se
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import read_capture
-from feedgen.ingest.events import Account, Commit, ErrorFrame, FrameError, Identity, Info, PostCreate, RecordDelete
+from feedgen.ingest.events import Account, Commit, ErrorFrame, Identity, Info, PostCreate, RecordDelete
+from feedgen.ingest.fields import FrameError
 from feedgen.ingest.firehose import Backoff
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.jetstream import Jetstream, decode_message, subscribe_events_url
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ingest.records import INDEXED_COLLECTIONS
-from feedgen.store.models import open_database
+from feedgen.store.models import BackfillState, open_database
 from tests import stores
 from tests.atnet import eventually
 from tests.jetstreams import NS, StandInJetstream, from_firehose
@@ -118,12 +122,15 @@ def run_jetstream(
     until: int,
     during: Callable[[], None] = lambda: None,
     from_start: bool = True,
+    backfill_hours: float = 0,
 ) -> Jetstream:
     """Ingests from `server` into the store at `path`, calling `during` once connected, until the store's cursor
-    reaches `until`. `from_start`: a new store reads from the server's first event rather than the live tip."""
+    reaches `until`. `from_start`: a new store reads from the server's first event rather than the live tip;
+    `backfill_hours`: a new store backfills that many hours instead (`feedgen.ingest.backfill`)."""
     db = open_database(str(path))
     pipeline = Pipeline(Indexer(db, subscribe_events_url(server.url)), batch_size=50, batch_seconds=0.05)
-    if from_start and pipeline.indexer.cursor is None:
+    pipeline.backfill = Backfill.plan(pipeline.indexer, backfill_hours)
+    if from_start and not backfill_hours and pipeline.indexer.cursor is None:
         pipeline.indexer.cursor = 0  # from the first event the server has, not the live tip
     source = Jetstream(server.url, pipeline, stall_seconds=5)
     source.backoff = Backoff(base=0.05, cap=0.5)
@@ -194,6 +201,7 @@ def test_feedgen_ingest_from_jetstream_killed_at_random_points_ends_equal_to_a_c
     store = tmp_path / 'killed.db'
     last = 999 + len(session)
     env = {'FEEDGEN_DATABASE': str(store), 'FEEDGEN_BATCH_SIZE': '7', 'FEEDGEN_BATCH_SECONDS': '0.05'}
+    env['FEEDGEN_BACKFILL_HOURS'] = '0'  # the session's events are days old: a backfill would skip them all
     kills = []
     with StandInJetstream() as server:
         env['FEEDGEN_JETSTREAM'] = server.url
@@ -244,3 +252,60 @@ def test_the_firehose_refuses_a_store_jetstream_filled(session: list[dict], tmp_
     )
     assert ingest.start().process.wait(timeout=60) == 2
     assert 'error: this store was filled from Jetstream' in ingest.log()
+
+
+def recent(session: list[dict], hours: float) -> list[dict]:
+    """The session's events with their times spread evenly over the last `hours`, the newest a few seconds old."""
+    end = time.time() - 5
+    step = hours * 3600 / len(session)
+    payloads = []
+    for index, payload in enumerate(session):
+        moment = datetime.fromtimestamp(end - (len(session) - 1 - index) * step, UTC)
+        micros = int(moment.timestamp() * 1_000_000)
+        payloads.append(payload | {'time': moment.strftime('%Y-%m-%dT%H:%M:%S.%fZ'), '_us': micros})
+    return payloads
+
+
+def asked_cursor(server: StandInJetstream, connection: int = 0) -> int:
+    return int(parse_qs(urlparse(server.connections[connection]).query)['cursor'][0])
+
+
+def test_a_first_start_backfills_from_jetstreams_time_cursor_then_goes_live(
+    session: list[dict], tmp_path: Path, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger='feedgen')
+    payloads = recent(session, hours=2)
+    with StandInJetstream(payloads) as server:
+        run_jetstream(server, tmp_path / 'feedgen.db', until=server.next_seq - 1, backfill_hours=1)
+    asked = asked_cursor(server)
+    db = open_database(str(tmp_path / 'feedgen.db'))
+    row = BackfillState.get()
+    db.close()
+    assert asked == row.horizon * 1000 and abs(asked / 1e6 - (time.time() - 3600)) < 600  # now - 1 h, in µs
+    kept = [payload for payload in payloads if payload['_us'] >= asked]
+    assert 0 < len(kept) < len(payloads)
+    with StandInJetstream(kept) as reference:
+        run_jetstream(reference, tmp_path / 'reference.db', until=reference.next_seq - 1)
+    assert records(tmp_path / 'feedgen.db') == records(tmp_path / 'reference.db')
+    sent = [payload for payload in kept if payload.get('collection', POST['$type']) in INDEXED_COLLECTIONS]
+    assert row.finished_at is not None and row.events == len(sent)
+    assert 'backfill: the store is empty; ingesting the last 1 h' in caplog.text
+    assert 'backfill: finished, ingest is live (an event is from' in caplog.text
+
+
+def test_feedgen_ingest_backfills_from_jetstream_and_a_restart_resumes_from_the_seq(
+    session: list[dict], tmp_path: Path
+) -> None:
+    store = tmp_path / 'feedgen.db'
+    env = {'FEEDGEN_DATABASE': str(store), 'FEEDGEN_BACKFILL_HOURS': '1', 'FEEDGEN_BATCH_SECONDS': '0.05'}
+    with StandInJetstream(recent(session, hours=2)) as server:
+        env['FEEDGEN_JETSTREAM'] = server.url
+        with FeedgenProcess(['ingest'], env, tmp_path, name='first') as ingest:
+            wait_for(lambda: stores.cursor(store) == server.next_seq - 1)
+            wait_for(lambda: 'backfill: finished, ingest is live' in ingest.log())
+        with FeedgenProcess(['ingest'], env, tmp_path, name='second'):
+            wait_for(lambda: len(server.connections) == 2)
+        status = FeedgenProcess(['status'], env, tmp_path, name='status').start()
+        assert status.process.wait(timeout=60) == 0
+    assert asked_cursor(server, 0) >= 10**15 and asked_cursor(server, 1) == server.next_seq - 1
+    assert 'backfill    finished:' in status.output()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ingest.synth import truth_path, write_synthetic
-from bench.measure import MB, Usage, load_averages, markdown_table
+from bench.measure import MB, Usage, load_averages, markdown_table, written_bytes
 from feedgen.ingest.capture import read_capture
 from feedgen.ingest.events import decode_frame, event_time_ms
 from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
@@ -77,16 +77,17 @@ def ensure_capture(frames: int, accounts: int, seed: int = 1) -> tuple[Path, dic
 
 
 def run_measured(command: Sequence[str], env: dict[str, str], log: Path) -> tuple[str, Usage]:
-    """Runs `command` to completion; returns its stdout, its CPU time (the kernel's account of waited children) and peak
+    """Runs `command` to completion; returns its stdout, its CPU time (the kernel's account of waited children), peak
     RSS (the kernel's high-water mark `VmHWM`, read every 50 ms: `ru_maxrss` would count this parent's memory,
-    inherited for a moment between fork and exec)."""
+    inherited for a moment between fork and exec) and bytes written to disk (`/proc/<pid>/io`, read as often)."""
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak = 0
+    peak = written = 0
     with open(log, 'w') as stderr, tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, env=os.environ | env, stdout=output, stderr=stderr, cwd=ROOT)
         while process.poll() is None:
             peak = max(peak, high_water_kb(process.pid))
+            written = max(written, written_bytes(process.pid) or 0)
             time.sleep(0.05)
         output.seek(0)
         stdout = output.read().decode()
@@ -95,7 +96,7 @@ def run_measured(command: Sequence[str], env: dict[str, str], log: Path) -> tupl
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return stdout, Usage(wall, cpu, peak / 1024)
+    return stdout, Usage(wall, cpu, peak / 1024, written)
 
 
 def high_water_kb(pid: int) -> int:

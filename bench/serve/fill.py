@@ -1,9 +1,10 @@
 """Fill a store for the serve benchmark: a million posts with likes, reposts and follows, in bulk.
 
 Owns generating a deterministic, realistic-looking store (Zipf-like authors and popularity, the live mix of
-languages, hashtags, replies and embeds, a day of timestamps ending at build time, a few deactivated
-accounts) and writing it with `executemany` straight into the tables `feedgen.store.models` creates, secondary
-indexes dropped while loading and rebuilt by `feedgen.store.models.create_tables` after. It never goes through
+languages, hashtags, replies and embeds, a window of timestamps ending at build time, a few deactivated
+accounts; `Shape` sets the window, the ratios and the popularity tail, by default a day of posts) and writing
+it with `executemany` straight into the tables `feedgen.store.models` creates, secondary indexes dropped while
+loading and rebuilt by `feedgen.store.models.create_tables` after. It never goes through
 the firehose or the indexer: that path is the ingest benchmark's. The built file is cached under
 `bench/out/` with a JSON description beside it (`X.db` -> `X.json`), rebuilt when missing or stale.
 
@@ -28,11 +29,11 @@ import peewee
 
 from bench.ingest.synth import tid
 from feedgen.ingest.indexer import POST_COLUMNS, SUBJECT_COLUMNS
-from feedgen.store.models import Actor, Follow, Like, Post, PostTerm, Repost, open_database
+from feedgen.store.models import MODELS, Actor, Follow, Like, Post, PostTerm, Repost, create_tables, open_database
 from feedgen.store.terms import post_terms
 from feedgen.store.writes import insert_ignore
 
-FORMAT = 'feedgen-serve-store/1'
+FORMAT = 'feedgen-serve-store/2'
 DAY_MS = 86_400_000
 TAG = 'bench'
 """The hashtag of the filtered feed: about 3% of posts carry it."""
@@ -40,6 +41,8 @@ _LANGS = ((('en',), 55), (('ja',), 12), (('pt',), 10), (('de',), 4), (('es',), 4
 _EMBEDS = (('images', 30), ('video', 5), ('external', 10), ('record', 5), (None, 50))
 _WORDS = 'the a to of and in is it you that for on are with this my just so be at all have not but new day love'
 _CHUNK = 20_000
+_CACHE_KIB = 4_000_000
+"""The page cache of the loading connection (allocated as used): the URI keys of likes go in at random places."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,40 @@ class StoreInfo:
     """How long the fill took."""
 
 
+_BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
+"""The alphabet of `did:plc` identifiers (base32, lower case)."""
+
+
 def did_of(index: int) -> str:
-    return f'did:plc:{index:024x}'.replace('0', 'a')
+    """The `did:plc` of account number `index`: 24 base32 digits, a different DID for every number below 32**24."""
+    digits = []
+    for _ in range(24):
+        index, digit = divmod(index, 32)
+        digits.append(_BASE32[digit])
+    return 'did:plc:' + ''.join(reversed(digits))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a store's records spread over time and posts; the defaults are the serve benchmark's day of posts."""
+
+    window_ms: int = DAY_MS
+    """Posts are spread evenly over this long, ending at the store's "now"."""
+    likes_per_post: float = 1.75
+    reposts_per_post: float = 0.25
+    follows_per_account: float = 15.0
+    """Mean follows of an account (exponentially distributed, most to popular accounts); the viewer's are extra."""
+    unliked: float = 0.0
+    """Share of posts that nobody likes or reposts."""
+    tail: float = 1.5
+    """Pareto shape of the other posts' popularity: the closer to 1, the more a few posts take."""
+    recency: bool = True
+    """Newer posts draw up to 6x the likes of the oldest ones (a day whose new posts are still being found)."""
+    like_delay_ms: int = 3_600_000
+    """Mean time from a post to a like or repost of it (exponentially distributed, never after "now")."""
+    steady: bool = False
+    """As in a store pruned for a while: a like due after "now" is instead the one the same post got a window earlier,
+    indexed near the window's start, of a post since pruned (otherwise it is indexed at "now")."""
 
 
 def _weighted(rng: random.Random, options: Sequence[tuple[object, int]], k: int) -> list:
@@ -92,16 +127,18 @@ def _chunks(rows: Iterator[tuple]) -> Iterator[list[tuple]]:
 class Filler:
     """Generates the rows of one store from a seed; `write` loads them into a SQLite file."""
 
-    def __init__(self, posts: int, accounts: int, seed: int = 1, now_ms: int | None = None) -> None:
+    def __init__(
+        self, posts: int, accounts: int, seed: int = 1, now_ms: int | None = None, shape: Shape = Shape()
+    ) -> None:
         self.rng = random.Random(seed)
         self.posts = posts
+        self.shape = shape
         self.accounts = [did_of(i) for i in range(accounts)]
         self.now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         self.author_weights = _zipf_cum_weights(accounts, 0.9)
         self.inactive = set(self.rng.sample(self.accounts, accounts // 200))
-        self.likes = 7 * posts // 4
-        self.reposts = posts // 4
-        self.follows_per_account = 15
+        self.likes = round(shape.likes_per_post * posts)
+        self.reposts = round(shape.reposts_per_post * posts)
         self.viewer = did_of(accounts)
         self.viewer_follows = 500
         self.follows = 0
@@ -109,6 +146,7 @@ class Filler:
         self._like_counts: Counter[int] = Counter()
         self._repost_counts: Counter[int] = Counter()
         self._reply_counts: Counter[int] = Counter()
+        self._popularity: list[float] | None = None
 
     def post_rows(self) -> Iterator[tuple]:
         """Rows of `post` (with counters left at 0; `counts` fixes them) in id order, oldest first."""
@@ -117,10 +155,11 @@ class Filler:
         langs = _weighted(rng, _LANGS, n)
         embeds = _weighted(rng, _EMBEDS, n)
         words = _WORDS.split()
-        start = self.now_ms - DAY_MS
+        window = self.shape.window_ms
+        start = self.now_ms - window
         roots: list[str] = []
         for i in range(n):
-            sort_at = start + i * DAY_MS // n
+            sort_at = start + i * window // n
             created_at = sort_at - rng.randrange(3_600_000) if rng.random() < 0.01 else sort_at
             author = authors[i]
             uri = f'at://{author}/app.bsky.feed.post/{tid(sort_at * 1000, i & 1023)}'
@@ -156,19 +195,40 @@ class Filler:
                 *('', '', None, 0, 0, False),  # links, mentions, quote, image_count, alt_count, video
             )
 
+    def popularity(self) -> list[float]:
+        """Cumulative weights of the posts as subjects of likes and reposts (`Shape`: unliked share, tail, recency)."""
+        if self._popularity is None:
+            rng, n, shape = self.rng, self.posts, self.shape
+            weights = (
+                0.0
+                if rng.random() < shape.unliked
+                else rng.paretovariate(shape.tail) * (0.2 + i / n if shape.recency else 1)
+                for i in range(n)
+            )
+            self._popularity = list(accumulate(weights))
+        return self._popularity
+
     def _subject_rows(self, kind: str, count: int, counts: Counter[int]) -> Iterator[tuple]:
-        """Likes or reposts: subjects favour popular and recent posts; times follow the post's."""
-        rng, n = self.rng, self.posts
-        popularity = list(accumulate(rng.paretovariate(1.5) * (0.2 + i / n) for i in range(n)))
-        subjects = rng.choices(range(n), cum_weights=popularity, k=count)
-        authors = rng.choices(self.accounts, k=count)
-        start = self.now_ms - DAY_MS
+        """Likes or reposts: subjects by `popularity`; each comes a while after its post (indexed after it). They are
+        made in the order of their posts, so the table is in about the order of time, as the indexer leaves it."""
+        rng, n, window = self.rng, self.posts, self.shape.window_ms
+        subjects = sorted(rng.choices(range(n), cum_weights=self.popularity(), k=count)) if count and n else []
+        authors = rng.choices(self.accounts, k=len(subjects))
+        start = self.now_ms - window
+        delay = 1 / self.shape.like_delay_ms
+        steady = self.shape.steady
         for i, (post, author) in enumerate(zip(subjects, authors, strict=True)):
-            counts[post] += 1
-            posted = start + post * DAY_MS // n
-            indexed_at = min(self.now_ms, posted + int(rng.expovariate(1 / 3_600_000)))
+            posted = start + post * window // n + 2000
+            indexed_at = posted + int(rng.expovariate(delay))
+            subject = self._post_uris[post]
+            if indexed_at <= self.now_ms or not steady:
+                indexed_at = min(indexed_at, max(posted, self.now_ms))
+                counts[post] += 1
+            else:  # the like the same post got one window earlier: its post is pruned by now
+                indexed_at -= window
+                subject = subject.rsplit('/', 1)[0] + '/' + tid((posted - window) * 1000, post & 1023)
             uri = f'at://{author}/app.bsky.feed.{kind}/{tid(self.now_ms * 1000 - i, 0)}'
-            yield uri, author, self._post_uris[post], indexed_at
+            yield uri, author, subject, indexed_at
 
     def like_rows(self) -> Iterator[tuple]:
         return self._subject_rows('like', self.likes, self._like_counts)
@@ -177,17 +237,19 @@ class Filler:
         return self._subject_rows('repost', self.reposts, self._repost_counts)
 
     def follow_rows(self) -> Iterator[tuple]:
-        """Each account follows about 15 others (popular ones more often); the viewer follows 500."""
-        rng = self.rng
+        """Each account follows `Shape.follows_per_account` others (popular ones more often); the viewer follows 500.
+        Follows are spread over the window."""
+        rng, mean, window = self.rng, self.shape.follows_per_account, self.shape.window_ms
         i = 0
         for author in [*self.accounts, self.viewer]:
-            k = self.viewer_follows if author == self.viewer else int(rng.expovariate(1 / self.follows_per_account))
+            k = self.viewer_follows if author == self.viewer else round(rng.expovariate(1 / mean))
             subjects = set(rng.choices(self.accounts, cum_weights=self.author_weights, k=k))
             while author == self.viewer and len(subjects) < k:
                 subjects.add(rng.choice(self.accounts))
             for subject in sorted(subjects):
                 i += 1
-                yield f'at://{author}/app.bsky.graph.follow/{tid(self.now_ms * 1000 - i, i & 1023)}', author, subject
+                uri = f'at://{author}/app.bsky.graph.follow/{tid(self.now_ms * 1000 - i, i & 1023)}'
+                yield uri, author, subject, self.now_ms - rng.randrange(window)
         self.follows = i
 
     def write(self, path: Path) -> StoreInfo:
@@ -196,7 +258,8 @@ class Filler:
         for suffix in ('', '-wal', '-shm'):
             Path(f'{path}{suffix}').unlink(missing_ok=True)
         open_database(path).close()
-        db = peewee.SqliteDatabase(path, pragmas={'journal_mode': 'off', 'synchronous': 'off'})
+        pragmas = {'journal_mode': 'off', 'synchronous': 'off', 'cache_size': -_CACHE_KIB, 'temp_store': 'memory'}
+        db = peewee.SqliteDatabase(path, pragmas=pragmas)
         db.connect()
         indexes = db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall()
         for (name,) in indexes:
@@ -217,7 +280,7 @@ class Filler:
             for chunk in _chunks(rows):
                 insert_ignore(db, model, SUBJECT_COLUMNS, chunk)
         for chunk in _chunks(self.follow_rows()):
-            insert_ignore(db, Follow, SUBJECT_COLUMNS, [(*row, self.now_ms) for row in chunk])
+            insert_ignore(db, Follow, SUBJECT_COLUMNS, chunk)
         for column, counts in (
             ('like_count', self._like_counts),
             ('repost_count', self._repost_counts),
@@ -228,8 +291,9 @@ class Filler:
             )
         insert_ignore(db, Actor, ('did', 'status'), [(did, 'deactivated') for did in sorted(self.inactive)])
         db.execute_sql('COMMIT')
+        with db.bind_ctx(MODELS):
+            create_tables(db)  # rebuilds the secondary indexes the models declare, with this connection's cache
         db.close()
-        open_database(path).close()  # rebuilds the secondary indexes the models declare
         with sqlite3.connect(path) as conn:
             conn.execute('PRAGMA journal_mode=wal')
         return StoreInfo(

@@ -163,10 +163,12 @@ def skeleton_path(rkey: str, cursor: str | None = None, limit: int = PAGE_LIMIT)
     return path + (f'&cursor={quote(cursor, safe="")}' if cursor else '')
 
 
-def targets_for(port: int, rkey: str, authorization: str | None) -> list[Target]:
-    """First-page and deep requests of one feed; deep cursors are found by walking it 100 items a page."""
+def targets_for(port: int, rkey: str, authorization: str | None, deep: bool = True) -> list[Target]:
+    """First-page and (with `deep`) deep requests of one feed; deep cursors are found by walking it 100 items a page."""
     suffix = f'\t{authorization}' if authorization else ''
     first = Target(rkey, 'first', [skeleton_path(rkey) + suffix])
+    if not deep:
+        return [first]
     cursors: list[tuple[int, str]] = []
     cursor, seen = None, 0
     while len(cursors) < DEEP_CURSORS:
@@ -200,8 +202,10 @@ def serve_rows(
     receipts: str | None = None,
     only: Sequence[str] = (),
     server: str = 'granian',
+    deep: bool = True,
 ) -> list[Row]:
-    """Starts `bench.serve.app` (feedgen's server, viewers' keys local) and measures every benchmarked feed."""
+    """Starts `bench.serve.app` (feedgen's server, viewers' keys local) and measures every benchmarked feed, its first
+    pages and, with `deep`, pages 10,000 items down."""
     algorithms = discover_algorithms()
     feeds = bench_feeds(list(algorithms), everything, only)
     config = OUT / 'serve-feeds.toml'
@@ -224,7 +228,7 @@ def serve_rows(
     with running(command, env, port, '/xrpc/app.bsky.feed.describeFeedGenerator') as process:
         targets = []
         for rkey, algorithm, _ in feeds:
-            targets += targets_for(port, rkey, authorization if algorithms[algorithm].personalized else None)
+            targets += targets_for(port, rkey, authorization if algorithms[algorithm].personalized else None, deep)
         for target in targets:
             run_wrk(port, target.requests, 4, 1)  # warm-up
         for count in connections:

@@ -3,16 +3,17 @@
 Owns whether a store backfills, its horizon, when it ends, and its progress. A store backfills when it is empty (no
 firehose has a saved cursor) and `FEEDGEN_BACKFILL_HOURS` is above 0: the horizon, now minus those hours (at most the
 retention), is fixed in the store's `BackfillState` row when the backfill starts, so a restart after a crash keeps
-it. Ingest then asks the source for its whole window (`cursor=0`) and the indexer skips, counted as
-`before_horizon`, the events whose `time` is older than the horizon; the saved cursor covers skipped events too, so a
-restart resumes after the last committed batch, as live ingest does, and the stream runs on into the live one with
-nothing missed or doubled.
+it. Ingest then asks a firehose for its whole window (`cursor=0`), and Jetstream for the events from the horizon on
+(its time cursor, in unix microseconds); the indexer skips, counted as `before_horizon`, the events whose `time` is
+older than the horizon. The saved cursor covers skipped events too, so a restart resumes after the last committed
+batch, as live ingest does, and the stream runs on into the live one with nothing missed or doubled.
 
 The backfill is over, and ingest live, at the first of: an event whose `time` is within `LIVE_SECONDS` of now; the
 source sending nothing for `IDLE_SECONDS` (it has no more: a quiet PDS); the source closing the stream. That fact is
 saved in the transaction of the batch that reached it, and a store whose backfill finished never starts another.
-Where the source holds less than asked (its oldest event is younger than the horizon, or it answers `OutdatedCursor`),
-one log line says so and the backfill goes on with what there is. It never touches the socket; the firehose calls it.
+Where the source holds less than asked (a firehose's oldest event is younger than the horizon, or it answers
+`OutdatedCursor`; Jetstream answers `CursorTooOld`), one log line says so and the backfill goes on with what there
+is. It never touches the socket; the firehose calls it.
 """
 
 from __future__ import annotations

@@ -17,23 +17,16 @@ from typing import Any
 
 import libipld
 
+from feedgen.ingest.fields import FrameError, read_did, read_optional_str, read_seq, read_str
 from feedgen.ingest.records import (
     INDEXED_COLLECTIONS,
     POST,
     PostRecord,
     RecordError,
-    Rejected,
     parse_datetime_ms,
     parse_post,
     parse_subject_record,
 )
-
-MAX_SEQ = 2**63 - 1
-"""The largest `seq` accepted: the store (like the relays' own databases) keeps it as a signed 64-bit integer."""
-
-
-class FrameError(Rejected):
-    """The message is not a decodable frame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,35 +156,37 @@ def decode_frame(message: bytes | str, plugin_collections: frozenset[str] = froz
         raise FrameError('bad_header', 'header or body is not a map')
     op = header.get('op')
     if op == -1:
-        return ErrorFrame(error=_str(body, 'error'), message=_optional_str(body, 'message'))
+        return ErrorFrame(error=read_str(body, 'error'), message=read_optional_str(body, 'message'))
     if op != 1:
         raise FrameError('bad_header', f'op {op!r}')
     kind = header.get('t')
     if kind == '#commit':
         return _commit(body, plugin_collections)
     if kind == '#account':
-        status = _optional_str(body, 'status')
+        status = read_optional_str(body, 'status')
         active = body.get('active')
         if not isinstance(active, bool):
             raise FrameError('bad_body', '#account without active')
-        return Account(_seq(body), _did(body, 'did'), _str(body, 'time'), active, status)
+        return Account(read_seq(body), read_did(body, 'did'), read_str(body, 'time'), active, status)
     if kind == '#identity':
-        return Identity(_seq(body), _did(body, 'did'), _str(body, 'time'), _optional_str(body, 'handle'))
+        return Identity(
+            read_seq(body), read_did(body, 'did'), read_str(body, 'time'), read_optional_str(body, 'handle')
+        )
     if kind == '#sync':
-        return Sync(_seq(body), _did(body, 'did'), _str(body, 'time'))
+        return Sync(read_seq(body), read_did(body, 'did'), read_str(body, 'time'))
     if kind == '#info':
-        return Info(name=_str(body, 'name'), message=_optional_str(body, 'message'))
+        return Info(name=read_str(body, 'name'), message=read_optional_str(body, 'message'))
     raise FrameError('unknown_type', repr(kind)[:40])
 
 
 def _commit(body: dict[str, Any], plugin_collections: frozenset[str]) -> Commit:
-    repo = _did(body, 'repo')
-    time = _str(body, 'time')
+    repo = read_did(body, 'repo')
+    time = read_str(body, 'time')
     try:
         time_ms = parse_datetime_ms(time)
     except RecordError:
         raise FrameError('bad_body', f'time {time!r}') from None
-    commit = Commit(seq=_seq(body), repo=repo, time=time, time_ms=time_ms)
+    commit = Commit(seq=read_seq(body), repo=repo, time=time, time_ms=time_ms)
     ops = body.get('ops')
     if not isinstance(ops, list):
         raise FrameError('bad_body', 'ops is not a list')
@@ -330,29 +325,3 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise ValueError('varint longer than 9 bytes')
-
-
-def _seq(body: dict[str, Any]) -> int:
-    seq = body.get('seq')
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
-        raise FrameError('bad_body', f'seq {seq!r}')
-    return seq
-
-
-def _str(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str):
-        raise FrameError('bad_body', f'{key} is not a string')
-    return value
-
-
-def _optional_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    return value if isinstance(value, str) else None
-
-
-def _did(body: dict[str, Any], key: str) -> str:
-    value = _str(body, key)
-    if not value.startswith('did:'):
-        raise FrameError('bad_body', f'{key} {value[:40]!r} is not a DID')
-    return value

@@ -56,6 +56,9 @@ class Firehose:
 
     text_messages = False
     """Whether text websocket messages are events (Jetstream's JSON) rather than skipped (a firehose's are CBOR)."""
+    backfill_from_start = True
+    """Whether a backfill asks for the source's whole window (`cursor=0`), so that its first event shows how far back
+    the source holds, rather than for the events from the horizon on (Jetstream's time cursor)."""
 
     def __init__(
         self,
@@ -129,7 +132,7 @@ class Firehose:
         url = self.connect_url()
         with connect(url, max_size=MAX_MESSAGE_BYTES, open_timeout=self.stall_seconds, close_timeout=2) as socket:
             self.connections += 1
-            self.pipeline.connected()
+            self.pipeline.connected(from_start=self.backfill_from_start)
             log.info('connected to %s', url)
             last_message = time.monotonic()
             while not self.stop.is_set():

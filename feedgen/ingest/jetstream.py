@@ -7,7 +7,8 @@ Jetstream's inclusive replay on reconnect (the event at the cursor comes again) 
 its stall detection and its backoff are `feedgen.ingest.firehose`'s; this module adds what differs: the URL (the
 collections feeds index, the cursor, the compression dictionary), dictionary zstd compression, and the two
 refusals Jetstream answers before the upgrade, `CursorTooOld` (resume from the retention floor the server names)
-and `UnknownZstdDictionary` (fetch the current dictionary).
+and `UnknownZstdDictionary` (fetch the current dictionary). A first start's history backfill
+(`feedgen.ingest.backfill`) asks for the events from its horizon on, with a time cursor.
 
 Frames are read with the atproto SDK's `atproto_jetstream` frame parser and zstd decompressor; records stay plain
 JSON and go through `feedgen.ingest.records`, the rules the firehose path applies (the SDK's typed models would
@@ -41,19 +42,15 @@ from feedgen.ingest.events import (
     Commit,
     ErrorFrame,
     Event,
-    FrameError,
     Identity,
     Info,
     PostCreate,
     RecordDelete,
     RecordOp,
     Sync,
-    _did,
-    _optional_str,
-    _seq,
-    _str,
     created_op,
 )
+from feedgen.ingest.fields import FrameError, read_did, read_optional_str, read_seq, read_str
 from feedgen.ingest.firehose import Firehose
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.ingest.records import (
@@ -118,14 +115,18 @@ def decode_message(frame: bytes | str, plugin_collections: frozenset[str] = froz
         active = upstream.get('active')
         if not isinstance(active, bool):
             raise FrameError('bad_body', '#account without active')
-        return Account(_seq(body), _did(body, 'did'), _str(body, 'time'), active, _optional_str(upstream, 'status'))
+        return Account(
+            read_seq(body), read_did(body, 'did'), read_str(body, 'time'), active, read_optional_str(upstream, 'status')
+        )
     if kind == _NS + 'identity':
         upstream = _upstream(body, 'identity')
-        return Identity(_seq(body), _did(body, 'did'), _str(body, 'time'), _optional_str(upstream, 'handle'))
+        return Identity(
+            read_seq(body), read_did(body, 'did'), read_str(body, 'time'), read_optional_str(upstream, 'handle')
+        )
     if kind == _NS + 'sync':
-        return Sync(_seq(body), _did(body, 'did'), _str(body, 'time'))
+        return Sync(read_seq(body), read_did(body, 'did'), read_str(body, 'time'))
     if kind == _NS + 'info':
-        return Info(name=_str(body, 'name'), message=_optional_str(body, 'message'))
+        return Info(name=read_str(body, 'name'), message=read_optional_str(body, 'message'))
     raise FrameError('unknown_type', repr(kind)[:60])
 
 
@@ -138,14 +139,14 @@ def _upstream(body: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _commit(body: dict[str, Any], plugin_collections: frozenset[str]) -> Commit:
     """One Jetstream commit event is one record op; an update is a delete and a create, as on the firehose path."""
-    repo = _did(body, 'did')
-    time = _str(body, 'time')
+    repo = read_did(body, 'did')
+    time = read_str(body, 'time')
     try:
         time_ms = parse_datetime_ms(time)
     except RecordError:
         raise FrameError('bad_body', f'time {time[:40]!r}') from None
-    commit = Commit(seq=_seq(body), repo=repo, time=time, time_ms=time_ms)
-    collection, rkey, operation = _str(body, 'collection'), _str(body, 'rkey'), _str(body, 'operation')
+    commit = Commit(seq=read_seq(body), repo=repo, time=time, time_ms=time_ms)
+    collection, rkey, operation = read_str(body, 'collection'), read_str(body, 'rkey'), read_str(body, 'operation')
     if collection not in INDEXED_COLLECTIONS and collection not in plugin_collections:
         commit.skipped.append('unindexed_collection')
         return commit
@@ -191,6 +192,7 @@ class Jetstream(Firehose):
     """
 
     text_messages = True
+    backfill_from_start = False
 
     def __init__(
         self,
@@ -225,6 +227,8 @@ class Jetstream(Firehose):
             cursor = self.floor
         if cursor is None and self.handoff_us is not None:
             cursor = self.handoff_us
+        if cursor is None and self.pipeline.backfill is not None:
+            cursor = self.pipeline.backfill.row.horizon * 1000  # a time cursor: the events from the horizon on
         if cursor is not None:
             params.append(('cursor', cursor))
         if self.dictionary_id is not None:
@@ -270,6 +274,8 @@ class Jetstream(Firehose):
             self.handoff_us = None
             if self.floor is None:
                 self.pipeline.indexer.cursor = None
+            if self.pipeline.backfill is not None:
+                self.pipeline.backfill.holds_less(f'it answered CursorTooOld: {message}')
             log.error(
                 'jetstream %s: cursor %s is older than the server keeps (%s); resuming from %s: the events in between'
                 ' are not in this store',

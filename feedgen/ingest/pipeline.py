@@ -29,7 +29,8 @@ from typing import Any
 
 from feedgen.ingest.backfill import Backfill
 from feedgen.ingest.capture import read_capture
-from feedgen.ingest.events import SEQUENCED, ErrorFrame, Event, FrameError, Info, decode_frame
+from feedgen.ingest.events import SEQUENCED, ErrorFrame, Event, Info, decode_frame
+from feedgen.ingest.fields import FrameError
 from feedgen.ingest.indexer import Indexer
 from feedgen.store.database import SqliteDatabase
 from feedgen.store.models import IngestStat, write_transaction
@@ -138,11 +139,14 @@ class Pipeline:
             self.flush()
         return None
 
-    def connected(self) -> None:
-        """Notes that a new connection starts: its first sequenced event is checked for a relay reset."""
+    def connected(self, from_start: bool = True) -> None:
+        """Notes that a new connection starts: its first sequenced event is checked for a relay reset.
+
+        `from_start`: without a saved cursor, the connection asked for the source's whole window.
+        """
         self._new_connection = True
         if self.backfill is not None:
-            self.backfill.connected(from_start=self.indexer.cursor is None)
+            self.backfill.connected(from_start=from_start and self.indexer.cursor is None)
 
     def restart_sequence(self, why: str) -> None:
         """Takes the relay's sequence afresh: the next sequenced event is indexed whatever its seq.

@@ -1,0 +1,352 @@
+"""Scale benchmark: feedgen on a steady-state store holding a fraction of 72 hours of the whole network.
+
+Owns the measurement of issue 13's targets at one fraction of the full window: it fills the store
+(`bench.scale.store`), times each periodic job's first run on it and its next runs after ingest (the jobs of the
+default feeds, one per installed algorithm, as `feedgen run` schedules them), ingests a real capture remapped onto
+the store's accounts and posts (`bench.scale.remap`) with `feedgen ingest --once` and its scheduler, into the
+filled store and into a fresh one in the same run (as fast as it reads, then paced at the live 2,000 frames/s),
+times a prune run (the rows expiring over one pruning period) and the longest wait of a writer during it, weighs
+every table and index, and serves every feed's first page at 16 connections (`bench.serve.run`, optional). Prints
+one table, writes everything as JSON under `bench/out/`, and keeps the stores there (`scale-<fraction>.db`).
+
+Usage: `python -m bench.scale --fraction 0.125 [--frames 60000] [--paced-seconds 20] [--no-serve]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import shutil
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bench.ingest.run import run_measured
+from bench.measure import MB, load_averages, machine, markdown_table
+from bench.scale import postgres
+from bench.scale.remap import Remapper
+from bench.scale.store import Stored, Volumes, fill, storage, table_totals
+from bench.serve.fill import StoreInfo, did_of
+from feedgen.ingest.capture import read_capture
+from feedgen.ingest.relay import CaptureRelay
+from feedgen.jobs import PRUNE_EVERY_SECONDS, feed_jobs, prune
+from feedgen.ranking.plugins import discover_algorithms, load_feeds
+from feedgen.store.models import open_database
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / 'bench' / 'out'
+CAPTURE = ROOT / 'tests' / 'data' / 'pds-session-20acct.atfh'
+LIVE_RATE = 2000
+"""Frames per second of the live network at its sustained peak."""
+RETENTION_HOURS = 72
+GB = 1024**3
+_JOB_LINE = re.compile(r'job (.+?) done in ([0-9.]+)s')
+
+
+def time_jobs(store: Path | str) -> dict[str, dict[str, float]]:
+    """Runs each job of the default feeds once, one after the other; their seconds and periods."""
+    jobs = feed_jobs(load_feeds(discover_algorithms()).values())
+    times = {}
+    db = open_database(store)
+    try:
+        for job in jobs:
+            started = time.monotonic()
+            job.run(db)
+            times[job.name] = {'seconds': round(time.monotonic() - started, 3), 'every': job.seconds}
+    finally:
+        db.close()
+    return times
+
+
+def ingest_runs(database: Path | str, frames: Sequence[bytes], args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The frames into one store: `args.frames` of them as fast as it reads, then the rest at the live rate."""
+    print(f'ingest into the {name} store ...', file=sys.stderr)
+    runs = {'fast': ingest(database, frames[: args.frames], None, args.out / f'scale-ingest-{name}.log')}
+    if len(frames) > args.frames and 'error' not in runs['fast']:
+        runs['paced'] = ingest(database, frames[args.frames :], LIVE_RATE, args.out / f'scale-paced-{name}.log')
+    return runs
+
+
+class WriterProbe:
+    """While in a `with` block, takes and releases SQLite's write lock over and over on its own connection, keeping
+    the longest wait: how long another writer (ingest) could have been held up."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.longest = 0.0
+        self.takes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe, daemon=True)
+
+    def _probe(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=600, isolation_level=None)
+        try:
+            while not self._stop.wait(0.002):
+                started = time.perf_counter()
+                conn.execute('BEGIN IMMEDIATE')
+                conn.execute('COMMIT')
+                self.longest = max(self.longest, time.perf_counter() - started)
+                self.takes += 1
+        finally:
+            conn.close()
+
+    def __enter__(self) -> WriterProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def time_prune(store: Path | str, ahead: float = PRUNE_EVERY_SECONDS) -> dict[str, Any]:
+    """One prune run as the scheduler makes it, `ahead` seconds from now (by default what expires in one period). On
+    SQLite a `WriterProbe` measures the longest wait of another writer (PostgreSQL's writers wait only for the same
+    rows)."""
+    db = open_database(store)
+    probe = WriterProbe(store) if isinstance(store, Path) else None
+    try:
+        with probe or contextlib.nullcontext():
+            started = time.monotonic()
+            removed = prune(db, RETENTION_HOURS, now=time.time() + ahead)
+            seconds = time.monotonic() - started
+    finally:
+        db.close()
+    waited = {'longest_writer_wait_ms': round(probe.longest * 1000, 1), 'probes': probe.takes} if probe else {}
+    return {'seconds': round(seconds, 3), 'removed': removed} | waited
+
+
+def ingest(database: Path | str, frames: Sequence[bytes], rate: float | None, log: Path) -> dict[str, Any]:
+    """`feedgen ingest --once` (the default feeds' jobs scheduled beside it) over a loopback relay of `frames`. Disk
+    writes are the process's, and on PostgreSQL the database server's too."""
+    feedgen = shutil.which('feedgen', path=str(Path(sys.executable).parent)) or 'feedgen'
+    on_postgres = isinstance(database, str)
+    with CaptureRelay(frames, rate=rate) as relay:
+        env = {'FEEDGEN_DATABASE': str(database), 'FEEDGEN_FIREHOSE': relay.url, 'FEEDGEN_BACKFILL_HOURS': '0',
+               'FEEDGEN_RETENTION_HOURS': str(RETENTION_HOURS)}  # fmt: skip
+        server_before = postgres.server_write_bytes() if on_postgres else 0
+        try:
+            stdout, usage = run_measured([feedgen, 'ingest', '--once'], env, log)
+        except RuntimeError:  # the ingest process failed: its last line says why
+            return {'error': log.read_text().strip().splitlines()[-1], 'log': str(log)}
+        usage.write_bytes += postgres.server_write_bytes() - server_before if on_postgres else 0
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    jobs: dict[str, list[float]] = {}
+    for name, seconds in _JOB_LINE.findall(log.read_text()):
+        jobs.setdefault(name, []).append(float(seconds))
+    return {
+        'frames': summary['frames'],
+        'seconds': round(summary['seconds'], 3),
+        'frames_per_s': round(summary['frames'] / summary['seconds']),
+        'write_mb': round(usage.write_bytes / MB, 1),
+        'write_mb_per_s': round(usage.write_bytes / MB / usage.seconds, 1),
+        'cpu_percent': round(usage.cpu_percent),
+        'peak_rss_mb': round(usage.peak_rss_mb),
+        'skipped': summary['skipped'],
+        'jobs_in_process': jobs,
+    }
+
+
+def serve(info: StoreInfo, store: Path | str, seconds: float, workers: int) -> list[dict[str, Any]]:
+    """Every feed's first page at 16 connections (`bench.serve.run`: feedgen's server with granian)."""
+    from bench.serve.run import serve_rows  # needs wrk and the server's extras: only when serving
+
+    rows = serve_rows(info, store, seconds, [16], workers, everything=True, deep=False)
+    return [{'feed': row.target.removesuffix(' (granian)'), 'page': row.page, 'connections': row.connections,
+             'requests_per_s': round(row.load.rate), 'p50_ms': round(row.load.p50_ms, 2),
+             'p99_ms': round(row.load.p99_ms, 2), 'errors': row.load.errors, 'server_rss_mb': round(row.rss_mb),
+             'workers': workers} for row in rows]  # fmt: skip
+
+
+def forget_cursors(store: Path) -> None:
+    """Deletes the saved firehose cursors of a store an earlier run ingested into: the new frames start at seq 1."""
+    with sqlite3.connect(store) as conn:
+        conn.execute('DELETE FROM ingest_state')
+
+
+def fresh_store(path: Path) -> Path:
+    """An empty store at `path`, with the tables `feedgen.store.models` creates."""
+    for suffix in ('', '-wal', '-shm'):
+        Path(f'{path}{suffix}').unlink(missing_ok=True)
+    open_database(path).close()
+    return path
+
+
+def file_bytes(path: Path) -> int:
+    return sum(Path(f'{path}{suffix}').stat().st_size for suffix in ('', '-wal') if Path(f'{path}{suffix}').exists())
+
+
+def engagement(store: Path) -> dict[str, Any]:
+    """How likes spread over posts: the share with none, percentiles and the most liked post."""
+    with sqlite3.connect(f'file:{store}?mode=ro', uri=True) as conn:
+        counts = [count for (count,) in conn.execute('SELECT like_count FROM post ORDER BY like_count')]
+    if not counts:
+        return {}
+    n = len(counts)
+    return {'posts': n, 'unliked_share': round(sum(1 for c in counts if c == 0) / n, 3), 'p50': counts[n // 2],
+            'p90': counts[n * 9 // 10], 'p99': counts[n * 99 // 100], 'p999': counts[n * 999 // 1000],
+            'max': counts[-1], 'over_10000': sum(1 for c in counts if c > 10_000)}  # fmt: skip
+
+
+def row_counts(store: Path) -> dict[str, int]:
+    with sqlite3.connect(f'file:{store}?mode=ro', uri=True) as conn:
+        tables = ('post', 'like', 'repost', 'follow', 'post_term', 'actor')
+        return {table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs every measurement; returns the results (written as JSON by `main`)."""
+    volumes = Volumes.at(args.fraction)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    name = f'scale-{args.fraction:g}'
+    store = out / f'{name}.db'
+    info_file = out / f'{name}.info.json'
+    if args.reuse and info_file.exists():
+        info = StoreInfo(**json.loads(info_file.read_text()))
+        forget_cursors(store)
+    else:
+        print(f'filling {volumes.posts:,} posts over {volumes.accounts:,} accounts ...', file=sys.stderr)
+        info = fill(store, volumes, args.seed)
+        info_file.write_text(json.dumps(asdict(info)))
+    results: dict[str, Any] = {'fraction': args.fraction, 'machine': machine(), 'load_before': load_averages()}
+    results['fill'] = asdict(info) | {'bytes': file_bytes(store)}
+    results['rows'] = row_counts(store)
+    results['engagement'] = engagement(store)
+    messages = list(read_capture(args.capture))
+    paced = round(LIVE_RATE * args.paced_seconds)
+    accounts = [did_of(i) for i in range(info.accounts)]
+    frames = Remapper(store, accounts, seed=args.seed).frames(messages, args.frames + paced)
+    url: str = args.database
+    if url:
+        postgres.empty(url)
+    results['ingest'] = {'fresh': ingest_runs(url or fresh_store(out / f'{name}-fresh.db'), frames, args, 'fresh')}
+    target: Path | str = store
+    if url:
+        print('copying the store into PostgreSQL ...', file=sys.stderr)
+        postgres.load(store, url)
+        target = url
+    print('pruning what expired since the fill, first job runs ...', file=sys.stderr)
+    results['prune_catch_up'] = time_prune(target, ahead=0)
+    results['jobs_first'] = time_jobs(target)
+    results['ingest']['filled'] = ingest_runs(target, frames, args, 'filled')
+    print('job runs after ingest, prune ...', file=sys.stderr)
+    results['jobs'] = time_jobs(target)
+    results['prune'] = time_prune(target)
+    print('weighing tables and indexes ...', file=sys.stderr)
+    stored = postgres.storage(url) if url else storage(store)
+    results['storage'] = [asdict(item) | {'per_row': round(item.per_row, 1)} for item in stored]
+    results['store_bytes'] = postgres.database_bytes(url) if url else file_bytes(store)
+    if args.serve:
+        print('serving ...', file=sys.stderr)
+        results['serve'] = serve(info, target, args.serve_seconds, args.workers)
+    results['load_after'] = load_averages()
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    """The one table of results: the filled store, the fresh store where measured, and issue 13's target."""
+    fraction = results['fraction']
+    filled, fresh = results['ingest']['filled'], results['ingest']['fresh']
+    rows: list[list[object]] = []
+    full = results['store_bytes'] / fraction / GB
+    rows.append(['store size GB (full size: linear extrapolation)', f'{results["store_bytes"] / GB:.2f} ({full:.1f})',
+                 '', '<= 12 at full size'])  # fmt: skip
+    rows.append(['fill seconds', results['fill']['seconds'], '', ''])
+    stored = [Stored(item['table'], item['name'], item['bytes'], item['rows']) for item in results['storage']]
+    for table, total in table_totals(stored).items():
+        if total.rows < 1000:
+            continue
+        rows.append([f'bytes per {table} row, indexes included ({total.rows:,} rows)', round(total.per_row), '', ''])
+    for run in ('fast', 'paced'):
+        if run not in filled:
+            continue
+        if 'error' in filled[run] or 'error' in fresh.get(run, {}):
+            failed = filled[run].get('error') or fresh[run].get('error')
+            rows.append([f'ingest ({run})', f'failed: {failed}', '', ''])
+            continue
+        label = 'as fast as read' if run == 'fast' else f'paced at {LIVE_RATE:,}/s'
+        rows.append([f'ingest frames/s, {label}', filled[run]['frames_per_s'], fresh[run]['frames_per_s'],
+                     '>= 10,000' if run == 'fast' else '2,000'])  # fmt: skip
+        rows.append([f'disk writes MB/s, {label}', filled[run]['write_mb_per_s'], fresh[run]['write_mb_per_s'],
+                     '<= 25' if run == 'paced' else ''])  # fmt: skip
+        rows.append([f'ingest+jobs peak RSS MB, {label}', filled[run]['peak_rss_mb'], fresh[run]['peak_rss_mb'],
+                     '<= 1,024'])  # fmt: skip
+    share = 0.0
+    for name, job in results['jobs'].items():
+        first = results['jobs_first'].get(name, {}).get('seconds', '')
+        label = f'job `{name}` s (first run; every {job["every"]:g} s)'
+        rows.append([label, f'{job["seconds"]:.3f} ({first})', '', ''])
+        share += job['seconds'] / job['every']
+    catch_up = results['prune_catch_up']
+    removed = ', '.join(f'{count:,} {kind}' for kind, count in catch_up['removed'].items())
+    rows.append([f'prune of what expired during the fill, s ({removed})', catch_up['seconds'], '', ''])
+    if 'longest_writer_wait_ms' in catch_up:
+        rows.append(['that prune: longest writer wait ms', catch_up['longest_writer_wait_ms'], '', '<= 100'])
+    prune_run = results['prune']
+    share += prune_run['seconds'] / PRUNE_EVERY_SECONDS
+    rows.append(['periodic work, share of one core (full size: x1/fraction)', f'{share:.3f} ({share / fraction:.2f})',
+                 '', '<= 0.10 at full size'])  # fmt: skip
+    removed = ', '.join(f'{count:,} {kind}' for kind, count in prune_run['removed'].items())
+    rows.append([f'prune s ({removed})', prune_run['seconds'], '', ''])
+    if 'longest_writer_wait_ms' in prune_run:
+        rows.append(['prune: longest writer wait ms', prune_run['longest_writer_wait_ms'], '', '<= 100'])
+    for row in results.get('serve', []):
+        latency = f'{row["p50_ms"]} / {row["p99_ms"]}' if row['p50_ms'] else 'no answer within 5 s'
+        rows.append([f'serve `{row["feed"]}` first page p50 / p99 ms, 16 conns', latency, '',
+                     _serve_target(row['feed'])])  # fmt: skip
+        rows.append([f'serve `{row["feed"]}` errors; server RSS MB ({row["workers"]} workers)',
+                     f'{row["errors"]}; {row["server_rss_mb"]}', '', '0; <= 200 each'])  # fmt: skip
+    return markdown_table(['measure', f'filled store ({fraction:g} of 72 h)', 'fresh store', 'target'], rows)
+
+
+def _serve_target(feed: str) -> str:
+    return 'p99 < 50' if feed.split('-')[0] in ('network', 'quiet') else 'p99 < 10'
+
+
+def storage_table(results: dict[str, Any]) -> str:
+    rows = [[item['table'], item['name'], item['rows'], round(item['bytes'] / MB, 1), item['per_row']]
+            for item in results['storage']]  # fmt: skip
+    return markdown_table(['table', 'table or index', 'rows', 'MB', 'bytes per row'], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--fraction', type=float, default=0.125, help='Of 72 hours of the whole network.')
+    parser.add_argument('--frames', type=int, default=60_000, help='Remapped capture frames ingested at full speed.')
+    parser.add_argument('--paced-seconds', type=float, default=20.0, help='Then this long at 2,000 frames/s (0: none).')
+    parser.add_argument('--capture', type=Path, default=CAPTURE, help='The ATFH capture to remap.')
+    parser.add_argument('--serve', action=argparse.BooleanOptionalAction, default=True, help='Serve (needs wrk).')
+    parser.add_argument('--serve-seconds', type=float, default=5.0)
+    parser.add_argument('--workers', type=int, default=2, help='Serving processes.')
+    parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--reuse', action='store_true', help='Reuse the store an earlier run filled (not its times).')
+    parser.add_argument('--out', type=Path, default=OUT, help='Where the stores, logs and JSON go.')
+    parser.add_argument(
+        '--database', default='', help='postgresql://... : run on this database (its feedgen tables are emptied).'
+    )
+    args = parser.parse_args(argv)
+    results = measure(args)
+    results['command'] = 'python -m bench.scale ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    path = args.out / f'scale-{args.fraction:g}{"-postgres" if args.database else ""}.json'
+    path.write_text(json.dumps(results, indent=2))
+    print(f'\n### Scale: {args.fraction:g} of 72 h of the network\n')
+    loads = f'{results["load_before"]} before, {results["load_after"]} after'
+    print(f'Machine: {results["machine"]}. Load averages {loads}.')
+    print(f'Command: `{results["command"]}`; results in {path}.\n')
+    print(report(results))
+    print()
+    print(storage_table(results))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
