@@ -35,6 +35,7 @@ class CatchUp(SnapshotAlgorithm):
     )
     Params = CatchUpParams
     exclusion = 'not seen by you before'
+    incremental = True
 
     def score_parts(self, counts: Counts, now_ms: int) -> dict[str, Any]:
         return {

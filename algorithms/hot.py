@@ -37,6 +37,7 @@ class Hot(SnapshotAlgorithm):
         'less of count 0.25 times their score for you, more: 2 times.'
     )
     Params = SnapshotParams
+    incremental = True
 
     def score_parts(self, counts: Counts, now_ms: int) -> dict[str, Any]:
         engagement = counts.likes + REPOST_WEIGHT * counts.reposts + counts.replies

@@ -6,17 +6,21 @@ indexing keyword matches), once each when two feeds declare the same job. Each j
 away (and again soon after ingest writes its first batch: `run_soon`), then every `Job.seconds`; a run
 that is due while the previous one still runs is skipped. Each run logs one line with its outcome (what
 it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts, likes and
-reposts indexed more than `retention_hours` ago (and plugin indexers' rows past theirs), in small
-transactions so ingest is never blocked for long. Counters stay exact: a like or repost is always indexed
-after the post it points at, so it is never pruned while that post is kept, and the reply counts of kept
-parents are recounted.
+reposts indexed more than `retention_hours` ago, in transactions sized to take about 30 ms each (`_Batches`), so
+ingest never waits on it for long; plugin indexers' rows past their retention; and the `PostChange` rows older
+than an hour. Follows are kept longer only when
+their author is a reader (has a `ReaderGraph`: asked for a feed with a verified token), the only follows any
+algorithm reads; a reader seen for the first time has their follows read from their repository again
+(`feedgen.ingest.graph_sync`), so a follow pruned before they asked is not missed. Counters stay exact: a like or
+repost is always indexed after the post it points at, so it is never pruned while that post is kept, and the reply
+counts of kept parents are recounted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -28,42 +32,120 @@ from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import Feed
 from feedgen.serve.interactions import prune_interactions
 from feedgen.serve.receipts import prune_receipts
-from feedgen.store.models import Like, Post, Repost, write_transaction
+from feedgen.store.models import (
+    CHANGES_KEEP_SECONDS,
+    CHANGES_PRUNED,
+    Follow,
+    JobState,
+    Like,
+    Post,
+    PostChange,
+    ReaderGraph,
+    Repost,
+    write_transaction,
+)
 from feedgen.store.writes import Recount, delete_posts
 
 log = logging.getLogger(__name__)
-PRUNE_CHUNK = 5000
 PRUNE_EVERY_SECONDS = 600
+PRUNE_MAX_ROWS = 5000
+"""The most rows one prune transaction deletes."""
+PRUNE_BATCH_SECONDS = 0.03
+"""What one prune transaction aims to take, well under the 100 ms it may keep ingest waiting: a batch after a slower
+one is half as large, after a quicker one twice (up to `max_rows`)."""
 
 
 def prune(
-    db: peewee.Database, retention_hours: float, now: float | None = None, indexers: Sequence[RecordIndexer] = ()
+    db: peewee.Database,
+    retention_hours: float,
+    now: float | None = None,
+    indexers: Sequence[RecordIndexer] = (),
+    max_rows: int = PRUNE_MAX_ROWS,
 ) -> dict[str, int]:
-    """Deletes what was indexed more than `retention_hours` ago, and the rows of plugin `indexers` past their
-    retention; returns how many rows of each kind (plugin tables by name)."""
-    now_ms = int((time.time() if now is None else now) * 1000)
-    cutoff = now_ms - int(retention_hours * 3_600_000)
-    removed = {'posts': 0, 'likes': 0, 'reposts': 0}
-    while True:
-        with write_transaction(db):
-            ids = [i for (i,) in Post.select(Post.id).where(Post.indexed_at < cutoff).limit(PRUNE_CHUNK).tuples()]
-            if not ids:
-                break
-            recount = Recount()
-            removed['posts'] += delete_posts(Post.id.in_(ids), recount)
-            recount.apply()
-    for name, model in (('likes', Like), ('reposts', Repost)):
-        while True:
-            with write_transaction(db):
-                old = model.select(model.uri).where(model.indexed_at < cutoff).limit(PRUNE_CHUNK)
-                count = model.delete().where(model.uri.in_(old)).execute()
-            removed[name] += count
-            if count < PRUNE_CHUNK:
-                break
+    """Deletes what was indexed more than `retention_hours` ago (follows: only those of accounts that are not
+    readers), and the rows of plugin `indexers` past their retention; returns how many rows of each kind (plugin
+    tables by name)."""
+    moment = time.time() if now is None else now
+    cutoff = int((moment - retention_hours * 3600) * 1000)
+    batches = _Batches(db, max_rows)
+
+    def posts(size: int) -> int:
+        ids = [i for (i,) in Post.select(Post.id).where(Post.indexed_at < cutoff).limit(size).tuples()]
+        recount = Recount()
+        deleted = delete_posts(Post.id.in_(ids), recount) if ids else 0
+        recount.apply()
+        return deleted
+
+    def records(model: type[Like] | type[Repost], size: int) -> int:
+        uris = [uri for (uri,) in model.select(model.uri).where(model.indexed_at < cutoff).limit(size).tuples()]
+        deleted: int = model.delete().where(model.uri.in_(uris)).execute() if uris else 0
+        return deleted
+
+    removed = {
+        'posts': batches.run(posts),
+        'likes': batches.run(partial(records, Like)),
+        'reposts': batches.run(partial(records, Repost)),
+        'follows': 0,
+    }
+    after: tuple[int, str] = (-1, '')
+
+    def follows(size: int) -> int:
+        """Reads `size` follows older than `cutoff` from where the last call stopped; deletes those of non-readers."""
+        nonlocal after
+        old = Follow.select(Follow.indexed_at, Follow.uri, Follow.author.in_(ReaderGraph.select(ReaderGraph.did)))
+        old = old.where(Follow.indexed_at < cutoff, peewee.Tuple(Follow.indexed_at, Follow.uri) > peewee.Tuple(*after))
+        read = list(old.order_by(Follow.indexed_at, Follow.uri).limit(size).tuples())
+        if read:
+            after = read[-1][:2]
+            dropped = [uri for _, uri, reader in read if not reader]
+            removed['follows'] += Follow.delete().where(Follow.uri.in_(dropped)).execute() if dropped else 0
+        return len(read)
+
+    batches.run(follows)
+    batches.run(partial(_prune_changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
     if indexers:
         with write_transaction(db):
-            removed |= prune_plugin_tables(indexers, retention_hours, now_ms)
+            removed |= prune_plugin_tables(indexers, retention_hours, int(moment * 1000))
     return removed
+
+
+def _prune_changes(cutoff: int, size: int) -> int:
+    """Deletes up to `size` of the `PostChange` rows older than `cutoff`, never the newest (its id is not reused)."""
+    newest = PostChange.select(peewee.fn.MAX(PostChange.id))
+    old = PostChange.select(PostChange.id).where(PostChange.at < cutoff, PostChange.id < newest)
+    ids = [i for (i,) in old.order_by(PostChange.id).limit(size).tuples()]
+    if not ids:
+        return 0
+    PostChange.delete().where(PostChange.id.in_(ids)).execute()
+    JobState.insert(name=CHANGES_PRUNED, position=ids[-1]).on_conflict(
+        conflict_target=[JobState.name], update={JobState.position: ids[-1]}
+    ).execute()
+    return len(ids)
+
+
+class _Batches:
+    """Runs a deletion in write transactions of adaptive size, each near `PRUNE_BATCH_SECONDS`."""
+
+    def __init__(self, db: peewee.Database, max_rows: int) -> None:
+        self.db = db
+        self.max_rows = max_rows
+        self.size = min(500, max_rows)
+
+    def run(self, delete: Callable[[int], int]) -> int:
+        """Calls `delete(size)` (which deletes up to `size` rows and returns how many) until it deletes fewer."""
+        total = 0
+        while True:
+            started = time.monotonic()
+            with write_transaction(self.db):
+                deleted = delete(self.size)
+            total += deleted
+            if deleted < self.size:
+                return total
+            took = time.monotonic() - started
+            if took > PRUNE_BATCH_SECONDS:
+                self.size = max(1, self.size // 2)
+            elif took < PRUNE_BATCH_SECONDS / 2:
+                self.size = min(self.max_rows, self.size * 2)
 
 
 def feed_jobs(feeds: Iterable[Feed]) -> list[Job]:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import peewee
 import pytest
 
+from feedgen.authoring.builder import StoreBuilder
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.jobs import feed_jobs, prune, run_logged, run_soon, start_scheduler
 from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import discover_algorithms, make_feed
-from feedgen.store.models import Follow, Like, Post, PostTerm, Repost
+from feedgen.store.models import Follow, Like, Post, PostTerm, ReaderGraph, Repost, open_database
 from tests import frames
+from tests.paging import walk
+from tests.stores import records
+from tests.worlds import NOW_MS, NOW_S, READER
 
 ALICE, BOB = 'did:plc:alice', 'did:plc:bob'
 HOUR = 3600.0
@@ -60,12 +66,12 @@ def test_prune_removes_only_what_was_indexed_before_the_retention_window(db: pee
         ],
     )
     removed = prune(db, retention_hours=24, now=1_080 * HOUR)
-    assert removed == {'posts': 1, 'likes': 1, 'reposts': 0}
+    assert removed == {'posts': 1, 'likes': 1, 'reposts': 0, 'follows': 1}
     assert [p.uri for p in Post.select()] == ['at://did:plc:alice/app.bsky.feed.post/new']
     assert PostTerm.select().count() == 1
     assert [like.uri for like in Like.select()] == ['at://did:plc:bob/app.bsky.feed.like/l2']
     assert Repost.select().count() == 1
-    assert Follow.select().count() == 1, 'the follow graph is not pruned'
+    assert Follow.select().count() == 0, 'BOB is no reader: his follow goes with the retention'
 
 
 @pytest.mark.parametrize('name', ['prune', 'prune receipts'])
@@ -126,3 +132,55 @@ def test_run_soon_moves_every_job_to_run_within_the_second(db: peewee.Database) 
         assert all(job.next_run_time <= soon for job in scheduler.get_jobs())
     finally:
         scheduler.shutdown(wait=True)
+
+
+def _pruned_store(path: Path, max_rows: int) -> dict[str, list[tuple]]:
+    """A store of posts, replies, likes and reposts made over 30 hours, pruned to 12 with `max_rows` per batch."""
+    db = open_database(path)
+    builder, rng = StoreBuilder(db), random.Random(7)
+    posts: list[str] = []
+    for n in range(120):
+        at = 1_000 * HOUR + n * 900
+        reply_to = rng.choice(posts) if posts and rng.random() < 0.3 else None
+        posts.append(builder.make_post(f'author{n % 9}', tags=['x'], reply_to=reply_to, at=at))
+        for fan in range(rng.randrange(4)):
+            make = builder.make_repost if fan == 2 else builder.make_like
+            make(f'fan{fan}', rng.choice(posts), at=at + 1)
+    prune(db, retention_hours=12, now=1_000 * HOUR + 30 * HOUR, max_rows=max_rows)
+    db.close()
+    return records(path)
+
+
+def test_pruning_in_batches_of_one_row_ends_with_the_store_pruning_at_once_does(tmp_path: Path) -> None:
+    at_once = _pruned_store(tmp_path / 'once.db', max_rows=1_000_000)
+    assert 0 < len(at_once['post']) < 120
+    assert _pruned_store(tmp_path / 'batches.db', max_rows=1) == at_once
+
+
+def test_pruning_follows_keeps_every_personalized_page_of_readers(db: peewee.Database) -> None:
+    """Follows of readers (a graph sync synced or failed) stay; other accounts' follows go after the retention."""
+    builder, rng = StoreBuilder(db), random.Random(5)
+    readers, stranger = [READER, 'did:plc:other'], 'did:plc:stranger'
+    accounts = [f'did:plc:account{n}' for n in range(15)]
+    for follower in [*readers, stranger]:
+        for account in rng.sample(accounts, 8):
+            builder.make_follow(follower, account, at=NOW_S - 100 * 3600)
+    recent = builder.make_follow(stranger, accounts[0], at=NOW_S - 3600)
+    for account in accounts:  # accounts follow each other, as on the network
+        builder.make_follow(account, rng.choice(accounts), at=NOW_S - 90 * 3600)
+    posts = [builder.make_post(rng.choice(accounts), at=NOW_S - rng.uniform(0, 20) * 3600) for _ in range(60)]
+    for _ in range(150):
+        builder.make_like(rng.choice(accounts), rng.choice(posts), at=NOW_S - rng.uniform(0, 20) * 3600)
+    for reader, state in zip(readers, ('synced', 'failed'), strict=True):
+        ReaderGraph.create(did=reader, state=state, updated_at=NOW_MS)
+    feeds = [discover_algorithms()[name]() for name in ('following', 'network', 'quiet')]
+
+    def pages() -> list[list[str]]:
+        return [walk(feed, 7, viewer=reader, at_ms=NOW_MS) for feed in feeds for reader in readers]
+
+    before = pages()
+    assert all(before)
+    removed = prune(db, retention_hours=72, now=NOW_S)
+    assert removed['follows'] == 8 + len(accounts)
+    assert pages() == before
+    assert [uri for (uri,) in Follow.select(Follow.uri).where(Follow.author == stranger).tuples()] == [recent]

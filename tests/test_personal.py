@@ -78,10 +78,16 @@ def expected_order(path: Path, viewer: str, name: str) -> tuple[list[str], int]:
         if name == 'network':
             latest: dict[str, dict[str, int]] = defaultdict(dict)
             for table in ('"like"', 'repost'):
+                votes: dict[str, list[tuple[int, str]]] = defaultdict(list)
                 for voter, subject, at in conn.execute(f'SELECT author, subject, indexed_at FROM {table}'):
-                    post = posts.get(subject)
-                    if voter in follows and at > AS_OF - 48 * HOUR_MS and post and not post[3] and post[1] != viewer:
-                        latest[subject][voter] = max(at, latest[subject].get(voter, at))
+                    if voter in follows and at > AS_OF - 48 * HOUR_MS:
+                        votes[voter].append((at, subject))
+                for voter, cast in votes.items():
+                    newest = sorted(at for at, _ in cast)[-10:][0]  # its 10 newest, and any at the same moment
+                    for at, subject in cast:
+                        post = posts.get(subject)
+                        if at >= newest and post and not post[3] and post[1] != viewer:
+                            latest[subject][voter] = max(at, latest[subject].get(voter, at))
             scores = {uri: sum(decay(AS_OF - at, 6.0) for at in votes.values()) for uri, votes in latest.items()}
         else:
             window = {uri: post for uri, post in posts.items() if post[1] in follows and not post[3]}

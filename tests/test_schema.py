@@ -1,11 +1,17 @@
-"""feedgen.store.schema: a store an earlier feedgen made opens with the columns (and their indexes) added since."""
+"""feedgen.store.schema: a store an earlier feedgen made opens with the columns (and their indexes) added since, and
+without the indexes wider ones replaced."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from feedgen.store.models import Receipt, open_database
+import peewee
+
+from feedgen.authoring.builder import StoreBuilder
+from feedgen.settings import Settings
+from feedgen.store.models import Like, Receipt, open_database
+from feedgen.store.schema import REPLACED_INDEXES
 
 
 def test_a_store_from_before_receipts_named_readers_gains_the_column_and_its_index(tmp_path: Path) -> None:
@@ -19,3 +25,20 @@ def test_a_store_from_before_receipts_named_readers_gains_the_column_and_its_ind
         assert 'receipt_viewer' in {index.name for index in db.get_indexes('receipt')}
     finally:
         db.close()
+
+
+def test_an_older_store_loses_the_indexes_wider_ones_replaced(settings: Settings, db: peewee.Database) -> None:
+    builder = StoreBuilder(db)
+    builder.make_like('bob', builder.make_post('alice', 'an old post'))
+    db.execute_sql('CREATE INDEX "like_author" ON "like" ("author")')
+    db.execute_sql('CREATE INDEX "repost_author" ON "repost" ("author")')
+    db.execute_sql('CREATE INDEX "follow_subject" ON "follow" ("subject")')
+    db.close()
+    reopened = open_database(settings.database)
+    try:
+        names = {index.name for table in ('like', 'repost', 'follow') for index in reopened.get_indexes(table)}
+        assert names.isdisjoint(REPLACED_INDEXES)
+        assert 'like_author_indexed_at' in names
+        assert Like.select().count() == 1
+    finally:
+        reopened.close()

@@ -61,6 +61,7 @@ from feedgen.store.writes import (
     delete_posts,
     delete_subject_records,
     insert_ignore,
+    note_changes,
     purge_account,
 )
 
@@ -237,6 +238,7 @@ class _Hiding:
         shown = [author for author in authors if not self.hides(author)]
         for value, group in ((True, hidden), (False, shown)):
             for chunk in chunks(group):
+                note_changes(Post.author.in_(chunk) & (Post.hidden != value))
                 Post.update(hidden=value).where(Post.author.in_(chunk), Post.hidden != value).execute()
         self.changed = set()
 

@@ -3,7 +3,9 @@
 Owns `SnapshotAlgorithm`, the base of algorithms whose order is a score over many posts (hot, catch-up).
 Its job (`refresh`, every `REFRESH_SECONDS` in the ingest process) scores the feed's candidates (visible
 posts of the last `window_hours` that pass its filters and have at least one like, repost or reply) and
-writes the best `SNAPSHOT_POSTS` as a new `ScoreSnapshot`. Its pages walk a snapshot down the index
+writes the best `SNAPSHOT_POSTS` as a new `ScoreSnapshot`. For an `incremental` algorithm a run reads only the posts
+that changed (`PostChange`), entered or left the window since the last run (`feedgen.ranking.score_pool`); the
+snapshot is the one a scan of the whole window makes. Its pages walk a snapshot down the index
 `(snapshot, score, post_id)`: a range scan, never a sort. Subclasses give the score formula. Reads posts;
 writes only `ScoreSnapshot` and `ScoredPost`, in one short transaction per refresh.
 
@@ -21,7 +23,6 @@ order on `(weighted score, post_id)`, whose position the cursor keeps with the m
 
 from __future__ import annotations
 
-import heapq
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,8 +34,18 @@ from feedgen.ranking.algorithm import Algorithm, Exclusion, FeedRequest, Invalid
 from feedgen.ranking.feedback import author_weights, feedback_summary, weigh
 from feedgen.ranking.filters import FilterParams, filter_exclusion, filtered_streams, match_filters
 from feedgen.ranking.pagination import Stream, decode_cursor, encode_session_cursor
-from feedgen.store.models import Post, ScoredPost, ScoreSnapshot, write_transaction
+from feedgen.ranking.score_pool import ScorePool
+from feedgen.store.models import (
+    CHANGES_PRUNED,
+    JobState,
+    Post,
+    PostChange,
+    ScoredPost,
+    ScoreSnapshot,
+    write_transaction,
+)
 from feedgen.store.prepared import Prepared, Row, marker
+from feedgen.store.writes import chunks
 
 REFRESH_SECONDS = 60.0
 SNAPSHOT_POSTS = 1000
@@ -95,6 +106,10 @@ class SnapshotAlgorithm(Algorithm):
     accepts_interactions = True
     Params: ClassVar[type] = SnapshotParams
     exclusion: ClassVar[str] = ''
+    incremental: ClassVar[bool] = False
+    """True when a post's score never rises while its counters stay the same (`score_parts` does not grow with
+    `now_ms`): the job then reads only what changed since its last run (`feedgen.ranking.score_pool`)."""
+    _pool: ScorePool[Counts] | None = None
     """What `excluded` leaves out, in words, for the trace (`'not seen by you before'`)."""
 
     def score_parts(self, counts: Counts, now_ms: int) -> dict[str, Any]:
@@ -119,31 +134,59 @@ class SnapshotAlgorithm(Algorithm):
     def refresh(self, db: peewee.Database, now_ms: int | None = None) -> ScoreSnapshot:
         """Scores the candidates as of `now_ms` (default: now) into a new snapshot; drops expired ones."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        params: SnapshotParams = self.params
-        since = now - int(params.window_hours * HOUR_MS)
-        engagement = Post.like_count + Post.repost_count + Post.reply_count
-        columns = (Post.id, Post.sort_at, Post.like_count, Post.repost_count, Post.reply_count)
-        candidates: dict[int, Counts] = {}
-        for stream in filtered_streams(params, *columns):
-            query = stream.query.where(stream.key > since, stream.key <= now, engagement > 0)
-            for post_id, sort_at, likes, reposts, replies in query.tuples():
-                candidates[post_id] = Counts(likes, reposts, replies, sort_at)
-        scored = [(self._score(counts, now), post_id) for post_id, counts in candidates.items()]
-        best = heapq.nlargest(SNAPSHOT_POSTS, scored)
+        with db.atomic():  # one read snapshot: the changes read are those the counts include
+            pool = self._advance(db, now)
         rows = [
-            (score, post_id, candidates[post_id].likes, candidates[post_id].reposts, candidates[post_id].replies)
-            for score, post_id in best
+            (score, post_id, *pool.counts(post_id)[:3])  # likes, reposts, replies
+            for score, post_id in pool.best
         ]
         fields = [ScoredPost.score, ScoredPost.post_id, ScoredPost.likes, ScoredPost.reposts, ScoredPost.replies]
         with write_transaction(db):
-            snapshot: ScoreSnapshot = ScoreSnapshot.create(
-                key=self.state_key(), made_at=now, candidates=len(candidates)
-            )
+            snapshot: ScoreSnapshot = ScoreSnapshot.create(key=self.state_key(), made_at=now, candidates=pool.count)
             for start in range(0, len(rows), _INSERT_CHUNK):
                 chunk = [(snapshot.id, *row) for row in rows[start : start + _INSERT_CHUNK]]
                 ScoredPost.insert_many(chunk, fields=[ScoredPost.snapshot, *fields]).execute()
             _drop_expired(self.state_key(), snapshot.id, now)
         return snapshot
+
+    def _advance(self, db: peewee.Database, now: int) -> ScorePool[Counts]:
+        """The pool as of `now`: moved forward by what changed since the last run when it can be, else rescanned."""
+        params: SnapshotParams = self.params
+        since = now - int(params.window_hours * HOUR_MS)
+        last_change = PostChange.select(peewee.fn.MAX(PostChange.id)).scalar() or 0
+        pool = self._pool
+        if self.incremental and pool is not None and pool.state[0] is db and pool.now <= now:
+            pruned = JobState.select(JobState.position).where(JobState.name == CHANGES_PRUNED).scalar() or 0
+            if pruned <= pool.state[1] <= last_change and self._moved(pool, since, now, last_change):
+                pool.state = (db, last_change)
+                return pool
+        self._pool = ScorePool((db, last_change), since, now, self._candidates(since, now), self._score, SNAPSHOT_POSTS)
+        return self._pool
+
+    def _moved(self, pool: ScorePool[Counts], since: int, now: int, last_change: int) -> bool:
+        """Moves `pool` to the window `(since, now]` by the changes up to `last_change`; False: scan again."""
+        changes = PostChange.select(PostChange.post_id).where(
+            PostChange.id > pool.state[1], PostChange.id <= last_change
+        )
+        changed = {post_id for (post_id,) in changes.tuples()}
+        found = self._candidates(max(since, pool.now), now)  # entered the window
+        for chunk in chunks(sorted(changed)):
+            found.update(self._candidates(since, now, Post.id.in_(list(chunk))))
+        changed.update(found)
+        old = Post.select(Post.id).where(Post.sort_at > pool.since, Post.sort_at <= since)
+        left = [post_id for (post_id,) in old.tuples()]
+        return pool.advance(since, now, left, changed, found) is not None
+
+    def _candidates(self, since: int, now: int, *where: peewee.Expression) -> dict[int, Counts]:
+        """The counts of the candidates in the window `(since, now]` matching `where`, by post id."""
+        engagement = Post.like_count + Post.repost_count + Post.reply_count
+        columns = (Post.id, Post.sort_at, Post.like_count, Post.repost_count, Post.reply_count)
+        candidates: dict[int, Counts] = {}
+        for stream in filtered_streams(self.params, *columns):
+            query = stream.query.where(stream.key > since, stream.key <= now, engagement > 0, *where)
+            for post_id, sort_at, likes, reposts, replies in Post._meta.database.execute(query):  # plain rows
+                candidates[post_id] = Counts(likes, reposts, replies, sort_at)
+        return candidates
 
     def page(self, request: FeedRequest) -> Page:
         session = self._session(request)

@@ -29,7 +29,7 @@ import peewee
 from playhouse.db_url import connect as connect_url
 
 from feedgen.store.database import SqliteDatabase
-from feedgen.store.schema import add_missing_columns
+from feedgen.store.schema import add_missing_columns, drop_replaced_indexes
 
 database = peewee.DatabaseProxy()
 
@@ -125,16 +125,20 @@ class Like(BaseModel):
     """An `app.bsky.feed.like` record: `author` liked the post `subject`."""
 
     uri = peewee.TextField(primary_key=True)
-    author = peewee.TextField(index=True)
+    author = peewee.TextField()
     subject = peewee.TextField(index=True)
     indexed_at = peewee.BigIntegerField(index=True)
+
+    class Meta:
+        indexes = ((('author', 'indexed_at'), False),)
+        """What `network` walks for the newest likes of each account a reader follows."""
 
 
 class Repost(BaseModel):
     """An `app.bsky.feed.repost` record: `author` reposted the post `subject`."""
 
     uri = peewee.TextField(primary_key=True)
-    author = peewee.TextField(index=True)
+    author = peewee.TextField()
     subject = peewee.TextField(index=True)
     indexed_at = peewee.BigIntegerField(index=True)
 
@@ -148,8 +152,9 @@ class Follow(BaseModel):
 
     uri = peewee.TextField(primary_key=True)
     author = peewee.TextField()
-    subject = peewee.TextField(index=True)
-    indexed_at = peewee.BigIntegerField()
+    subject = peewee.TextField()
+    indexed_at = peewee.BigIntegerField(index=True)
+    """What pruning walks: follows of accounts that are not readers go after the retention (`feedgen.jobs`)."""
 
     class Meta:
         indexes = ((('author', 'subject'), False),)
@@ -325,6 +330,25 @@ class JobState(BaseModel):
     position = peewee.BigIntegerField()
 
 
+class PostChange(BaseModel):
+    """A post whose counters, visibility or existence a writer changed, in the order of the changes.
+
+    The indexer writes one row per post a batch touches, in the batch's transaction; incremental score jobs
+    (`feedgen.ranking.score_changes`) read the rows after the last id they read. Pruning drops rows older than
+    `CHANGES_KEEP_SECONDS` and notes the highest id dropped as the `JobState` row `CHANGES_PRUNED`, so a job that
+    missed rows knows to rescan."""
+
+    id = peewee.BigAutoField()
+    post_id = peewee.BigIntegerField()
+    at = peewee.BigIntegerField()
+
+
+CHANGES_PRUNED = 'post changes pruned'
+"""The `JobState` row whose position is the highest `PostChange.id` pruning dropped."""
+CHANGES_KEEP_SECONDS = 3600
+"""How long pruning keeps a `PostChange` row: far longer than a score job's period."""
+
+
 class Interaction(BaseModel):
     """Reader feedback (`app.bsky.feed.sendInteractions`), the latest of each kind per post; written by serving."""
 
@@ -395,7 +419,17 @@ MODELS: tuple[type[BaseModel], ...] = (
         Receipt,
         FeedStat,
     ),
-    *(ScoreSnapshot, ScoredPost, FeedEntry, JobState, Interaction, ReaderGraph, ReaderGraphDelete, PluginSchema),
+    *(
+        ScoreSnapshot,
+        ScoredPost,
+        FeedEntry,
+        JobState,
+        PostChange,
+        Interaction,
+        ReaderGraph,
+        ReaderGraphDelete,
+        PluginSchema,
+    ),
 )
 
 
@@ -426,6 +460,7 @@ def create_tables(db: peewee.Database) -> None:
             model._meta.without_rowid = declared[model] and isinstance(db, peewee.SqliteDatabase)
         add_missing_columns(db, MODELS)
         db.create_tables(MODELS, safe=True)
+        drop_replaced_indexes(db)
     finally:
         for model, without_rowid in declared.items():
             model._meta.without_rowid = without_rowid

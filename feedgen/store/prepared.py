@@ -47,6 +47,19 @@ class Prepared:
 
     def run(self, *values: Any) -> Iterator[Row]:
         """The rows of the query with `values` in place of the markers; read as they are iterated."""
+        compiled, cursor = self._execute(values)
+        if compiled.make_row is None:
+            names = [column[0] for column in cursor.description]
+            row_type = namedtuple('Row', names, rename=True)  # type: ignore[misc]  # its fields are the cursor's columns
+            compiled.make_row = row_type._make
+        return map(compiled.make_row, cursor)
+
+    def tuples(self, *values: Any) -> Iterator[tuple[Any, ...]]:
+        """The rows as plain tuples, for a query whose many rows are read by position."""
+        rows: Iterator[tuple[Any, ...]] = self._execute(values)[1]
+        return rows
+
+    def _execute(self, values: Sequence[Any]) -> tuple[_Compiled, Any]:
         database = self.query.model._meta.database
         kind = type(getattr(database, 'obj', None) or database)
         compiled = self._compiled.get(kind)
@@ -55,12 +68,7 @@ class Prepared:
         params = list(compiled.params)
         for slot, value in zip(compiled.slots, values, strict=True):
             params[slot] = value
-        cursor = database.execute_sql(compiled.sql, params)
-        if compiled.make_row is None:
-            names = [column[0] for column in cursor.description]
-            row_type = namedtuple('Row', names, rename=True)  # type: ignore[misc]  # its fields are the cursor's columns
-            compiled.make_row = row_type._make
-        return map(compiled.make_row, cursor)
+        return compiled, database.execute_sql(compiled.sql, params)
 
     def _compile(self) -> _Compiled:
         sql, params = self.query.sql()

@@ -2,7 +2,9 @@
 
 Owns `add_missing_columns`, which `open_database` runs before creating missing tables and indexes (an index may name
 a column added since): a store written by an earlier version keeps its rows, and a column added since (with a
-default) appears with that default in every row. Columns are only ever added here; nothing is dropped or changed.
+default) appears with that default in every row. Columns are only ever added here. Indexes an earlier version
+made that a wider one now serves (`REPLACED_INDEXES`) are dropped (`drop_replaced_indexes`), so an old store takes
+no more space than a new one; no row changes.
 """
 
 from __future__ import annotations
@@ -30,3 +32,17 @@ def add_missing_columns(db: peewee.Database, models: Iterable[type[peewee.Model]
         with db.atomic():
             migrate(*operations)
     return added
+
+
+REPLACED_INDEXES = ('like_author', 'repost_author', 'follow_subject')
+"""Indexes earlier versions made: `(author)` of likes and reposts is the start of `(author, indexed_at)`, and no
+query looks follows up by their subject alone."""
+
+
+def drop_replaced_indexes(db: peewee.Database) -> list[str]:
+    """Drops the `REPLACED_INDEXES` the store still has; returns their names."""
+    present = {index.name for table in ('like', 'repost', 'follow') for index in db.get_indexes(table)}
+    dropped = [name for name in REPLACED_INDEXES if name in present]
+    for name in dropped:
+        db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+    return dropped

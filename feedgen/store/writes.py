@@ -1,18 +1,20 @@
 """Writes: the set-based statements every writer of the store shares (insert-or-skip, deletes, counters).
 
 The indexer, the jobs and the receipts write through these, so a row inserted twice is skipped by its key
-and a counter is always recounted from the rows, on SQLite and PostgreSQL alike.
+and a counter is always recounted from the rows, on SQLite and PostgreSQL alike. Every post whose counters,
+visibility or existence a statement here may change is noted as a `PostChange` in the same transaction.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import peewee
 
-from feedgen.store.models import Follow, Like, Post, PostTerm, PublisherBlock, Repost
+from feedgen.store.models import Follow, Like, Post, PostChange, PostTerm, PublisherBlock, Repost
 from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
 
 T = TypeVar('T')
@@ -46,6 +48,15 @@ class Recount:
             for chunk in chunks(sorted(uris)):
                 marks = ', '.join([db.param] * len(chunk))
                 db.execute_sql(f'UPDATE "{post}" SET "{column}" = ({count}) WHERE uri IN ({marks})', list(chunk))
+        for chunk in chunks(sorted(self.likes | self.reposts | self.replies)):
+            note_changes(Post.uri.in_(chunk))
+
+
+def note_changes(where: peewee.Expression) -> None:
+    """Notes the posts matching `where` as changed (`PostChange`); call it in the transaction that changes them."""
+    now = int(time.time() * 1000)
+    changed = Post.select(Post.id, peewee.Value(now)).where(where).order_by(Post.id)
+    PostChange.insert_from(changed, fields=[PostChange.post_id, PostChange.at]).execute()
 
 
 def insert_ignore(
@@ -92,6 +103,7 @@ def delete_posts(where: peewee.Expression, recount: Recount) -> int:
         if reply_parent:
             recount.replies.add(reply_parent)
     for chunk in chunks([row[0] for row in rows]):
+        note_changes(Post.id.in_(chunk))
         Post.delete().where(Post.id.in_(chunk)).execute()
     return len(rows)
 

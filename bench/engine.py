@@ -1,0 +1,157 @@
+"""Time the engine's periodic and personal work on a filled store: score jobs, pruning, network and quiet pages.
+
+Owns a quick, repeatable measurement of the parts issue 13 makes cheap, on a copy of a filled serve store
+(`bench/serve/fill.py`; the copy is written to). Score jobs: a full scan of the window (a fresh algorithm, as every
+run did before incremental scoring) against the incremental run of a kept one, after each simulated minute of
+likes indexed through the indexer. Personal feeds: the first page of `network` and `quiet` for the store's reader
+(who follows 500 busy accounts), cold (first request) and warm (p50, p99 of repeated first pages).
+
+Pruning (`--only prune`): what is older than `--prune-hours` before the store's newest post, each of the job's
+transactions timed.
+
+Usage: `cp bench/out/serve-1000000.db* bench/out/serve-1000000.json /tmp/x/ &&
+python -m bench.engine --store /tmp/x/serve-1000000.db`
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import peewee
+
+from feedgen import jobs
+from feedgen.ingest.events import Commit, SubjectCreate
+from feedgen.ingest.indexer import Indexer
+from feedgen.ingest.records import LIKE
+from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.plugins import discover_algorithms
+from feedgen.store.models import Post, open_database
+
+
+def timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def like_minute(indexer: Indexer, post_ids: tuple[int, int], now_ms: int, likes: int, rng: random.Random) -> None:
+    """Indexes `likes` likes of random posts, one commit each, in batches of 1,000 as ingest would."""
+    ids = [rng.randint(*post_ids) for _ in range(likes)]
+    uris = [uri for (uri,) in Post.select(Post.uri).where(Post.id.in_(ids)).tuples()]
+    iso = time.strftime('%Y-%m-%dT%H:%M:%S.000Z', time.gmtime(now_ms / 1000))
+    commits = []
+    for uri in uris:
+        seq = (indexer.cursor or 0) + len(commits) + 1
+        author = f'did:plc:engine{rng.randrange(100_000)}'
+        commit = Commit(seq=seq, repo=author, time=iso, time_ms=now_ms)
+        commit.ops.append(SubjectCreate(LIKE, f'at://{author}/{LIKE}/e{seq}', author, uri))
+        commits.append(commit)
+    for start in range(0, len(commits), 1000):
+        indexer.write(commits[start : start + 1000])
+
+
+def score_jobs(db: peewee.Database, info: dict[str, object], minutes: int, likes: int) -> list[str]:
+    algorithms = discover_algorithms()
+    now = int(info['newest_ms'])  # type: ignore[call-overload]
+    lowest, highest = (
+        Post.select(Post.id).order_by(Post.id).first().id,
+        Post.select(Post.id).order_by(Post.id.desc()).first().id,
+    )
+    indexer = Indexer(db, 'bench-engine', clock=lambda: now / 1000)
+    kept = {name: algorithms[name]() for name in ('hot', 'catch-up')}
+    lines = ['| job | full scan s | incremental s (median, max) | runs |', '|---|---:|---:|---:|']
+    full: dict[str, list[float]] = {name: [] for name in kept}
+    incremental: dict[str, list[float]] = {name: [] for name in kept}
+    for algorithm in kept.values():
+        algorithm.refresh(db, now_ms=now)  # the first run scans
+    rng = random.Random(1)
+    for _ in range(minutes):
+        now += 60_000
+        like_minute(indexer, (lowest, highest), now, likes, rng)
+        for name, algorithm in kept.items():
+            incremental[name].append(timed(partial(algorithm.refresh, db, now_ms=now)))
+            full[name].append(timed(partial(algorithms[name]().refresh, db, now_ms=now)))
+    for name in kept:
+        inc, scan = incremental[name], statistics.median(full[name])
+        lines.append(f'| {name} | {scan:.3f} | {statistics.median(inc):.3f}, {max(inc):.3f} | {minutes} |')
+    return lines
+
+
+def personal_pages(info: dict[str, object], repeats: int) -> list[str]:
+    algorithms = discover_algorithms()
+    viewer, now = str(info['viewer']), int(info['newest_ms'])  # type: ignore[call-overload]
+    lines = ['| feed | cold first page ms | warm p50 ms | warm p99 ms | items |', '|---|---:|---:|---:|---:|']
+    for name in ('network', 'quiet'):
+        algorithm = algorithms[name]()
+        request = FeedRequest(limit=30, viewer=viewer, at_ms=now)
+        cold = timed(partial(algorithm.page, request))
+        times = []
+        for n in range(repeats):
+            algorithm = algorithms[name]()  # no session kept: every page is a first page
+            times.append(timed(partial(algorithm.page, FeedRequest(limit=30, viewer=viewer, at_ms=now - n))))
+        items = len(algorithm.page(request).items)
+        p99 = sorted(times)[max(0, int(len(times) * 0.99) - 1)]
+        lines.append(
+            f'| {name} | {cold * 1000:.1f} | {statistics.median(times) * 1000:.1f} | {p99 * 1000:.1f} | {items} |'
+        )
+    return lines
+
+
+def prune_transactions(db: peewee.Database, info: dict[str, object], hours: float) -> list[str]:
+    """Prunes what is older than `hours` before the store's newest post, timing each transaction."""
+    took: list[float] = []
+    write_transaction = jobs.write_transaction
+
+    @contextlib.contextmanager
+    def timed(database: peewee.Database) -> Iterator[None]:
+        started = time.perf_counter()
+        with write_transaction(database):
+            yield
+        took.append(time.perf_counter() - started)
+
+    jobs.write_transaction = timed  # the job's own transactions, each timed
+    try:
+        started = time.perf_counter()
+        removed = jobs.prune(db, retention_hours=hours, now=int(info['newest_ms']) / 1000)  # type: ignore[call-overload]
+        seconds = time.perf_counter() - started
+    finally:
+        jobs.write_transaction = write_transaction
+    took.sort()
+    ms = [took[len(took) // 2] * 1000, took[int(len(took) * 0.99)] * 1000, took[-1] * 1000]
+    return [
+        f'pruned {removed} in {seconds:.1f} s, {len(took)} transactions: median {ms[0]:.1f} ms, p99 {ms[1]:.1f} ms, '
+        f'max {ms[2]:.1f} ms'
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--store', type=Path, required=True, help='A copy of a filled serve store (written to).')
+    parser.add_argument('--minutes', type=int, default=5, help='Simulated minutes of likes between score runs.')
+    parser.add_argument('--likes', type=int, default=10_000, help='Likes indexed per simulated minute.')
+    parser.add_argument('--repeats', type=int, default=50, help='First pages timed per personal feed.')
+    parser.add_argument('--only', choices=('jobs', 'pages', 'prune'), help='Run one part.')
+    parser.add_argument('--prune-hours', type=float, default=12.0, help='What `--only prune` keeps.')
+    args = parser.parse_args(argv)
+    info = json.loads(args.store.with_suffix('.json').read_text())
+    db = open_database(args.store)
+    if args.only == 'prune':
+        print('\n'.join(prune_transactions(db, info, args.prune_hours)))
+        return 0
+    if args.only != 'jobs':
+        print('\n'.join(personal_pages(info, args.repeats)), end='\n\n')
+    if args.only != 'pages':
+        print('\n'.join(score_jobs(db, info, args.minutes, args.likes)))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
