@@ -24,7 +24,7 @@ bash .ci/image.sh
 bash "$ATNET/install.sh" "$ATNET_HOME" --ozone --python
 bash "$ATNET/start.sh" "$ATNET_HOME" --ozone  # --ozone implies --appview
 trap 'bash "$ATNET/stop.sh" "$ATNET_HOME" || true; bash .ci/postgres.sh stop || true' EXIT
-export FEEDGEN_ATNET="$ATNET_HOME/state/network.json"
+export FEEDGEN_ATNET="${ATNET_STATE_DIR:-$ATNET_HOME/state}/network.json"  # where start.sh writes it
 FEEDGEN_TEST_DATABASE_URL="$(bash .ci/postgres.sh start)"
 export FEEDGEN_TEST_DATABASE_URL
 
