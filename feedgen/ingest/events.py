@@ -17,7 +17,7 @@ from typing import Any
 
 import libipld
 
-from feedgen.ingest.fields import FrameError, read_did, read_optional_str, read_seq, read_str
+from feedgen.ingest.fields import FrameError, read_did, read_optional_str, read_seq, read_str, split_frame
 from feedgen.ingest.records import (
     INDEXED_COLLECTIONS,
     POST,
@@ -146,14 +146,7 @@ def decode_frame(message: bytes | str, plugin_collections: frozenset[str] = froz
     Raises:
         FrameError: the message is text, is not DAG-CBOR, has no valid header, or its body lacks required fields.
     """
-    if isinstance(message, str):
-        raise FrameError('unexpected_text', 'a text message on a binary stream')
-    try:
-        header, body = libipld.decode_dag_cbor_multi(message)
-    except (ValueError, TypeError) as error:
-        raise FrameError('bad_cbor', str(error)) from None
-    if not isinstance(header, dict) or not isinstance(body, dict):
-        raise FrameError('bad_header', 'header or body is not a map')
+    header, body = split_frame(message)
     op = header.get('op')
     if op == -1:
         return ErrorFrame(error=read_str(body, 'error'), message=read_optional_str(body, 'message'))

@@ -1,6 +1,7 @@
 """Fields: read the typed fields of a decoded event body, the one rule set both event decoders share.
 
-Owns `FrameError` and the readers of a frame body's fields (`seq`, strings, DIDs) that the firehose decoder
+Owns `FrameError`, the split of an XRPC stream message into its header and body (`split_frame`, for the firehose
+and label streams), and the readers of a frame body's fields (`seq`, strings, DIDs) that the firehose decoder
 (`feedgen.ingest.events`) and the Jetstream decoder (`feedgen.ingest.jetstream`) apply alike, so a body either
 source sends is accepted or refused by the same rules. Pure functions: no socket, no database.
 """
@@ -8,6 +9,8 @@ source sends is accepted or refused by the same rules. Pure functions: no socket
 from __future__ import annotations
 
 from typing import Any
+
+import libipld
 
 from feedgen.ingest.records import Rejected
 
@@ -17,6 +20,23 @@ MAX_SEQ = 2**63 - 1
 
 class FrameError(Rejected):
     """The message is not a decodable frame."""
+
+
+def split_frame(message: bytes | str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The DAG-CBOR header and body of one binary XRPC stream message (libipld's decoding, as the atproto SDK's).
+
+    Raises:
+        FrameError: the message is text, is not DAG-CBOR, or its header or body is not a map.
+    """
+    if isinstance(message, str):
+        raise FrameError('unexpected_text', 'a text message on a binary stream')
+    try:
+        header, body = libipld.decode_dag_cbor_multi(message)
+    except (ValueError, TypeError) as error:
+        raise FrameError('bad_cbor', str(error)) from None
+    if not isinstance(header, dict) or not isinstance(body, dict):
+        raise FrameError('bad_header', 'header or body is not a map')
+    return header, body
 
 
 def read_seq(body: dict[str, Any]) -> int:

@@ -19,7 +19,7 @@ from atproto_core.exceptions import AtProtocolError
 from atproto_crypto.verify import verify_signature
 
 from feedgen.ingest.events import ErrorFrame, Info
-from feedgen.ingest.fields import FrameError
+from feedgen.ingest.fields import FrameError, split_frame
 from feedgen.store.labels import LabelState
 
 MAX_VALUE_CHARS = 128
@@ -49,14 +49,7 @@ def decode_labels_frame(message: bytes | str) -> LabelsFrame | ErrorFrame | Info
         FrameError: the message is text or not DAG-CBOR, its header is not a known one, or its body lacks `seq`
             or `labels`.
     """
-    if isinstance(message, str):
-        raise FrameError('unexpected_text', 'a text message on a binary stream')
-    try:
-        header, body = libipld.decode_dag_cbor_multi(message)
-    except (ValueError, TypeError) as error:
-        raise FrameError('bad_cbor', str(error)) from None
-    if not isinstance(header, dict) or not isinstance(body, dict):
-        raise FrameError('bad_header', 'header or body is not a map')
+    header, body = split_frame(message)
     op, kind = header.get('op'), header.get('t')
     if op == -1:
         return ErrorFrame(error=str(body.get('error', '')), message=body.get('message'))
