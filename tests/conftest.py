@@ -15,6 +15,7 @@ from playhouse.db_url import connect as connect_url
 
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline
+from feedgen.ranking.plugins import discover_algorithms, make_feed
 from feedgen.serve.app import create_app
 from feedgen.serve.receipts import flush_requests
 from feedgen.settings import Settings
@@ -98,6 +99,20 @@ def client(app: Flask) -> FlaskClient:
 
 def feed_uri(rkey: str) -> str:
     return f'at://{PUBLISHER}/app.bsky.feed.generator/{rkey}'
+
+
+def configured_client(settings: Settings, db: peewee.Database, feeds: dict[str, dict]) -> FlaskClient:
+    """A test client of an app serving the built-in algorithms as the feeds `{rkey: declaration}` declare them."""
+    algorithms = discover_algorithms()
+    made = {rkey: make_feed(algorithms, {'rkey': rkey, **config}) for rkey, config in feeds.items()}
+    return create_app(settings, feeds=made, db=db).test_client()
+
+
+def skeleton(client: FlaskClient, rkey: str) -> list[str]:
+    """The post URIs of the feed's first page (up to 100), through getFeedSkeleton."""
+    response = client.get('/xrpc/app.bsky.feed.getFeedSkeleton', query_string={'feed': feed_uri(rkey), 'limit': 100})
+    assert response.status_code == 200, response.json
+    return [item['post'] for item in response.json['feed']]
 
 
 @pytest.fixture(scope='module')

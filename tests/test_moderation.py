@@ -13,10 +13,9 @@ from flask.testing import FlaskClient
 from feedgen.authoring.builder import StoreBuilder
 from feedgen.ranking.moderation import DEFAULT_HIDE
 from feedgen.ranking.plugins import PluginError, discover_algorithms, make_feed
-from feedgen.serve.app import create_app
 from feedgen.settings import Settings
 from feedgen.store.labels import LabelState, store_labels
-from tests.conftest import feed_uri
+from tests.conftest import configured_client, feed_uri, skeleton
 
 LABELER = 'did:plc:labeler00000000000000000'
 COMMUNITY = 'did:plc:community000000000000000'
@@ -29,15 +28,7 @@ FEEDS = {
 
 @pytest.fixture
 def client(settings: Settings, db: peewee.Database) -> FlaskClient:
-    algorithms = discover_algorithms()
-    feeds = {rkey: make_feed(algorithms, {'rkey': rkey, **config}) for rkey, config in FEEDS.items()}
-    return create_app(settings, feeds=feeds, db=db).test_client()
-
-
-def skeleton(client: FlaskClient, rkey: str) -> list[str]:
-    response = client.get('/xrpc/app.bsky.feed.getFeedSkeleton', query_string={'feed': feed_uri(rkey), 'limit': 100})
-    assert response.status_code == 200, response.json
-    return [item['post'] for item in response.json['feed']]
+    return configured_client(settings, db, FEEDS)
 
 
 def label(db: peewee.Database, src: str, uri: str, val: str, cts: str, **fields: Any) -> None:

@@ -16,11 +16,10 @@ from feedgen.ingest.pipeline import Pipeline
 from feedgen.ingest.records import SELF_LABELS, RecordError, parse_post
 from feedgen.ranking.algorithm import FeedRequest
 from feedgen.ranking.plugins import PluginError, discover_algorithms, make_feed
-from feedgen.serve.app import create_app
 from feedgen.settings import Settings
 from feedgen.store.models import Post, open_database, visible_posts
 from tests import frames
-from tests.conftest import feed_uri
+from tests.conftest import configured_client, feed_uri, skeleton
 from tests.worlds import NOW_MS, NOW_S, READER, reader_following
 
 ALICE = 'did:plc:alice'
@@ -38,15 +37,7 @@ def labels(*values: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def client(settings: Settings, db: peewee.Database) -> FlaskClient:
-    algorithms = discover_algorithms()
-    feeds = {rkey: make_feed(algorithms, {'rkey': rkey, **config}) for rkey, config in FEEDS.items()}
-    return create_app(settings, feeds=feeds, db=db).test_client()
-
-
-def skeleton(client: FlaskClient, rkey: str) -> list[str]:
-    response = client.get('/xrpc/app.bsky.feed.getFeedSkeleton', query_string={'feed': feed_uri(rkey), 'limit': 100})
-    assert response.status_code == 200, response.json
-    return [item['post'] for item in response.json['feed']]
+    return configured_client(settings, db, FEEDS)
 
 
 def explain(client: FlaskClient, rkey: str, post: str) -> dict[str, Any]:
