@@ -8,10 +8,12 @@ is a fresh network, so accounts get unique handles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -297,6 +299,21 @@ class Feedgen:
             httpx.get(self.url + '/xrpc/_health', timeout=2).raise_for_status()
 
         eventually(serving, timeout=60, retry=(httpx.HTTPError,))
+
+    def wait_indexed(self, uri: str, timeout: float = 300.0) -> None:
+        """Waits until ingest has stored the record `uri`. Ingest replays the PDS's stream from its start, which on
+        a long-lived network (or a loaded machine) takes longer than the AppView's hydration the later checks wait
+        for; the bound only stops a hang."""
+
+        def stored() -> None:
+            with contextlib.closing(sqlite3.connect(f'file:{self.settings.database}?mode=ro', uri=True)) as store:
+                tables = ('post', 'like', 'repost', 'follow')
+                rows = sum(
+                    store.execute(f'SELECT count(*) FROM "{t}" WHERE uri = ?', (uri,)).fetchone()[0] for t in tables
+                )
+            assert rows, f'{uri} is not indexed yet'
+
+        eventually(stored, timeout=timeout, retry=(sqlite3.OperationalError,))
 
     def stop(self) -> None:
         if self.process is None:

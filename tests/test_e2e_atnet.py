@@ -161,6 +161,7 @@ def test_a_did_plc_service_is_found_through_the_plc_and_serves_through_the_appvi
     marker = people['bob'].post('posted for the did:plc generator')
     for feedgen in running_feedgen(network, publisher, tmp_path / 'did-plc', service_did=service_did, port=port):
         assert feedgen.settings.service_did == service_did
+        feedgen.wait_indexed(marker.uri)
         info = eventually(
             lambda f=feedgen: people['alice'].client.app.bsky.feed.get_feed_generator({'feed': f.feed_uri('latest')}),
             retry=RETRY_XRPC,
