@@ -40,6 +40,9 @@ from feedgen.ranking import (
 SCAN_ROWS = 2000
 """How many of the newest posts (or reposts) below the cursor a page walks for followed accounts before seeking them
 one by one."""
+WINDOW_MS = 15 * 60_000
+"""How far back in time the first seek of the followed accounts reads (widened fourfold until it fills the page): the
+database sorts what the seeks find, so a narrow range keeps the sort to about a page's rows."""
 _VIEWER = marker('viewer')
 _VIEWERS = tuple(marker(f'viewer {n}') for n in range(3))
 _TOP = 2**63 - 1
@@ -205,7 +208,7 @@ class Following(Algorithm):
 
 def _rows(recent: Stream, by_author: Stream, after: Any, count: int, values: tuple[Any, ...]) -> list[Row]:
     rows = recent.bounded_rows(after, count, SCAN_ROWS, values)
-    return list(by_author.rows(after, count, values)) if rows is None else rows
+    return by_author.widening_rows(after, count, WINDOW_MS, values) if rows is None else rows
 
 
 def _item(kind: int, row: Row, handle: str | None) -> Item:

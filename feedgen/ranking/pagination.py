@@ -133,9 +133,47 @@ class Stream:
             return None
         return rows
 
+    def widening_rows(
+        self, after: tuple[Any, ...] | None, count: int, window: int, values: Sequence[Any] = ()
+    ) -> list[Row]:
+        """The same rows as `rows`, read through key ranges below `after`: the top `window` of keys first, then
+        four times wider each time until the range holds `count` rows or reaches the index's lowest key.
+
+        For queries the database can only answer by sorting every matching row (`author IN (...)` ordered by time,
+        say): each range sorts only the rows inside it, so the work follows the rows a page needs, not every match.
+        """
+        highest = next(self._highest.tuples(), (None,))[0]
+        lowest = next(self._lowest.tuples(), (None,))[0]
+        if highest is None or lowest is None:
+            return []
+        top = highest if after is None else min(after[0], highest)
+        start = after or _TOP
+        while True:
+            floor = max(top - window, lowest)
+            rows = list(self._ranged_walk.run(*start, floor, count, *values))
+            if len(rows) >= count or floor <= lowest:
+                return rows
+            window *= 4
+
     @cached_property
     def _walk(self) -> Prepared:
         return self._prepare(floored=False)
+
+    @cached_property
+    def _ranged_walk(self) -> Prepared:
+        row = peewee.Tuple(self.key, self.item_id)
+        query = self.query.select_extend(self.key.alias('rank_key'), self.item_id.alias('item_id'))
+        query = query.where(row < peewee.Tuple(*_AFTER), self.key >= _FLOOR[0])
+        query = query.order_by(self.key.desc(), self.item_id.desc()).limit(_COUNT)
+        return Prepared(query, (*_AFTER, _FLOOR[0], _COUNT, *self.markers))
+
+    @cached_property
+    def _highest(self) -> Prepared:
+        return Prepared(self.key.model.select(peewee.fn.MAX(self.key)), ())
+
+    @cached_property
+    def _lowest(self) -> Prepared:
+        return Prepared(self.key.model.select(peewee.fn.MIN(self.key)), ())
 
     @cached_property
     def _floored_walk(self) -> Prepared:
