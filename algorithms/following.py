@@ -3,11 +3,11 @@
 A post is in the feed once: as itself when the reader follows its author (at the time it was made), otherwise at
 the newest repost of it by an account the reader follows (at the moment that repost was indexed), sent with that
 repost as its reason so the app shows "Reposted by". Two walks make a page: the followed accounts' posts by
-`(sort_at, id)` (the newest posts kept when followed, or else sought account by account) and their reposts by
-`(indexed_at, uri)`, sought reposter by reposter; a seek reads time ranges widened until one fills the page, so the
-database sorts about a page's rows, not every match. They are merged by time, a post before a repost of the same
-millisecond. The cursor names the last item's place in that order: `<time>:1:<post id>` after a
-post, `<time>:0:<repost uri>` after a repost, so no page repeats or skips an item while new ones arrive.
+`(sort_at, id)` and their reposts by `(indexed_at, uri)`, each the newest rows kept when followed, or else sought
+account by account; a seek reads time ranges widened until one fills the page, so the database sorts about a page's
+rows, not every match. They are merged by time, a post before a repost of the same millisecond. The cursor names the
+last item's place in that order: `<time>:1:<post id>` after a post, `<time>:0:<repost uri>` after a repost, so no
+page repeats or skips an item while new ones arrive.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from feedgen.ranking import (
 )
 
 SCAN_ROWS = 2000
-"""How many of the newest posts below the cursor a page walks for followed accounts before seeking them one by one."""
+"""How many of the newest posts (or reposts) below the cursor a page walks for followed accounts before seeking them
+one by one."""
 WINDOW_MS = 15 * 60_000
 """How far back in time the first seek of the followed accounts reads (widened until it fills the page): the
 database sorts what the seeks find, so a narrow range keeps the sort to about a page's rows."""
@@ -105,9 +106,10 @@ BY_AUTHOR = Stream(
     followed_posts(_VIEWER).select_extend(Post.author.alias('account')), Post.sort_at, Post.id, markers=(_VIEWER,)
 )
 """The same posts, sought author by author: for readers whose followed accounts seldom post."""
+RECENT_REPOSTS = Stream(followed_reposts(_VIEWERS), Repost.indexed_at, Repost.uri, markers=_VIEWERS)
+"""The newest reposts, walked by time, each kept when the reader follows the reposter and not the post's author."""
 REPOSTS_BY_AUTHOR = Stream(followed_reposts(_VIEWERS, by_author=True), Repost.indexed_at, Repost.uri, markers=_VIEWERS)
-"""The newest reposts each kept when the reader follows the reposter and not the post's author, sought reposter by
-reposter."""
+"""The same reposts, sought reposter by reposter."""
 _AUTHORS = [marker(f'author {n}') for n in range(MAX_LIMIT)]
 HANDLES = Prepared(Actor.select(Actor.did, Actor.handle).where(Actor.did.in_(_AUTHORS)), _AUTHORS)
 """The handles of up to a page's accounts; unused places hold '' (no account has that DID)."""
@@ -166,8 +168,7 @@ class Following(Algorithm):
         count = request.limit + 1
         posts = _rows(RECENT, BY_AUTHOR, place and place.below_posts(), count, (request.viewer,))
         below = place.below_reposts() if place else (_TOP, '')
-        # Reposts the reader sees are far sparser than posts: seek the followed accounts' reposts straight away.
-        reposts = REPOSTS_BY_AUTHOR.widening_rows(below, count, WINDOW_MS, (request.viewer,) * 3)
+        reposts = _rows(RECENT_REPOSTS, REPOSTS_BY_AUTHOR, below, count, (request.viewer,) * 3)
         merged = heapq.merge(
             ((row.rank_key, _POST, row) for row in posts),
             ((row.rank_key, _REPOST, row) for row in reposts),
