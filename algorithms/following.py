@@ -2,10 +2,12 @@
 
 A post is in the feed once: as itself when the reader follows its author (at the time it was made), otherwise at
 the newest repost of it by an account the reader follows (at the moment that repost was indexed), sent with that
-repost as its reason so the app shows "Reposted by". Two walks make a page, each down its own index: the followed
-accounts' posts by `(sort_at, id)` and their reposts by `(indexed_at, uri)`; they are merged by time, a post before a
-repost of the same millisecond. The cursor names the last item's place in that order: `<time>:1:<post id>` after a
-post, `<time>:0:<repost uri>` after a repost, so no page repeats or skips an item while new ones arrive.
+repost as its reason so the app shows "Reposted by". Two walks make a page: the followed accounts' posts by
+`(sort_at, id)` and their reposts by `(indexed_at, uri)`, each the newest rows kept when followed, or else sought
+account by account; a seek reads time ranges widened until one fills the page, so the database sorts about a page's
+rows, not every match. They are merged by time, a post before a repost of the same millisecond. The cursor names the
+last item's place in that order: `<time>:1:<post id>` after a post, `<time>:0:<repost uri>` after a repost, so no
+page repeats or skips an item while new ones arrive.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from feedgen.ranking import (
 SCAN_ROWS = 2000
 """How many of the newest posts (or reposts) below the cursor a page walks for followed accounts before seeking them
 one by one."""
+WINDOW_MS = 15 * 60_000
+"""How far back in time the first seek of the followed accounts reads (widened until it fills the page): the
+database sorts what the seeks find, so a narrow range keeps the sort to about a page's rows."""
 _VIEWER = marker('viewer')
 _VIEWERS = tuple(marker(f'viewer {n}') for n in range(3))
 _TOP = 2**63 - 1
@@ -205,7 +210,7 @@ class Following(Algorithm):
 
 def _rows(recent: Stream, by_author: Stream, after: Any, count: int, values: tuple[Any, ...]) -> list[Row]:
     rows = recent.bounded_rows(after, count, SCAN_ROWS, values)
-    return list(by_author.rows(after, count, values)) if rows is None else rows
+    return by_author.widening_rows(after, count, WINDOW_MS, values) if rows is None else rows
 
 
 def _item(kind: int, row: Row, handle: str | None) -> Item:

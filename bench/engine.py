@@ -6,6 +6,9 @@ run did before incremental scoring) against the incremental run of a kept one, a
 likes indexed through the indexer. Personal feeds: the first page of `network` and `quiet` for the store's reader
 (who follows 500 busy accounts), cold (first request) and warm (p50, p99 of repeated first pages).
 
+`following` (`--only following`): the first page for the same reader, `--repeats` times with the followed accounts
+sought through one range of the whole window and as shipped (widening ranges), and whether the pages are identical.
+
 Pruning (`--only prune`): what is older than `--prune-hours` before the store's newest post, each of the job's
 transactions timed.
 
@@ -26,6 +29,7 @@ from functools import partial
 from pathlib import Path
 
 import peewee
+from feedgen_algorithms import following
 
 from feedgen import jobs
 from feedgen.ingest.events import Commit, SubjectCreate
@@ -105,6 +109,28 @@ def personal_pages(info: dict[str, object], repeats: int) -> list[str]:
     return lines
 
 
+def following_pages(info: dict[str, object], repeats: int) -> list[str]:
+    """First pages of `following` for the store's reader: its seeks of the followed accounts through one range of
+    the whole window (every match sorted: the query as it was before the widening ranges) and as shipped."""
+    algorithm = following.Following()
+    viewer = str(info['viewer'])
+    lines = ['| seeks of followed accounts | p50 ms | p99 ms | items |', '|---|---:|---:|---:|']
+    shipped = following.WINDOW_MS
+    pages = {}
+    for label, window in (('one range: every match sorted', 2**62), ('widening ranges (shipped)', shipped)):
+        following.WINDOW_MS = window
+        try:
+            times = [timed(partial(algorithm.page, FeedRequest(limit=30, viewer=viewer))) for _ in range(repeats)]
+            pages[label] = algorithm.page(FeedRequest(limit=30, viewer=viewer))
+        finally:
+            following.WINDOW_MS = shipped
+        p99 = sorted(times)[max(0, int(len(times) * 0.99) - 1)]
+        items = len(pages[label].items)
+        lines.append(f'| {label} | {statistics.median(times) * 1000:.1f} | {p99 * 1000:.1f} | {items} |')
+    same = len({(tuple(page.items), page.cursor) for page in pages.values()}) == 1
+    return [*lines, '', f'identical first pages: {same}']
+
+
 def prune_transactions(db: peewee.Database, info: dict[str, object], hours: float) -> list[str]:
     """Prunes what is older than `hours` before the store's newest post, timing each transaction."""
     took: list[float] = []
@@ -138,11 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--minutes', type=int, default=5, help='Simulated minutes of likes between score runs.')
     parser.add_argument('--likes', type=int, default=10_000, help='Likes indexed per simulated minute.')
     parser.add_argument('--repeats', type=int, default=50, help='First pages timed per personal feed.')
-    parser.add_argument('--only', choices=('jobs', 'pages', 'prune'), help='Run one part.')
+    parser.add_argument('--only', choices=('jobs', 'pages', 'prune', 'following'), help='Run one part.')
     parser.add_argument('--prune-hours', type=float, default=12.0, help='What `--only prune` keeps.')
     args = parser.parse_args(argv)
     info = json.loads(args.store.with_suffix('.json').read_text())
     db = open_database(args.store)
+    if args.only == 'following':
+        print('\n'.join(following_pages(info, args.repeats)))
+        return 0
     if args.only == 'prune':
         print('\n'.join(prune_transactions(db, info, args.prune_hours)))
         return 0

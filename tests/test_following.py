@@ -83,19 +83,29 @@ def expected_for(viewer: str) -> list[str]:
     return [entry[3] for entry in sorted(entries, reverse=True)]
 
 
-@pytest.mark.parametrize(('scan_rows', 'seeks'), [(following.SCAN_ROWS, False), (40, True), (1, True)])
+@pytest.mark.parametrize(
+    ('scan_rows', 'window', 'seeks'),
+    [
+        (following.SCAN_ROWS, following.WINDOW_MS, False),
+        (40, following.WINDOW_MS, True),
+        (1, 1, True),
+        (1, 10**15, True),
+    ],
+)
 def test_every_account_of_the_capture_sees_exactly_its_follows_posts(
-    reader: Reader, pipeline: Pipeline, scan_rows: int, seeks: bool, monkeypatch: pytest.MonkeyPatch
+    reader: Reader, pipeline: Pipeline, scan_rows: int, window: int, seeks: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With fewer rows to walk by time, more pages come from seeking the followed authors one by one: same pages.
+    # With fewer rows to walk by time, more pages come from seeking the followed authors one by one, through time
+    # ranges widened from `window` until they hold a page: same pages.
     monkeypatch.setattr(following, 'SCAN_ROWS', scan_rows)
+    monkeypatch.setattr(following, 'WINDOW_MS', window)
     sought = []
     by_author = following.BY_AUTHOR
 
     class Spy:
-        def rows(self, *args: object, **kwargs: object) -> object:
+        def widening_rows(self, *args: object, **kwargs: object) -> object:
             sought.append(args)
-            return by_author.rows(*args, **kwargs)
+            return by_author.widening_rows(*args, **kwargs)
 
     monkeypatch.setattr(following, 'BY_AUTHOR', Spy())
     replay(CAPTURE_20, pipeline)

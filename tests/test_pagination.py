@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import peewee
 import pytest
 
@@ -63,3 +65,21 @@ def test_a_ranking_pages_by_score_then_id_and_keeps_its_session() -> None:
         entries, cursor = ranked_page(ranking, 2, after, session)
         served.extend(entry[2] for entry in entries)
     assert served == ['post5', 'post2', 'post0', 'post3']
+
+
+def test_widening_ranges_read_the_same_rows_as_one_walk(db: peewee.Database) -> None:
+    rng = random.Random(7)
+    store = StoreBuilder(db)
+    authors = [f'author{n}' for n in range(8)]
+    for n in range(300):  # bursts and quiet hours, many posts sharing a second
+        store.make_post(rng.choice(authors), f'post {n}', at=1_700_000_000 + int(rng.paretovariate(0.7)) % 50_000)
+    followed = sorted({author for (author,) in Post.select(Post.author).tuples()})[:3]
+    stream = Stream(Post.select(Post.uri).where(Post.author.in_(followed)), Post.sort_at, Post.id)
+    walked = list(stream.rows(None, 1000))
+    assert 50 < len(walked) < 300
+    starts = [None, *[(row.rank_key, row.item_id) for row in rng.sample(walked, 10)], (2**63 - 1, 0), (0, 0)]
+    for after in starts:
+        for count in (1, 7, 31, 1000):
+            expected = list(stream.rows(after, count))
+            for window in (1, 1000, 60_000, 10**15):
+                assert stream.widening_rows(after, count, window) == expected

@@ -13,6 +13,7 @@ snapshot or moment) and three ways to page:
 from __future__ import annotations
 
 import heapq
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -54,8 +55,9 @@ _AFTER = (-(2**62) - 7, -(2**62) - 11)
 _FLOOR = (-(2**62) - 13, -(2**62) - 17)
 _COUNT = 2**31 - 19
 _SCAN_OFFSET = 2**31 - 23
-"""Stand-ins in a walk's prepared SQL (`feedgen.store.prepared`) for the page's `(key, id)`, the floor's, the row count
-and how far down the floor is."""
+_CEILING = -(2**62) - 29
+"""Stand-ins in a walk's prepared SQL (`feedgen.store.prepared`) for the page's `(key, id)`, the floor's, the row count,
+how far down the floor is and the key a range is below."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,9 +135,51 @@ class Stream:
             return None
         return rows
 
+    def widening_rows(
+        self, after: tuple[Any, ...] | None, count: int, window: int, values: Sequence[Any] = ()
+    ) -> list[Row]:
+        """The same rows as `rows`, read through key ranges below `after`: the top `window` of keys first, then the
+        keys below it, each range wider than all before it together, until `count` rows are read or the index's lowest
+        key is. The next range is as wide as the rows found so far say a page needs, and half again (2 to 16 times
+        the keys read so far); after no rows at all, 16 times.
+
+        For queries the database can only answer by sorting every matching row (`author IN (...)` ordered by time,
+        say): each range sorts only the rows inside it, so the work follows the rows a page needs, not every match.
+        """
+        highest = next(self._highest.tuples(), (None,))[0]
+        lowest = next(self._lowest.tuples(), (None,))[0]
+        if highest is None or lowest is None:
+            return []
+        top = highest if after is None else min(after[0], highest)
+        start, ceiling = after or _TOP, top + 1
+        found: list[Row] = []
+        while True:
+            floor = max(top - window, lowest)
+            found += self._ranged_walk.run(*start, ceiling, floor, count - len(found), *values)
+            if len(found) >= count or floor <= lowest:
+                return found
+            ceiling = floor
+            window *= min(16, max(2, math.ceil(1.5 * count / len(found)))) if found else 16
+
     @cached_property
     def _walk(self) -> Prepared:
         return self._prepare(floored=False)
+
+    @cached_property
+    def _ranged_walk(self) -> Prepared:
+        row = peewee.Tuple(self.key, self.item_id)
+        query = self.query.select_extend(self.key.alias('rank_key'), self.item_id.alias('item_id'))
+        query = query.where(row < peewee.Tuple(*_AFTER), self.key < _CEILING, self.key >= _FLOOR[0])
+        query = query.order_by(self.key.desc(), self.item_id.desc()).limit(_COUNT)
+        return Prepared(query, (*_AFTER, _CEILING, _FLOOR[0], _COUNT, *self.markers))
+
+    @cached_property
+    def _highest(self) -> Prepared:
+        return Prepared(self.key.model.select(peewee.fn.MAX(self.key)), ())
+
+    @cached_property
+    def _lowest(self) -> Prepared:
+        return Prepared(self.key.model.select(peewee.fn.MIN(self.key)), ())
 
     @cached_property
     def _floored_walk(self) -> Prepared:
