@@ -7,7 +7,7 @@ written into the filled table in ingest-sized transactions. It reports bytes per
 without feedgen's code around it. Reposts have the like's shape; follows differ only in naming an account instead
 of a post.
 
-Usage: `python -m bench.scale.schemas [--likes 1000000] [--accounts 150000] [--posts 200000]`
+Usage: `python -m bench.scale.schemas [--likes 1000000] [--accounts 150000] [--posts 200000] [--writes 100000]`
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from bench.measure import MB, load_averages, machine, markdown_table
 ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
 """The base32 of DIDs and record keys (TIDs)."""
 TID_DIGITS = str.maketrans(ALPHABET, '0123456789abcdefghijklmnopqrstuv')
-WRITES = 100_000
-"""Likes written into the filled table, as ingest writes them."""
 BATCH = 10_000
 """Likes per transaction of those writes (ingest's batch)."""
 
@@ -102,9 +100,9 @@ def measure(schema: Schema, args: argparse.Namespace, accounts: list[str], folde
     db.execute('pragma wal_checkpoint(truncate)')
     sizes = dict(db.execute('select name, sum(pgsize) from dbstat group by name').fetchall())
     sizes.pop('sqlite_schema', None)
-    more = list(likes(WRITES, len(accounts), args.posts, args.likes * 10, rng))
+    more = list(likes(args.writes, len(accounts), args.posts, args.likes * 10, rng))
     started = time.perf_counter()
-    for first in range(0, WRITES, BATCH):
+    for first in range(0, args.writes, BATCH):
         db.execute('begin')
         db.executemany('insert into l values (?, ?, ?, ?)', map(schema.row, more[first : first + BATCH]))
         db.execute('commit')
@@ -112,7 +110,7 @@ def measure(schema: Schema, args: argparse.Namespace, accounts: list[str], folde
     wal = Path(f'{path}-wal').stat().st_size
     db.close()
     parts = ', '.join(f'{name} {size / args.likes:.0f}' for name, size in sorted(sizes.items()))
-    return [schema.name, round(sum(sizes.values()) / args.likes), parts, round(WRITES / seconds),
+    return [schema.name, round(sum(sizes.values()) / args.likes), parts, round(args.writes / seconds),
             round(wal / MB, 1)]  # fmt: skip
 
 
@@ -121,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--likes', type=int, default=1_000_000, help='Likes in the filled table.')
     parser.add_argument('--accounts', type=int, default=150_000)
     parser.add_argument('--posts', type=int, default=200_000)
+    parser.add_argument('--writes', type=int, default=100_000, help='Likes then written into the filled table.')
     args = parser.parse_args(argv)
     rng = random.Random(0)
     accounts = ['did:plc:' + ''.join(rng.choice(ALPHABET) for _ in range(24)) for _ in range(args.accounts)]
     posts = [f'at://{accounts[rng.randrange(args.accounts)]}/app.bsky.feed.post/{tid(rng.getrandbits(60))}'
              for _ in range(args.posts)]  # fmt: skip
     print(f'{machine()}\nLoad averages before: {load_averages()}\n')
-    print(f'{args.likes:,} likes of {args.posts:,} posts by {args.accounts:,} accounts; then {WRITES:,} more '
+    print(f'{args.likes:,} likes of {args.posts:,} posts by {args.accounts:,} accounts; then {args.writes:,} more '
           f'written into the filled table, {BATCH:,} a transaction.\n')  # fmt: skip
     with tempfile.TemporaryDirectory(dir=Path(__file__).parents[1] / 'out') as folder:
         rows = [measure(schema, args, accounts, Path(folder)) for schema in schemas(accounts, posts)]
