@@ -6,7 +6,8 @@ default feeds, one per installed algorithm, as `feedgen run` schedules them), in
 the store's accounts and posts (`bench.scale.remap`) with `feedgen ingest --once` and its scheduler, into the
 filled store and into a fresh one in the same run (as fast as it reads, then paced at the live 2,000 frames/s),
 times a prune run (the rows expiring over one pruning period) and the longest wait of a writer during it, weighs
-every table and index, and serves every feed's first page at 16 connections (`bench.serve.run`, optional). Prints
+every table and index, and serves every feed's first page at 16 connections (`bench.serve.run`, optional; memory per
+serving worker, its private memory apart from the store pages it maps). Prints
 one table, writes everything as JSON under `bench/out/`, and keeps the stores there (`scale-<fraction>.db`).
 
 Usage: `python -m bench.scale --fraction 0.125 [--frames 60000] [--paced-seconds 20] [--no-serve]`
@@ -164,6 +165,7 @@ def serve(info: StoreInfo, store: Path | str, seconds: float, workers: int) -> l
     return [{'feed': row.target.removesuffix(' (granian)'), 'page': row.page, 'connections': row.connections,
              'requests_per_s': round(row.load.rate), 'p50_ms': round(row.load.p50_ms, 2),
              'p99_ms': round(row.load.p99_ms, 2), 'errors': row.load.errors, 'server_rss_mb': round(row.rss_mb),
+             'worker_private_mb': round(row.private_mb), 'worker_mapped_mb': round(row.mapped_mb),
              'workers': workers} for row in rows]  # fmt: skip
 
 
@@ -305,8 +307,10 @@ def report(results: dict[str, Any]) -> str:
         latency = f'{row["p50_ms"]} / {row["p99_ms"]}' if row['p50_ms'] else 'no answer within 5 s'
         rows.append([f'serve `{row["feed"]}` first page p50 / p99 ms, 16 conns', latency, '',
                      _serve_target(row['feed'])])  # fmt: skip
-        rows.append([f'serve `{row["feed"]}` errors; server RSS MB ({row["workers"]} workers)',
-                     f'{row["errors"]}; {row["server_rss_mb"]}', '', '0; <= 200 each'])  # fmt: skip
+        rows.append([f'serve `{row["feed"]}` errors', row['errors'], '', '0'])
+        label = f'serve `{row["feed"]}` worker private MB (mapped pages; RSS of {row["workers"]} workers + parent)'
+        memory = f'{row["worker_private_mb"]} ({row["worker_mapped_mb"]}; {row["server_rss_mb"]})'
+        rows.append([label, memory, '', '<= 200 each'])
     return markdown_table(['measure', f'filled store ({fraction:g} of 72 h)', 'fresh store', 'target'], rows)
 
 
