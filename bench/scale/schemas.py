@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'{machine()}\nLoad averages before: {load_averages()}\n')
     print(f'{args.likes:,} likes of {args.posts:,} posts by {args.accounts:,} accounts; then {args.writes:,} more '
           f'written into the filled table, {BATCH:,} a transaction.\n')  # fmt: skip
-    with tempfile.TemporaryDirectory(dir=Path(__file__).parents[1] / 'out') as folder:
+    out = Path(__file__).parents[1] / 'out'
+    out.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as folder:
         rows = [measure(schema, args, accounts, Path(folder)) for schema in schemas(accounts, posts)]
     print(markdown_table(['schema', 'bytes per like', 'table and indexes, bytes per like',
                           'likes/s written into it', 'WAL MB for those'], rows))  # fmt: skip
