@@ -103,10 +103,11 @@ def prune(
 
 
 def _prune_changes(cutoff: int, size: int) -> int:
-    """Deletes up to `size` of the `PostChange` rows older than `cutoff`, never the newest (its id is not reused)."""
+    """Deletes the `PostChange` rows older than `cutoff` (up to `size` rows changed with the position saved, at least
+    one), never the newest (its id is not reused)."""
     newest = PostChange.select(peewee.fn.MAX(PostChange.id))
     old = PostChange.select(PostChange.id).where(PostChange.at < cutoff, PostChange.id < newest)
-    ids = [i for (i,) in old.order_by(PostChange.id).limit(size).tuples()]
+    ids = [i for (i,) in old.order_by(PostChange.id).limit(max(1, size - 1)).tuples()]
     if not ids:
         return 0
     PostChange.delete().where(PostChange.id.in_(ids)).execute()
