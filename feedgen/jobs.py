@@ -48,7 +48,7 @@ from feedgen.store.writes import Recount, delete_posts
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600
-PRUNE_MAX_ROWS = 1000
+PRUNE_MAX_ROWS = 500
 """The most rows (of all tables) one prune transaction changes."""
 
 
