@@ -157,11 +157,12 @@ def prune_transactions(db: peewee.Database, info: dict[str, object], hours: floa
     finally:
         connection.set_trace_callback(None)
     rows.sort()
+    slow = sum(wait > 0.1 for wait in probe.waits)
     return [
         f'pruned {removed} in {seconds:.1f} s, {len(took)} transactions; rows each: median {rows[len(rows) // 2]}, '
         f'max {rows[-1]}',
         f'transaction ms: {spread(took)}',
-        f'writer waits ({len(probe.waits)}) ms: {spread(probe.waits)}',
+        f'writer waits ({len(probe.waits)}) ms: {spread(probe.waits)}; over 100 ms: {slow}',
     ]
 
 
