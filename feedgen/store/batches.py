@@ -5,10 +5,11 @@ Owns the size and the rhythm of the jobs' deleting transactions. SQLite's write 
 it taken sleeps and tries again (SQLite's busy handler sleeps 1 to 25 ms at a time over its first 100 ms of waiting,
 then longer), so a job that begins its next transaction right after its commit keeps such a writer waiting through
 many of them, and one that runs for longer than the busy timeout makes it fail with `database is locked`. Here each
-transaction changes at most `max_rows` rows and is sized to take about `BATCH_SECONDS`: it starts small (the first
-one after a pause reads a cold cache), then is half as large after a slower one and twice as large after a quicker
-one. After each commit on SQLite the job sleeps `PAUSE_SECONDS`, longer than one sleep of a writer that has waited
-less than 100 ms, so such a writer goes next. PostgreSQL's writers wait only for the same rows: no pause there.
+transaction changes at most `max_rows` rows and is sized to take about `BATCH_SECONDS`, its commit included: it
+starts small (the first one of a run may read a cold cache), then is half as large after a slower one and twice as
+large after a quicker one. After each commit on SQLite the job sleeps `PAUSE_SECONDS`, longer than one sleep of a
+writer that has waited less than 100 ms, so such a writer goes next. PostgreSQL's writers wait only for the same
+rows: no pause there.
 """
 
 from __future__ import annotations
