@@ -1,8 +1,14 @@
 """Measure: what every benchmark reports about the machine and the processes it runs, and how it prints tables.
 
-Owns sampling a process tree's CPU time and resident memory while a benchmark runs (psutil), describing
-the machine (CPU, cores, memory, load averages: the 2 cores may be shared), and formatting markdown
+Owns sampling a process tree's CPU time and resident memory while a benchmark runs (psutil, `/proc/<pid>/status`),
+describing the machine (CPU, cores, memory, load averages: the 2 cores may be shared), and formatting markdown
 tables. It never starts or stops the processes it measures.
+
+Resident memory is reported two ways: the tree's summed RSS, and per process its private memory (`RssAnon`: the
+Python heap, SQLite's page cache) apart from its mapped file pages (`RssFile` + `RssShmem`: SQLite's memory map of
+the store and its WAL index, the libraries). Mapped file pages are the kernel's page cache: shared by every process
+mapping the same file, counted again in each one's RSS (and once per mapping), and reclaimable under memory
+pressure; private memory is what a process itself costs.
 """
 
 from __future__ import annotations
@@ -68,6 +74,32 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return '\n'.join(lines)
 
 
+@dataclass(frozen=True)
+class Resident:
+    """One process's resident memory by kind, in MB (`/proc/<pid>/status`)."""
+
+    private_mb: float
+    """Anonymous pages (`RssAnon`): the process's own heap."""
+    mapped_mb: float
+    """File-backed and shared pages (`RssFile` + `RssShmem`): page-cache pages it maps."""
+
+
+def resident(pid: int) -> Resident | None:
+    """Process `pid`'s resident memory by kind, or None once it has exited."""
+    fields: dict[str, int] = {}
+    try:
+        with open(f'/proc/{pid}/status') as status:
+            for line in status:
+                name, _, value = line.partition(':')
+                if name in ('RssAnon', 'RssFile', 'RssShmem'):
+                    fields[name] = int(value.split()[0])  # kB
+    except OSError:
+        return None
+    if 'RssAnon' not in fields:  # a zombie: its memory is gone
+        return None
+    return Resident(fields['RssAnon'] / 1024, (fields.get('RssFile', 0) + fields.get('RssShmem', 0)) / 1024)
+
+
 @dataclass
 class Usage:
     """CPU and memory a process tree used over a measured interval."""
@@ -78,6 +110,10 @@ class Usage:
     """Peak of the tree's summed resident memory, as sampled."""
     write_bytes: int = 0
     """Bytes the process caused to be written to disk (`/proc/<pid>/io`), where measured."""
+    peak_private_mb: float = 0.0
+    """The largest process's peak private memory (`Resident.private_mb`), where sampled per process."""
+    peak_mapped_mb: float = 0.0
+    """The largest process's peak of mapped file pages (`Resident.mapped_mb`), where sampled per process."""
 
     @property
     def cpu_percent(self) -> float:
@@ -89,7 +125,8 @@ class TreeSampler:
     """Samples a process and its descendants (the server's workers) while in a `with` block.
 
     CPU time is exact (read at start and end; processes that exit in between lose their share). Memory is
-    the peak of the sampled sum of RSS, every `interval` seconds.
+    sampled every `interval` seconds: the peak of the tree's summed RSS, and the peaks of any one process's private
+    memory and mapped file pages (a serving worker's cost, apart from the page cache it maps).
     """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
@@ -119,13 +156,15 @@ class TreeSampler:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            total = 0
+            total = 0.0
             for process in self._tree():
-                try:
-                    total += process.memory_info().rss
-                except psutil.NoSuchProcess:
+                memory = resident(process.pid)
+                if memory is None:
                     continue
-            self.usage.peak_rss_mb = max(self.usage.peak_rss_mb, total / MB)
+                total += memory.private_mb + memory.mapped_mb
+                self.usage.peak_private_mb = max(self.usage.peak_private_mb, memory.private_mb)
+                self.usage.peak_mapped_mb = max(self.usage.peak_mapped_mb, memory.mapped_mb)
+            self.usage.peak_rss_mb = max(self.usage.peak_rss_mb, total)
 
     def __enter__(self) -> TreeSampler:
         self._cpu = self._cpu_times()

@@ -6,7 +6,8 @@ with a feeds config covering every installed algorithm (`latest`, `topic` by has
 `following` for a viewer following 500 accounts, then the others with default parameters), runs their
 scheduled jobs once, collects first-page and deep
 (10,000+ items down) cursors by walking each feed, and runs wrk at 1, 16 and 64 connections per feed and
-page depth, sampling the server's CPU and memory. In the same run it measures the ceiling app
+page depth, sampling the server's CPU and memory (summed RSS, and the largest process's private memory apart from
+the store pages it maps: `bench.measure`). In the same run it measures the ceiling app
 (`bench.serve.ceiling`) under granian with the same worker settings. Prints markdown tables. With
 `--database postgresql://...` the server reads a PostgreSQL copy of the store (`bench.serve.postgres`); the
 server CPU column then leaves out PostgreSQL's own processes.
@@ -68,16 +69,23 @@ class Row:
     load: Load
     cpu_percent: float
     rss_mb: float
+    """Peak summed RSS of the server's processes, mapped store pages included (counted once per process)."""
+    private_mb: float
+    """Peak private memory of the largest server process (`bench.measure.Resident`)."""
+    mapped_mb: float
+    """Peak mapped file pages of the largest server process: page cache, shared and reclaimable."""
 
     def cells(self) -> list[object]:
         load = self.load
         return [
             self.target, self.page, self.connections, round(load.rate), round(load.p50_ms, 2), round(load.p90_ms, 2),
-            round(load.p99_ms, 2), load.errors, round(self.cpu_percent), round(self.rss_mb),
+            round(load.p99_ms, 2), load.errors, round(self.cpu_percent), round(self.rss_mb), round(self.private_mb),
+            round(self.mapped_mb),
         ]  # fmt: skip
 
 
-HEADERS = ['feed', 'page', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors', 'server CPU %', 'server RSS MB']
+HEADERS = ['feed', 'page', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors', 'server CPU %', 'server RSS MB',
+           'worker private MB', 'worker mapped MB']  # fmt: skip
 
 
 BENCH_FEEDS = (
@@ -189,7 +197,8 @@ def measure(server: subprocess.Popen, port: int, target: Target, connections: in
     with TreeSampler(server.pid) as sampler:
         load = run_wrk(port, target.requests, connections, seconds)
     usage = sampler.usage
-    return Row(target.feed, target.page, connections, load, usage.cpu_percent, usage.peak_rss_mb)
+    return Row(target.feed, target.page, connections, load, usage.cpu_percent, usage.peak_rss_mb,
+               usage.peak_private_mb, usage.peak_mapped_mb)  # fmt: skip
 
 
 def serve_rows(

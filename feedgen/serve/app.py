@@ -26,7 +26,7 @@ from feedgen.serve.receipts import ReceiptSampler
 from feedgen.serve.transparency import transparency
 from feedgen.serve.xrpc import XrpcError, xrpc_error_response
 from feedgen.settings import Settings
-from feedgen.store.models import open_database
+from feedgen.store.models import SERVING_PRAGMAS, open_database
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def create_app(
     Args:
         settings: configuration (service DID, publisher DID, database, feeds config).
         feeds: the feeds to serve, by record key; default: discovered plugins and `settings.feeds_config`.
-        db: an open store; default: `open_database(settings.database)`.
+        db: an open store; default: `open_database(settings.database, SERVING_PRAGMAS)`.
         auth: verifies viewers' service JWTs; default: resolving issuers at `settings.plc_url` (and reading a request
             without one as `settings.dev_viewer` when that is set).
         graphs: reads each verified reader's follows from their PDS once; default: one sharing the default `auth`'s
@@ -51,7 +51,7 @@ def create_app(
     """
     app = Flask('feedgen')
     app.json = OrjsonProvider(app)
-    db = db or open_database(settings.database)
+    db = db or open_database(settings.database, SERVING_PRAGMAS)
     if feeds is None:
         feeds = load_feeds(discover_algorithms(settings.plugins_dir), settings.feeds_config)
     if auth is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,11 @@ SQLITE_PRAGMAS = {
 """`wal_autocheckpoint`: copy the WAL into the database every 10,000 pages (40 MB) instead of 1,000. A batch of
 random-key inserts dirties thousands of pages, so the default checkpoints after nearly every batch (docs/design.md,
 "Ingest")."""
+
+SERVING_PRAGMAS = SQLITE_PRAGMAS | {'cache_size': -8000, 'mmap_size': 0}
+"""A serving connection's: 8 MB of page cache and no memory map. A worker holds one connection per thread; pages it
+reads come from the kernel's page cache (shared by every process and reclaimable), so a worker's own memory stays
+bounded whatever it reads (docs/design.md, "Serving")."""
 
 
 class BaseModel(peewee.Model):  # type: ignore[misc]  # peewee is untyped (see pyproject.toml)
@@ -433,19 +438,20 @@ MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
-def open_database(url: str | Path) -> peewee.Database:
+def open_database(url: str | Path, pragmas: Mapping[str, object] = SQLITE_PRAGMAS) -> peewee.Database:
     """Opens (and creates if needed) the store at `url`, binds the models to it and returns it.
 
     Args:
         url: a SQLite file path, `:memory:`, or a peewee database URL (`sqlite:///x.db`, `postgresql://...`).
+        pragmas: set on each SQLite connection (`SQLITE_PRAGMAS`, or `SERVING_PRAGMAS` for a serving worker).
     """
     url = str(url)
     if '://' in url:
         db = connect_url(url)
         if isinstance(db, peewee.SqliteDatabase):
-            db = SqliteDatabase(db.database, pragmas=SQLITE_PRAGMAS, timeout=15)
+            db = SqliteDatabase(db.database, pragmas=dict(pragmas), timeout=15)
     else:
-        db = SqliteDatabase(url, pragmas=SQLITE_PRAGMAS, timeout=15)
+        db = SqliteDatabase(url, pragmas=dict(pragmas), timeout=15)
     database.initialize(db)
     db.connect(reuse_if_open=True)
     create_tables(db)
