@@ -10,7 +10,8 @@ likes indexed through the indexer. Personal feeds: the first page of `network` a
 sought through one range of the whole window and as shipped (widening ranges), and whether the pages are identical.
 
 Pruning (`--only prune`): what is older than `--prune-hours` before the store's newest post, each of the job's
-transactions timed.
+transactions timed (from its `BEGIN IMMEDIATE` to its `COMMIT`) with the rows it changed, while a
+`bench.scale.run.WriterProbe` (another writer, as ingest is) takes the write lock over and over and keeps its waits.
 
 Usage: `cp bench/out/serve-1000000.db* bench/out/serve-1000000.json /tmp/x/ &&
 python -m bench.engine --store /tmp/x/serve-1000000.db`
@@ -19,18 +20,18 @@ python -m bench.engine --store /tmp/x/serve-1000000.db`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import peewee
 from feedgen_algorithms import following
 
+from bench.scale.run import WriterProbe
 from feedgen import jobs
 from feedgen.ingest.events import Commit, SubjectCreate
 from feedgen.ingest.indexer import Indexer
@@ -132,30 +133,44 @@ def following_pages(info: dict[str, object], repeats: int) -> list[str]:
 
 
 def prune_transactions(db: peewee.Database, info: dict[str, object], hours: float) -> list[str]:
-    """Prunes what is older than `hours` before the store's newest post, timing each transaction."""
+    """Prunes what is older than `hours` before the store's newest post, timing each transaction and another writer's
+    waits."""
     took: list[float] = []
-    write_transaction = jobs.write_transaction
+    rows: list[int] = []
+    began: list[tuple[float, int]] = []
+    connection = db.connection()
 
-    @contextlib.contextmanager
-    def timed(database: peewee.Database) -> Iterator[None]:
-        started = time.perf_counter()
-        with write_transaction(database):
-            yield
-        took.append(time.perf_counter() - started)
+    def trace(statement: str) -> None:
+        if statement.startswith('BEGIN'):
+            began.append((time.perf_counter(), connection.total_changes))
+        elif statement == 'COMMIT' and began:
+            started, changes = began.pop()
+            took.append(time.perf_counter() - started)
+            rows.append(connection.total_changes - changes)
 
-    jobs.write_transaction = timed  # the job's own transactions, each timed
+    connection.set_trace_callback(trace)
     try:
-        started = time.perf_counter()
-        removed = jobs.prune(db, retention_hours=hours, now=int(info['newest_ms']) / 1000)  # type: ignore[call-overload]
-        seconds = time.perf_counter() - started
+        with WriterProbe(Path(db.database)) as probe:
+            started = time.perf_counter()
+            removed = jobs.prune(db, retention_hours=hours, now=int(info['newest_ms']) / 1000)  # type: ignore[call-overload]
+            seconds = time.perf_counter() - started
     finally:
-        jobs.write_transaction = write_transaction
-    took.sort()
-    ms = [took[len(took) // 2] * 1000, took[int(len(took) * 0.99)] * 1000, took[-1] * 1000]
+        connection.set_trace_callback(None)
+    rows.sort()
+    slow = sum(wait > 0.1 for wait in probe.waits)
     return [
-        f'pruned {removed} in {seconds:.1f} s, {len(took)} transactions: median {ms[0]:.1f} ms, p99 {ms[1]:.1f} ms, '
-        f'max {ms[2]:.1f} ms'
+        f'pruned {removed} in {seconds:.1f} s, {len(took)} transactions; rows each: median {rows[len(rows) // 2]}, '
+        f'max {rows[-1]}',
+        f'transaction ms: {spread(took)}',
+        f'writer waits ({len(probe.waits)}) ms: {spread(probe.waits)}; over 100 ms: {slow}',
     ]
+
+
+def spread(seconds: list[float]) -> str:
+    """The median, p99 and max of `seconds`, in ms."""
+    ordered = sorted(seconds)
+    median, p99 = (ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000 for share in (0.5, 0.99))
+    return f'median {median:.1f}, p99 {p99:.1f}, max {ordered[-1] * 1000:.1f}'
 
 
 def main(argv: list[str] | None = None) -> int:

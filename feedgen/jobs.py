@@ -6,9 +6,9 @@ indexing keyword matches), once each when two feeds declare the same job. Each j
 away (and again soon after ingest writes its first batch: `run_soon`), then every `Job.seconds`; a run
 that is due while the previous one still runs is skipped. Each run logs one line with its outcome (what
 it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts, likes and
-reposts indexed more than `retention_hours` ago, in transactions sized to take about 30 ms each (`_Batches`), so
-ingest never waits on it for long; plugin indexers' rows past their retention; and the `PostChange` rows older
-than an hour. Follows are kept longer only when
+reposts indexed more than `retention_hours` ago, plugin indexers' rows past their retention, and the `PostChange`
+rows older than an hour, in short transactions with pauses between them (`feedgen.store.batches`), so ingest never
+waits on it for long, even for the backlog of a restart after a long stop. Follows are kept longer only when
 their author is a reader (has a `ReaderGraph`: asked for a feed with a verified token), the only follows any
 algorithm reads; a reader seen for the first time has their follows read from their repository again
 (`feedgen.ingest.graph_sync`), so a follow pruned before they asked is not missed. Counters stay exact: a like or
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -32,6 +32,7 @@ from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import Feed
 from feedgen.serve.interactions import prune_interactions
 from feedgen.serve.receipts import prune_receipts
+from feedgen.store.batches import Batches
 from feedgen.store.models import (
     CHANGES_KEEP_SECONDS,
     CHANGES_PRUNED,
@@ -42,17 +43,13 @@ from feedgen.store.models import (
     PostChange,
     ReaderGraph,
     Repost,
-    write_transaction,
 )
 from feedgen.store.writes import Recount, delete_posts
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600
-PRUNE_MAX_ROWS = 5000
-"""The most rows one prune transaction deletes."""
-PRUNE_BATCH_SECONDS = 0.03
-"""What one prune transaction aims to take, well under the 100 ms it may keep ingest waiting: a batch after a slower
-one is half as large, after a quicker one twice (up to `max_rows`)."""
+PRUNE_MAX_ROWS = 500
+"""The most rows (of all tables) one prune transaction changes."""
 
 
 def prune(
@@ -67,12 +64,11 @@ def prune(
     tables by name)."""
     moment = time.time() if now is None else now
     cutoff = int((moment - retention_hours * 3600) * 1000)
-    batches = _Batches(db, max_rows)
+    batches = Batches(db, max_rows)
 
     def posts(size: int) -> int:
-        ids = [i for (i,) in Post.select(Post.id).where(Post.indexed_at < cutoff).limit(size).tuples()]
         recount = Recount()
-        deleted = delete_posts(Post.id.in_(ids), recount) if ids else 0
+        deleted = delete_posts(Post.indexed_at < cutoff, recount, max_rows=size)
         recount.apply()
         return deleted
 
@@ -103,17 +99,15 @@ def prune(
 
     batches.run(follows)
     batches.run(partial(_prune_changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
-    if indexers:
-        with write_transaction(db):
-            removed |= prune_plugin_tables(indexers, retention_hours, int(moment * 1000))
-    return removed
+    return removed | prune_plugin_tables(indexers, retention_hours, int(moment * 1000), batches)
 
 
 def _prune_changes(cutoff: int, size: int) -> int:
-    """Deletes up to `size` of the `PostChange` rows older than `cutoff`, never the newest (its id is not reused)."""
+    """Deletes the `PostChange` rows older than `cutoff` (up to `size` rows changed with the position saved, at least
+    one), never the newest (its id is not reused)."""
     newest = PostChange.select(peewee.fn.MAX(PostChange.id))
     old = PostChange.select(PostChange.id).where(PostChange.at < cutoff, PostChange.id < newest)
-    ids = [i for (i,) in old.order_by(PostChange.id).limit(size).tuples()]
+    ids = [i for (i,) in old.order_by(PostChange.id).limit(max(1, size - 1)).tuples()]
     if not ids:
         return 0
     PostChange.delete().where(PostChange.id.in_(ids)).execute()
@@ -121,31 +115,6 @@ def _prune_changes(cutoff: int, size: int) -> int:
         conflict_target=[JobState.name], update={JobState.position: ids[-1]}
     ).execute()
     return len(ids)
-
-
-class _Batches:
-    """Runs a deletion in write transactions of adaptive size, each near `PRUNE_BATCH_SECONDS`."""
-
-    def __init__(self, db: peewee.Database, max_rows: int) -> None:
-        self.db = db
-        self.max_rows = max_rows
-        self.size = min(500, max_rows)
-
-    def run(self, delete: Callable[[int], int]) -> int:
-        """Calls `delete(size)` (which deletes up to `size` rows and returns how many) until it deletes fewer."""
-        total = 0
-        while True:
-            started = time.monotonic()
-            with write_transaction(self.db):
-                deleted = delete(self.size)
-            total += deleted
-            if deleted < self.size:
-                return total
-            took = time.monotonic() - started
-            if took > PRUNE_BATCH_SECONDS:
-                self.size = max(1, self.size // 2)
-            elif took < PRUNE_BATCH_SECONDS / 2:
-                self.size = min(self.max_rows, self.size * 2)
 
 
 def feed_jobs(feeds: Iterable[Feed]) -> list[Job]:

@@ -6,6 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import peewee
+
 # Row ids and indexed_at depend on batching and the wall clock, seq on the relay's numbering (a reset relay
 # renumbers); everything else must match exactly.
 _QUERIES = {
@@ -23,6 +25,11 @@ def records(path: Path) -> dict[str, list[tuple]]:
     """Every indexed record of the SQLite store at `path`, table by table, in a stable order."""
     with sqlite3.connect(path, timeout=30) as conn:
         return {table: conn.execute(query).fetchall() for table, query in _QUERIES.items()}
+
+
+def database_records(db: peewee.Database) -> dict[str, list[tuple]]:
+    """`records` of the store `db` (SQLite or PostgreSQL)."""
+    return {table: [tuple(row) for row in db.execute_sql(query).fetchall()] for table, query in _QUERIES.items()}
 
 
 def cursor(path: Path) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,14 +19,26 @@ from feedgen.ingest.pipeline import Pipeline
 from feedgen.jobs import feed_jobs, prune, run_logged, run_soon, start_scheduler
 from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import discover_algorithms, make_feed
-from feedgen.store.models import Follow, Like, Post, PostTerm, ReaderGraph, Repost, open_database
+from feedgen.store import batches
+from feedgen.store.models import (
+    Follow,
+    Like,
+    Post,
+    PostTerm,
+    ReaderGraph,
+    Repost,
+    open_database,
+    write_transaction,
+)
 from tests import frames
+from tests.conftest import POSTGRES_URL, empty_postgres
 from tests.paging import walk
-from tests.stores import records
+from tests.stores import database_records
 from tests.worlds import NOW_MS, NOW_S, READER
 
 ALICE, BOB = 'did:plc:alice', 'did:plc:bob'
 HOUR = 3600.0
+needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason='FEEDGEN_TEST_DATABASE_URL is not set')
 
 
 def _index_at(db: peewee.Database, now: float, messages: list[bytes]) -> None:
@@ -134,27 +147,101 @@ def test_run_soon_moves_every_job_to_run_within_the_second(db: peewee.Database) 
         scheduler.shutdown(wait=True)
 
 
-def _pruned_store(path: Path, max_rows: int) -> dict[str, list[tuple]]:
-    """A store of posts, replies, likes and reposts made over 30 hours, pruned to 12 with `max_rows` per batch."""
-    db = open_database(path)
+def _old_store(db: peewee.Database, posts: int = 120) -> None:
+    """Posts (with terms, some of them replies), likes and reposts made over 30 hours from hour 1,000."""
     builder, rng = StoreBuilder(db), random.Random(7)
-    posts: list[str] = []
-    for n in range(120):
-        at = 1_000 * HOUR + n * 900
-        reply_to = rng.choice(posts) if posts and rng.random() < 0.3 else None
-        posts.append(builder.make_post(f'author{n % 9}', tags=['x'], reply_to=reply_to, at=at))
+    uris: list[str] = []
+    for n in range(posts):
+        at = 1_000 * HOUR + n * 900 * 120 / posts
+        reply_to = rng.choice(uris) if uris and rng.random() < 0.3 else None
+        uris.append(builder.make_post(f'author{n % 9}', tags=['x'], reply_to=reply_to, at=at))
         for fan in range(rng.randrange(4)):
             make = builder.make_repost if fan == 2 else builder.make_like
-            make(f'fan{fan}', rng.choice(posts), at=at + 1)
+            make(f'fan{fan}', rng.choice(uris), at=at + 1)
+
+
+def _pruned_store(url: str, max_rows: int) -> dict[str, list[tuple]]:
+    """The records of an `_old_store` at `url` pruned to 12 hours with `max_rows` per batch."""
+    db = open_database(url)
+    _old_store(db)
     prune(db, retention_hours=12, now=1_000 * HOUR + 30 * HOUR, max_rows=max_rows)
-    db.close()
-    return records(path)
+    try:
+        return database_records(db)
+    finally:
+        db.close()
 
 
-def test_pruning_in_batches_of_one_row_ends_with_the_store_pruning_at_once_does(tmp_path: Path) -> None:
-    at_once = _pruned_store(tmp_path / 'once.db', max_rows=1_000_000)
+@pytest.mark.parametrize('backend', ['sqlite', pytest.param('postgresql', marks=needs_postgres)])
+def test_pruning_in_batches_of_one_row_ends_with_the_store_pruning_at_once_does(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batches, 'PAUSE_SECONDS', 0.0)  # no other writer waits here
+
+    def url(name: str) -> str:
+        return empty_postgres(POSTGRES_URL) if backend == 'postgresql' else str(tmp_path / name)
+
+    at_once = _pruned_store(url('once.db'), max_rows=1_000_000)
     assert 0 < len(at_once['post']) < 120
-    assert _pruned_store(tmp_path / 'batches.db', max_rows=1) == at_once
+    assert len(at_once['like']) > 0 and len(at_once['post_term']) > 0
+    assert _pruned_store(url('batches.db'), max_rows=1) == at_once
+
+
+def test_a_prune_of_a_large_backlog_runs_many_transactions_of_at_most_max_rows_rows_each(
+    db: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a long stop everything the store held is past the retention: the prune still changes at most `max_rows`
+    rows (of all tables: posts, their terms and change notes, the parents' counts) in any one transaction."""
+    monkeypatch.setattr(batches, 'PAUSE_SECONDS', 0.0)
+    _old_store(db)
+    total = sum(db.execute_sql(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in ('post', 'like', 'repost'))
+    changed: list[int] = []
+    connection = db.connection()
+
+    def trace(statement: str) -> None:
+        if statement.startswith('BEGIN'):
+            changed.append(-connection.total_changes)
+        elif statement == 'COMMIT':
+            changed[-1] += connection.total_changes
+
+    connection.set_trace_callback(trace)
+    try:
+        removed = prune(db, retention_hours=1, now=1_100 * HOUR, max_rows=20)
+    finally:
+        connection.set_trace_callback(None)
+    assert Post.select().count() == Like.select().count() == Repost.select().count() == 0
+    assert removed['posts'] + removed['likes'] + removed['reposts'] == total
+    assert max(changed) <= 20
+    assert len(changed) >= total / 20
+
+
+def test_ingest_commits_between_the_transactions_of_a_prune_with_a_large_backlog(db: peewee.Database) -> None:
+    """A restart after a long stop prunes a large backlog while ingest writes: ingest takes the write lock between
+    the prune's transactions (it once waited for the whole prune, and failed with `database is locked` when that took
+    longer than its busy timeout)."""
+    _old_store(db)
+    backlog = Post.select().count()
+    seen: list[int] = []
+    pruned = threading.Event()
+
+    def ingest() -> None:
+        number = 0
+        while not pruned.is_set():
+            with write_transaction(db):
+                Like.insert(uri=f'at://did:plc:w/app.bsky.feed.like/{number}', author='did:plc:w', subject='x',
+                            indexed_at=int(time.time() * 1000)).execute()  # fmt: skip
+                seen.append(Post.select().count())
+            number += 1
+            pruned.wait(0.01)  # the next batch
+
+    writer = threading.Thread(target=ingest)
+    writer.start()
+    try:
+        prune(db, retention_hours=1, now=1_100 * HOUR, max_rows=20)
+    finally:
+        pruned.set()
+        writer.join()
+    assert Post.select().count() == 0
+    assert len({count for count in seen if 0 < count < backlog}) >= 2, 'ingest wrote while posts were being pruned'
 
 
 def test_pruning_follows_keeps_every_personalized_page_of_readers(db: peewee.Database) -> None:

@@ -79,14 +79,17 @@ def ingest_runs(database: Path | str, frames: Sequence[bytes], args: argparse.Na
 
 class WriterProbe:
     """While in a `with` block, takes and releases SQLite's write lock over and over on its own connection, keeping
-    the longest wait: how long another writer (ingest) could have been held up."""
+    each wait: how long another writer (ingest) could have been held up."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.longest = 0.0
-        self.takes = 0
+        self.waits: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._probe, daemon=True)
+
+    @property
+    def longest(self) -> float:
+        return max(self.waits, default=0.0)
 
     def _probe(self) -> None:
         conn = sqlite3.connect(self.path, timeout=600, isolation_level=None)
@@ -95,8 +98,7 @@ class WriterProbe:
                 started = time.perf_counter()
                 conn.execute('BEGIN IMMEDIATE')
                 conn.execute('COMMIT')
-                self.longest = max(self.longest, time.perf_counter() - started)
-                self.takes += 1
+                self.waits.append(time.perf_counter() - started)
         finally:
             conn.close()
 
@@ -122,7 +124,7 @@ def time_prune(store: Path | str, ahead: float = PRUNE_EVERY_SECONDS) -> dict[st
             seconds = time.monotonic() - started
     finally:
         db.close()
-    waited = {'longest_writer_wait_ms': round(probe.longest * 1000, 1), 'probes': probe.takes} if probe else {}
+    waited = {'longest_writer_wait_ms': round(probe.longest * 1000, 1), 'probes': len(probe.waits)} if probe else {}
     return {'seconds': round(seconds, 3), 'removed': removed} | waited
 
 

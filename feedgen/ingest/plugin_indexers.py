@@ -15,10 +15,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import peewee
 
+from feedgen.store.batches import Batches
 from feedgen.store.plugin_tables import Migration, PluginTable, TableSpec
 from feedgen.store.writes import chunks
 
@@ -73,16 +75,25 @@ def table_specs(indexers: Iterable[RecordIndexer]) -> list[TableSpec]:
     ]
 
 
-def prune_plugin_tables(indexers: Iterable[RecordIndexer], retention_hours: float, now_ms: int) -> dict[str, int]:
-    """Deletes the plugin rows indexed longer ago than their indexer's retention (or `retention_hours`); returns how
-    many rows of each table. Call it in a write transaction."""
+def prune_plugin_tables(
+    indexers: Iterable[RecordIndexer], retention_hours: float, now_ms: int, batches: Batches
+) -> dict[str, int]:
+    """Deletes the plugin rows indexed longer ago than their indexer's retention (or `retention_hours`), in the
+    transactions of `batches`; returns how many rows of each table."""
     removed: dict[str, int] = {}
     for indexer in indexers:
         hours = retention_hours if indexer.retention_hours is None else indexer.retention_hours
         for table in indexer.tables:
             cutoff = now_ms - int(hours * 3_600_000)
-            removed[table._meta.table_name] = table.delete().where(table.indexed_at < cutoff).execute()
+            removed[table._meta.table_name] = batches.run(partial(_delete_older, table, cutoff))
     return removed
+
+
+def _delete_older(table: type[PluginTable], cutoff: int, size: int) -> int:
+    """Deletes up to `size` rows of `table` indexed before `cutoff`."""
+    old = table.select(table.id).where(table.indexed_at < cutoff).limit(size)
+    deleted: int = table.delete().where(table.id.in_(old)).execute()
+    return deleted
 
 
 @dataclass

@@ -24,6 +24,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from feedgen.ranking.feedback import DAY_MS, FEEDBACK_DAYS, LESS, MORE, SEEN
 from feedgen.serve.reader_graph import reader_seen
 from feedgen.serve.xrpc import XrpcError, signed_in_reader
+from feedgen.store.batches import Batches
 from feedgen.store.models import Interaction, write_transaction
 
 SEND_INTERACTIONS_LXM = 'app.bsky.feed.sendInteractions'
@@ -32,6 +33,7 @@ MAX_INTERACTIONS = 1000
 KEPT_EVENTS = {f'app.bsky.feed.defs#{name}': name for name in (LESS, MORE, SEEN)}
 POST_COLLECTION = 'app.bsky.feed.post'
 PRUNE_CHUNK = 5000
+"""The most rows one prune transaction deletes."""
 _INSERT_CHUNK = 100
 log = logging.getLogger(__name__)
 
@@ -118,15 +120,13 @@ def send_interactions() -> Response:
 
 
 def prune_interactions(db: peewee.Database, now: float | None = None) -> int:
-    """Deletes feedback older than `FEEDBACK_DAYS`, in small transactions; returns how many rows."""
+    """Deletes feedback older than `FEEDBACK_DAYS`, in short transactions (`Batches`); returns how many rows."""
     cutoff = int((time.time() if now is None else now) * 1000) - FEEDBACK_DAYS * DAY_MS
     key = peewee.Tuple(Interaction.viewer, Interaction.event, Interaction.post)
-    removed = 0
-    while True:
-        with write_transaction(db):
-            old = Interaction.select(Interaction.viewer, Interaction.event, Interaction.post)
-            old = old.where(Interaction.at < cutoff).limit(PRUNE_CHUNK)
-            count: int = Interaction.delete().where(key.in_(old)).execute()
-        removed += count
-        if count < PRUNE_CHUNK:
-            return removed
+
+    def delete(size: int) -> int:
+        old = Interaction.select(Interaction.viewer, Interaction.event, Interaction.post)
+        deleted: int = Interaction.delete().where(key.in_(old.where(Interaction.at < cutoff).limit(size))).execute()
+        return deleted
+
+    return Batches(db, PRUNE_CHUNK).run(delete)

@@ -42,11 +42,13 @@ from feedgen.ranking.languages import add_content_language
 from feedgen.ranking.plugins import Feed
 from feedgen.serve.jsonio import dumps_bytes
 from feedgen.settings import ReceiptPolicy
+from feedgen.store.batches import Batches
 from feedgen.store.models import FeedStat, Receipt
 from feedgen.store.writes import insert_ignore
 
 RECEIPT_TTL_HOURS = 24.0
 PRUNE_CHUNK = 5000
+"""The most rows one prune transaction deletes."""
 log = logging.getLogger(__name__)
 
 
@@ -276,16 +278,15 @@ def request_counts() -> dict[str, dict[str, int]]:
 
 
 def prune_receipts(db: peewee.Database, max_age_hours: float = RECEIPT_TTL_HOURS, now: float | None = None) -> int:
-    """Deletes receipts older than `max_age_hours`, in small transactions; returns how many."""
+    """Deletes receipts older than `max_age_hours`, in short transactions (`Batches`); returns how many."""
     cutoff = _cutoff(max_age_hours, now)
-    removed = 0
-    while True:
-        with db.atomic():
-            old = Receipt.select(Receipt.req_id).where(Receipt.created_at < cutoff).limit(PRUNE_CHUNK)
-            count: int = Receipt.delete().where(Receipt.req_id.in_(old)).execute()
-        removed += count
-        if count < PRUNE_CHUNK:
-            return removed
+
+    def delete(size: int) -> int:
+        old = Receipt.select(Receipt.req_id).where(Receipt.created_at < cutoff).limit(size)
+        deleted: int = Receipt.delete().where(Receipt.req_id.in_(old)).execute()
+        return deleted
+
+    return Batches(db, PRUNE_CHUNK).run(delete)
 
 
 def _cutoff(hours: float, now: float | None) -> int:

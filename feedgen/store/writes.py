@@ -89,23 +89,52 @@ def insert_ignore(
         db.execute_sql(f'INSERT INTO "{table}" ({names}) VALUES {values} ON CONFLICT DO NOTHING', params)
 
 
-def delete_posts(where: peewee.Expression, recount: Recount) -> int:
-    """Deletes the posts matching `where` with their terms, noting the parents whose reply counts change."""
+def delete_keys(
+    db: peewee.Database, model: type[peewee.Model], columns: Sequence[str], keys: list[tuple[Any, ...]]
+) -> None:
+    """Deletes the rows of `model` whose `columns` (its key) equal one of `keys`: one prepared statement run over all
+    keys on SQLite (which scans the table for a row-value `IN`), row-value `IN (VALUES ...)` statements elsewhere."""
+    table = model._meta.table_name
+    if isinstance(db, peewee.SqliteDatabase):
+        match = ' AND '.join(f'"{column}" = ?' for column in columns)
+        db.cursor().executemany(f'DELETE FROM "{table}" WHERE {match}', keys)
+        return
+    names = ', '.join(f'"{column}"' for column in columns)
+    row_marks = '(' + ', '.join([db.param] * len(columns)) + ')'
+    for chunk in chunks(keys):
+        values = ', '.join([row_marks] * len(chunk))
+        params = [value for key in chunk for value in key]
+        db.execute_sql(f'DELETE FROM "{table}" WHERE ({names}) IN (VALUES {values})', params)
+
+
+def delete_posts(where: peewee.Expression, recount: Recount, max_rows: int | None = None) -> int:
+    """Deletes the posts matching `where` with their terms, noting the parents whose reply counts change; returns how
+    many posts.
+
+    With `max_rows`, only the first posts (at least one) whose deletion changes at most `max_rows` rows of all tables:
+    each post's row, its terms, its `PostChange` note, and its parent's count and note.
+    """
     term_columns = [getattr(Post, name) for name in POST_TERM_COLUMNS]
-    rows = list(Post.select(Post.id, Post.sort_at, *term_columns).where(where).tuples())
+    query = Post.select(Post.id, Post.sort_at, *term_columns).where(where)
+    rows = list((query if max_rows is None else query.limit(max_rows)).tuples())
+    terms: list[tuple[str, int, int]] = []
+    ids: list[int] = []
+    changed = 0
     for post_id, sort_at, *values in rows:
-        terms = row_terms(*values)
+        post_terms = row_terms(*values)
         reply_parent = values[POST_TERM_COLUMNS.index('reply_parent')]
-        if terms:
-            PostTerm.delete().where(
-                PostTerm.term.in_(terms), PostTerm.sort_at == sort_at, PostTerm.post_id == post_id
-            ).execute()
+        changed += 2 + len(post_terms) + (2 if reply_parent else 0)
+        if max_rows is not None and ids and changed > max_rows:
+            break
+        ids.append(post_id)
+        terms.extend((term, sort_at, post_id) for term in post_terms)
         if reply_parent:
             recount.replies.add(reply_parent)
-    for chunk in chunks([row[0] for row in rows]):
+    delete_keys(Post._meta.database.obj, PostTerm, ('term', 'sort_at', 'post_id'), terms)
+    for chunk in chunks(ids):
         note_changes(Post.id.in_(chunk))
         Post.delete().where(Post.id.in_(chunk)).execute()
-    return len(rows)
+    return len(ids)
 
 
 def delete_subject_records(
