@@ -38,6 +38,7 @@ from feedgen.ranking import (
     Prepared,
     Ranking,
     decay,
+    followed_post_counts,
     marker,
     rank_score,
     require_positive,
@@ -112,13 +113,7 @@ class Quiet(PersonalAlgorithm):
         params: QuietParams = self.params
         since = as_of - int(params.window_hours * HOUR_MS)
         with Post._meta.database.atomic():  # one snapshot: the posts walked are those counted
-            counts = rows(
-                visible_posts()
-                .select(Post.author, peewee.fn.COUNT(Post.id), peewee.fn.COUNT(Post.reply_parent))
-                .where(Post.author.in_(Follow.select(Follow.subject).where(Follow.author == viewer)))
-                .where(Post.sort_at > since, Post.sort_at <= as_of, Post.indexed_at <= indexed_until)
-                .group_by(Post.author)
-            )
+            counts = followed_post_counts(viewer, since, as_of, indexed_until)
             replies = sum(author_replies for _, _, author_replies in counts) if params.no_replies else 0
             walks = [
                 _AuthorWalk(author, posts, weights.get(author, 1.0), as_of)
