@@ -21,7 +21,7 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import peewee
@@ -121,18 +121,30 @@ class Quiet(PersonalAlgorithm):
                 if posts > author_replies or not params.no_replies
             ]
             found: list[tuple[int, int, int, _AuthorWalk]] = []
-            best: list[tuple[int, int, int, _AuthorWalk]] = []
+            floor: list[int] = []  # the ranks of the best `SESSION_DEPTH` entries found, lowest first
+
+            def beaten(walk: _AuthorWalk) -> bool:
+                """Whether the walk's unread posts all rank below the best `SESSION_DEPTH` found."""
+                return len(floor) == SESSION_DEPTH and walk.bound < floor[0]
+
             batch, left_out = BATCH, False
             while walks:
+                walks.sort(key=attrgetter('bound'), reverse=True)  # the floor rises before the weaker walks
                 for walk in walks:
-                    read = walk.read(self._posts, since, indexed_until, params.half_life_hours, batch)
-                    found.extend(entry for entry in read if start is None or (entry[0], entry[1]) < start)
-                best = heapq.nlargest(SESSION_DEPTH, found)
-                floor = best[-1][0] if len(best) == SESSION_DEPTH else None
+                    if beaten(walk):
+                        break  # and so are the walks after it, unread (left for the filter below)
+                    for entry in walk.read(self._posts, since, indexed_until, params.half_life_hours, batch):
+                        if start is None or (entry[0], entry[1]) < start:
+                            found.append(entry)
+                            if len(floor) < SESSION_DEPTH:
+                                heapq.heappush(floor, entry[0])
+                            else:
+                                heapq.heappushpop(floor, entry[0])
                 walks = [walk for walk in walks if walk.more]
-                left_out = left_out or any(floor is not None and walk.bound < floor for walk in walks)
-                walks = [walk for walk in walks if floor is None or walk.bound >= floor]
+                left_out = left_out or any(beaten(walk) for walk in walks)
+                walks = [walk for walk in walks if not beaten(walk)]
                 batch *= 4
+            best = heapq.nlargest(SESSION_DEPTH, found)
         half_life = params.half_life_hours
         entries = [
             (rank, post_id, walk.candidate(post_id, sort_at, half_life)) for rank, post_id, sort_at, walk in best
@@ -187,7 +199,8 @@ class _AuthorWalk:
         self.below = (as_of, 2**63 - 1)
         """The `(sort_at, id)` of the last post read: the next read starts below it."""
         self.more = True
-        self.bound = 0
+        self.bound = weigh(round(SCORE_SCALE / rate) + 1, weight)
+        """The most the walk's unread posts can rank: at first, a post made at `as_of`."""
 
     def score(self, sort_at: int, half_life: float) -> float:
         return decay(self.as_of - sort_at, half_life) / self.rate
