@@ -11,8 +11,10 @@ the author's posts count toward the rate, replies too; the feed shows posts that
 asked to see less of count 0.25 times their score for you, more: 2 times (`feedgen.ranking.feedback`).
 
 Ranked per session (`feedgen.ranking.personal`), as of the moment the reader's paging session started: a first page
-reads the posts through the index on `(author, sort_at, id)`, one range per account you follow; the pages
-after it are cut from the ranking it kept.
+takes each followed account's rate from the hourly post counts ingest keeps (`followed_post_counts`), then reads the
+newest posts of the accounts whose posts may rank highest first, through the index on `(author, sort_at, id)`, and
+stops at the first account whose best post cannot reach the session's best; the pages after it are cut from the
+ranking it kept. So a first page reads a few rows per account followed and hour of the window, not every post.
 """
 
 from __future__ import annotations
@@ -106,9 +108,10 @@ class Quiet(PersonalAlgorithm):
     ) -> Ordering:
         """The session's best entries, reading each author's posts from the newest down only as far as needed.
 
-        One aggregate counts each author's posts; then every author's newest `BATCH` posts are read, and more
-        (four times as many each round) only of the authors whose next post could still be among the
-        `SESSION_DEPTH` best: an author's older posts score less. The same entries as ranking every candidate.
+        The authors' counts come from the hourly counts; then the authors' newest `BATCH` posts are read, the
+        authors whose best post may rank highest first, until an author's cannot reach the `SESSION_DEPTH` best
+        found (nor can the rest), and more (four times as many each round) only of the authors whose next post
+        could still be among them: an author's older posts score less. The same entries as ranking every candidate.
         """
         params: QuietParams = self.params
         since = as_of - int(params.window_hours * HOUR_MS)

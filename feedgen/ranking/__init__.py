@@ -25,9 +25,9 @@ from feedgen.ranking.algorithm import (
     Reposted,
     build_params,
 )
-from feedgen.ranking.follow_counts import followed_post_counts
 from feedgen.ranking.feedback import feedback_note, seen_posts, weigh
 from feedgen.ranking.filters import FilterParams, filter_exclusion, filtered_streams, match_filters
+from feedgen.ranking.follow_counts import followed_post_counts
 from feedgen.ranking.keyword_matches import entries_stream, has_entry, index_matches
 from feedgen.ranking.pagination import Stream, keyset_page, ranked_page, streams_page
 from feedgen.ranking.personal import (
