@@ -39,6 +39,8 @@ def fill_post_counts(db: peewee.Database, again: bool = False) -> int:
     in bulk, past the indexer, is counted again from nothing (`again`). Several processes opening the store share the
     work: each transaction counts the next hour not counted yet.
     """
+    if not again and counts_filled():  # the usual case, read without taking the write lock
+        return 0
     if again:
         with write_transaction(db):
             PostCount.delete().execute()
