@@ -47,13 +47,15 @@ def _hours() -> peewee.ModelSelect:
 _POSTS = _posts_counted()
 _HOURS = Prepared(
     _hours()
-    .select_extend(peewee.fn.SUM(PostCount.posts), peewee.fn.SUM(PostCount.replies))
-    .where(PostCount.indexed_max <= _INDEXED)
+    .select_extend(
+        peewee.fn.SUM(PostCount.posts), peewee.fn.SUM(PostCount.replies), peewee.fn.MAX(PostCount.indexed_max)
+    )
     .group_by(PostCount.author),
-    (_VIEWER, _FIRST, _LAST, _INDEXED),
+    (_VIEWER, _FIRST, _LAST),
 )
 _LATE_HOURS = Prepared(
-    _hours().select_extend(PostCount.hour).where(PostCount.indexed_max > _INDEXED), (_VIEWER, _FIRST, _LAST, _INDEXED)
+    _hours().select_extend(PostCount.hour, PostCount.posts, PostCount.replies).where(PostCount.indexed_max > _INDEXED),
+    (_VIEWER, _FIRST, _LAST, _INDEXED),
 )
 
 
@@ -66,18 +68,21 @@ def followed_post_counts(viewer: str, since: int, as_of: int, indexed_until: int
     posts: Counter[str] = Counter()
     replies: Counter[str] = Counter()
 
-    def add(counted: list[tuple[str, int, int]], authors: set[str] | None = None) -> None:
+    def add(counted: list[tuple[str, int, int]], authors: set[str] | None = None, sign: int = 1) -> None:
         for author, author_posts, author_replies in counted:
             if authors is None or author in authors:
-                posts[author] += author_posts
-                replies[author] += author_replies
+                posts[author] += sign * author_posts
+                replies[author] += sign * author_replies
 
-    add(list(_HOURS.tuples(viewer, first, last, indexed_until)))
+    hours = list(_HOURS.tuples(viewer, first, last))
+    add([row[:3] for row in hours])
     add(list(_POSTS.tuples(viewer, since, first * HOUR_MS - 1, indexed_until)))
     add(list(_POSTS.tuples(viewer, (last + 1) * HOUR_MS - 1, as_of, indexed_until)))
-    late: dict[int, set[str]] = {}
-    for author, hour in _LATE_HOURS.tuples(viewer, first, last, indexed_until):
-        late.setdefault(hour, set()).add(author)
-    for hour, authors in late.items():  # hours with a post indexed since: count their posts, of those authors only
-        add(list(_POSTS.tuples(viewer, hour * HOUR_MS - 1, (hour + 1) * HOUR_MS - 1, indexed_until)), authors)
+    if any(newest > indexed_until for *_, newest in hours):  # hours with a post indexed since: count their posts
+        late: dict[int, set[str]] = {}
+        for author, hour, hour_posts, hour_replies in _LATE_HOURS.tuples(viewer, first, last, indexed_until):
+            late.setdefault(hour, set()).add(author)
+            add([(author, hour_posts, hour_replies)], sign=-1)
+        for hour, authors in late.items():
+            add(list(_POSTS.tuples(viewer, hour * HOUR_MS - 1, (hour + 1) * HOUR_MS - 1, indexed_until)), authors)
     return [(author, count, replies[author]) for author, count in sorted(posts.items()) if count]
