@@ -11,8 +11,10 @@ the author's posts count toward the rate, replies too; the feed shows posts that
 asked to see less of count 0.25 times their score for you, more: 2 times (`feedgen.ranking.feedback`).
 
 Ranked per session (`feedgen.ranking.personal`), as of the moment the reader's paging session started: a first page
-reads the posts through the index on `(author, sort_at, id)`, one range per account you follow; the pages
-after it are cut from the ranking it kept.
+takes each followed account's rate from the hourly post counts ingest keeps (`followed_post_counts`), then reads the
+newest posts of the accounts whose posts may rank highest first, through the index on `(author, sort_at, id)`, and
+stops at the first account whose best post cannot reach the session's best; the pages after it are cut from the
+ranking it kept. So a first page reads a few rows per account followed and hour of the window, not every post.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import peewee
@@ -38,6 +40,7 @@ from feedgen.ranking import (
     Prepared,
     Ranking,
     decay,
+    followed_post_counts,
     marker,
     rank_score,
     require_positive,
@@ -105,20 +108,15 @@ class Quiet(PersonalAlgorithm):
     ) -> Ordering:
         """The session's best entries, reading each author's posts from the newest down only as far as needed.
 
-        One aggregate counts each author's posts; then every author's newest `BATCH` posts are read, and more
-        (four times as many each round) only of the authors whose next post could still be among the
-        `SESSION_DEPTH` best: an author's older posts score less. The same entries as ranking every candidate.
+        The authors' counts come from the hourly counts; then the authors' newest `BATCH` posts are read, the
+        authors whose best post may rank highest first, until an author's cannot reach the `SESSION_DEPTH` best
+        found (nor can the rest), and more (four times as many each round) only of the authors whose next post
+        could still be among them: an author's older posts score less. The same entries as ranking every candidate.
         """
         params: QuietParams = self.params
         since = as_of - int(params.window_hours * HOUR_MS)
         with Post._meta.database.atomic():  # one snapshot: the posts walked are those counted
-            counts = rows(
-                visible_posts()
-                .select(Post.author, peewee.fn.COUNT(Post.id), peewee.fn.COUNT(Post.reply_parent))
-                .where(Post.author.in_(Follow.select(Follow.subject).where(Follow.author == viewer)))
-                .where(Post.sort_at > since, Post.sort_at <= as_of, Post.indexed_at <= indexed_until)
-                .group_by(Post.author)
-            )
+            counts = followed_post_counts(viewer, since, as_of, indexed_until)
             replies = sum(author_replies for _, _, author_replies in counts) if params.no_replies else 0
             walks = [
                 _AuthorWalk(author, posts, weights.get(author, 1.0), as_of)
@@ -126,18 +124,30 @@ class Quiet(PersonalAlgorithm):
                 if posts > author_replies or not params.no_replies
             ]
             found: list[tuple[int, int, int, _AuthorWalk]] = []
-            best: list[tuple[int, int, int, _AuthorWalk]] = []
+            floor: list[int] = []  # the ranks of the best `SESSION_DEPTH` entries found, lowest first
+
+            def beaten(walk: _AuthorWalk) -> bool:
+                """Whether the walk's unread posts all rank below the best `SESSION_DEPTH` found."""
+                return len(floor) == SESSION_DEPTH and walk.bound < floor[0]
+
             batch, left_out = BATCH, False
             while walks:
+                walks.sort(key=attrgetter('bound'), reverse=True)  # the floor rises before the weaker walks
                 for walk in walks:
-                    read = walk.read(self._posts, since, indexed_until, params.half_life_hours, batch)
-                    found.extend(entry for entry in read if start is None or (entry[0], entry[1]) < start)
-                best = heapq.nlargest(SESSION_DEPTH, found)
-                floor = best[-1][0] if len(best) == SESSION_DEPTH else None
+                    if beaten(walk):
+                        break  # and so are the walks after it, unread (left for the filter below)
+                    for entry in walk.read(self._posts, since, indexed_until, params.half_life_hours, batch):
+                        if start is None or (entry[0], entry[1]) < start:
+                            found.append(entry)
+                            if len(floor) < SESSION_DEPTH:
+                                heapq.heappush(floor, entry[0])
+                            else:
+                                heapq.heappushpop(floor, entry[0])
                 walks = [walk for walk in walks if walk.more]
-                left_out = left_out or any(floor is not None and walk.bound < floor for walk in walks)
-                walks = [walk for walk in walks if floor is None or walk.bound >= floor]
+                left_out = left_out or any(beaten(walk) for walk in walks)
+                walks = [walk for walk in walks if not beaten(walk)]
                 batch *= 4
+            best = heapq.nlargest(SESSION_DEPTH, found)
         half_life = params.half_life_hours
         entries = [
             (rank, post_id, walk.candidate(post_id, sort_at, half_life)) for rank, post_id, sort_at, walk in best
@@ -192,7 +202,8 @@ class _AuthorWalk:
         self.below = (as_of, 2**63 - 1)
         """The `(sort_at, id)` of the last post read: the next read starts below it."""
         self.more = True
-        self.bound = 0
+        self.bound = weigh(round(SCORE_SCALE / rate) + 1, weight)
+        """The most the walk's unread posts can rank: at first, a post made at `as_of`."""
 
     def score(self, sort_at: int, half_life: float) -> float:
         return decay(self.as_of - sort_at, half_life) / self.rate

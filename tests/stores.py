@@ -1,4 +1,5 @@
-"""Comparing stores in tests: what two SQLite stores hold, without what differs between equal runs."""
+"""Comparing stores in tests: what two SQLite stores hold, without what differs between equal runs, and what the
+hourly post counts of the open store should be."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import peewee
+
+from feedgen.store.models import HOUR_MS, Post, PostCount, hiding_self_labels
 
 # Row ids and indexed_at depend on batching and the wall clock, seq on the relay's numbering (a reset relay
 # renumbers); everything else must match exactly.
@@ -18,6 +21,7 @@ _QUERIES = {
     'repost': 'SELECT uri, author, subject FROM repost ORDER BY uri',
     'follow': 'SELECT uri, author, subject FROM follow ORDER BY uri',
     'actor': 'SELECT did, handle, status FROM actor ORDER BY did',
+    'post_count': 'SELECT author, hour, posts, replies FROM post_count ORDER BY author, hour',
 }
 
 
@@ -47,3 +51,19 @@ def ingest_totals(path: Path) -> dict:
     with sqlite3.connect(path, timeout=30) as conn:
         (totals,) = conn.execute('SELECT totals FROM ingest_stat').fetchone()
     return json.loads(totals)
+
+
+def counted_from_rows() -> list[tuple[str, int, int, int, int]]:
+    """`PostCount`'s rows as they should be: the visible posts of each author and hour, counted one by one."""
+    counts: dict[tuple[str, int], tuple[int, int, int]] = {}
+    columns = (Post.author, Post.sort_at, Post.reply_parent, Post.indexed_at, Post.hidden, Post.self_labels)
+    for author, sort_at, reply_parent, indexed_at, hidden, labels in Post.select(*columns).tuples():
+        if hidden or hiding_self_labels(labels):
+            continue
+        posts, replies, newest = counts.get((author, sort_at // HOUR_MS), (0, 0, 0))
+        counts[author, sort_at // HOUR_MS] = (posts + 1, replies + (reply_parent is not None), max(newest, indexed_at))
+    return sorted((author, hour, *counted) for (author, hour), counted in counts.items())
+
+
+def stored_counts() -> list[tuple[str, int, int, int, int]]:
+    return sorted(PostCount.select().tuples())

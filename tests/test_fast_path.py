@@ -1,6 +1,7 @@
 """The indexer's batched write path against a one-op-at-a-time reference, on a synthetic capture with the live mix.
 
-The reference applies every op as it comes with one peewee statement each and recounts every post at the end;
+The reference applies every op as it comes with one peewee statement each and recounts every post (and each author's
+posts per hour) at the end;
 the fast path (`feedgen.ingest.indexer`, batches reduced to their net effect, raw multi-row statements) must leave the
 same rows in every table, whatever the batch size, on every backend.
 """
@@ -26,6 +27,7 @@ from feedgen.store.models import (
     IngestState,
     Like,
     Post,
+    PostCount,
     PostTerm,
     PublisherBlock,
     Repost,
@@ -33,7 +35,8 @@ from feedgen.store.models import (
     save_cursor,
 )
 from feedgen.store.terms import post_terms
-from feedgen.store.writes import Recount, delete_posts, delete_subject_records
+from feedgen.store.writes import Recount, delete_posts, delete_subject_records, save_counts
+from tests.stores import counted_from_rows, stored_counts
 
 FRAMES = 6_000
 ACCOUNTS = 300
@@ -140,6 +143,7 @@ def tables() -> dict[str, list[tuple]]:
             for model in (Like, Repost, Follow, PublisherBlock, Actor)
         },
         'ingest_state': sorted(IngestState.select().tuples()),
+        'post_count': stored_counts(),
     }
 
 
@@ -152,6 +156,8 @@ def index(database: str | Path, messages: list[bytes], indexer_type: type[Indexe
         pipeline.feed_all(messages)
         if indexer_type is ReferenceIndexer:
             recount_all()
+            PostCount.delete().execute()
+            save_counts(counted_from_rows())
         return tables()
     finally:
         db.close()

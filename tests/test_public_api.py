@@ -62,6 +62,7 @@ RANKING = [
     'feedback_note',
     'filter_exclusion',
     'filtered_streams',
+    'followed_post_counts',
     'has_entry',
     'hiding_self_labels',
     'index_matches',

@@ -4,7 +4,8 @@ Owns generating a deterministic, realistic-looking store (Zipf-like authors and 
 languages, hashtags, replies and embeds, a window of timestamps ending at build time, a few deactivated
 accounts; `Shape` sets the window, the ratios and the popularity tail, by default a day of posts) and writing
 it with `executemany` straight into the tables `feedgen.store.models` creates, secondary indexes dropped while
-loading and rebuilt by `feedgen.store.models.create_tables` after. It never goes through
+loading and rebuilt by `feedgen.store.models.create_tables` after, and the posts counted per author and hour
+(`feedgen.store.post_counts`). It never goes through
 the firehose or the indexer: that path is the ingest benchmark's. The built file is cached under
 `bench/out/` with a JSON description beside it (`X.db` -> `X.json`), rebuilt when missing or stale.
 
@@ -30,6 +31,7 @@ import peewee
 from bench.ingest.synth import tid
 from feedgen.ingest.indexer import POST_COLUMNS, SUBJECT_COLUMNS
 from feedgen.store.models import MODELS, Actor, Follow, Like, Post, PostTerm, Repost, create_tables, open_database
+from feedgen.store.post_counts import fill_post_counts
 from feedgen.store.terms import post_terms
 from feedgen.store.writes import insert_ignore
 
@@ -293,6 +295,7 @@ class Filler:
         db.execute_sql('COMMIT')
         with db.bind_ctx(MODELS):
             create_tables(db)  # rebuilds the secondary indexes the models declare, with this connection's cache
+            fill_post_counts(db, again=True)
         db.close()
         with sqlite3.connect(path) as conn:
             conn.execute('PRAGMA journal_mode=wal')

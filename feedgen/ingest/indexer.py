@@ -6,6 +6,8 @@ batch (nothing lost, nothing doubled). Sequenced events at or below the saved cu
 duplicates. Counters (likes, reposts, replies) are recounted from the rows for every post a batch
 touches, so they stay exact whatever order or duplication the stream has.
 
+Each author's posts per hour (`PostCount`) are recounted for the hours a batch changes, in its transaction.
+
 Account status: `deleted` purges the account's posts, likes, reposts and follows; `deactivated`,
 `takendown` and `suspended` hide its posts until an `#account` frame says it is active again. An author who blocks
 the publisher account (`PublisherBlock`; blocks of anyone else are not kept) opted out: their posts are hidden
@@ -57,12 +59,14 @@ from feedgen.store.reader_graphs import note_follow_deletes
 from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
 from feedgen.store.writes import (
     Recount,
+    bucket,
     chunks,
     delete_posts,
     delete_subject_records,
     insert_ignore,
     note_changes,
     purge_account,
+    recount_authors,
 )
 
 log = logging.getLogger(__name__)
@@ -202,6 +206,7 @@ class _Batch:
         self.recount.reposts.update(uris)
         self.recount.replies.update(uris)
         self.recount.replies.update(row[7] for row in rows if row[7])
+        self.recount.buckets.update(bucket(row[2], row[10]) for row in rows)
 
 
 class _Hiding:
@@ -239,7 +244,8 @@ class _Hiding:
         for value, group in ((True, hidden), (False, shown)):
             for chunk in chunks(group):
                 note_changes(Post.author.in_(chunk) & (Post.hidden != value))
-                Post.update(hidden=value).where(Post.author.in_(chunk), Post.hidden != value).execute()
+                if Post.update(hidden=value).where(Post.author.in_(chunk), Post.hidden != value).execute():
+                    recount_authors(chunk)
         self.changed = set()
 
 

@@ -27,6 +27,7 @@ from feedgen.ranking.algorithm import (
 )
 from feedgen.ranking.feedback import feedback_note, seen_posts, weigh
 from feedgen.ranking.filters import FilterParams, filter_exclusion, filtered_streams, match_filters
+from feedgen.ranking.follow_counts import followed_post_counts
 from feedgen.ranking.keyword_matches import entries_stream, has_entry, index_matches
 from feedgen.ranking.pagination import Stream, keyset_page, ranked_page, streams_page
 from feedgen.ranking.personal import (
@@ -98,6 +99,7 @@ __all__ = [
     'feedback_note',
     'filter_exclusion',
     'filtered_streams',
+    'followed_post_counts',
     'has_entry',
     'hiding_self_labels',
     'index_matches',

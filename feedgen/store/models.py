@@ -113,6 +113,29 @@ class Post(BaseModel):
         return bool(0 < self.image_count == self.alt_count)
 
 
+HOUR_MS = 3_600_000
+
+
+class PostCount(BaseModel):
+    """How many posts a feed may show (`visible_posts`) an author made in one hour, by `sort_at`: `quiet`'s rates.
+
+    Every writer of posts recounts the rows of the hours it changed, in its transaction (`feedgen.store.writes`);
+    `feedgen.store.post_counts` fills them for a store made before them."""
+
+    author = peewee.TextField()
+    hour = peewee.BigIntegerField()
+    """`sort_at // HOUR_MS`: the bucket holds the posts with `hour * HOUR_MS <= sort_at < (hour + 1) * HOUR_MS`."""
+    posts = peewee.IntegerField()
+    replies = peewee.IntegerField()
+    """How many of `posts` are replies."""
+    indexed_max = peewee.BigIntegerField()
+    """The newest `indexed_at` of the posts counted: a session counting up to an earlier moment cannot use the row."""
+
+    class Meta:
+        primary_key = peewee.CompositeKey('author', 'hour')
+        without_rowid = True
+
+
 class PostTerm(BaseModel):
     """One searchable term of a post (`tag:python`, `lang:en`, `domain:arxiv.org`: `feedgen.store.terms`), ordered
     like the feeds that filter by it."""
@@ -410,6 +433,7 @@ class PluginSchema(BaseModel):
 MODELS: tuple[type[BaseModel], ...] = (
     *(
         Post,
+        PostCount,
         PostTerm,
         Like,
         Repost,
@@ -455,6 +479,9 @@ def open_database(url: str | Path, pragmas: Mapping[str, object] = SQLITE_PRAGMA
     database.initialize(db)
     db.connect(reuse_if_open=True)
     create_tables(db)
+    from feedgen.store.post_counts import fill_post_counts  # here: it reads the models defined above
+
+    fill_post_counts(db)
     return db
 
 

@@ -1,20 +1,32 @@
 """Writes: the set-based statements every writer of the store shares (insert-or-skip, deletes, counters).
 
 The indexer, the jobs and the receipts write through these, so a row inserted twice is skipped by its key
-and a counter is always recounted from the rows, on SQLite and PostgreSQL alike. Every post whose counters,
+and a counter is always recounted from the rows, on SQLite and PostgreSQL alike: the posts' like, repost and reply
+counts, and each author's posts per hour (`PostCount`). Every post whose counters,
 visibility or existence a statement here may change is noted as a `PostChange` in the same transaction.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import peewee
 
-from feedgen.store.models import Follow, Like, Post, PostChange, PostTerm, PublisherBlock, Repost
+from feedgen.store.models import (
+    HOUR_MS,
+    Follow,
+    Like,
+    Post,
+    PostChange,
+    PostCount,
+    PostTerm,
+    PublisherBlock,
+    Repost,
+    visible_posts,
+)
 from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
 
 T = TypeVar('T')
@@ -27,13 +39,21 @@ def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
         yield items[start : start + size]
 
 
+Bucket = tuple[str, int]
+"""An author and an hour (`PostCount`)."""
+_BUCKETS = 300
+"""Buckets per statement (four bound values each)."""
+_COUNTED = (PostCount.author, PostCount.hour, PostCount.posts, PostCount.replies, PostCount.indexed_max)
+
+
 @dataclass
 class Recount:
-    """Post URIs whose counters a batch may have changed."""
+    """Post URIs whose counters a batch may have changed, and the `(author, hour)` buckets whose post counts."""
 
     likes: set[str] = field(default_factory=set)
     reposts: set[str] = field(default_factory=set)
     replies: set[str] = field(default_factory=set)
+    buckets: set[Bucket] = field(default_factory=set)
 
     def apply(self) -> None:
         """Recounts each noted post's counter from the rows, one raw `UPDATE` per counter and chunk of posts."""
@@ -50,6 +70,52 @@ class Recount:
                 db.execute_sql(f'UPDATE "{post}" SET "{column}" = ({count}) WHERE uri IN ({marks})', list(chunk))
         for chunk in chunks(sorted(self.likes | self.reposts | self.replies)):
             note_changes(Post.uri.in_(chunk))
+        recount_buckets(self.buckets)
+
+
+def bucket(author: str, sort_at: int) -> Bucket:
+    """The `PostCount` bucket of a post."""
+    return author, sort_at // HOUR_MS
+
+
+def count_columns() -> list[Any]:
+    """What a `PostCount` row holds after its author and hour, of the visible posts selected: posts, replies, newest
+    `indexed_at`."""
+    return [peewee.fn.COUNT(Post.id), peewee.fn.COUNT(Post.reply_parent), peewee.fn.MAX(Post.indexed_at)]
+
+
+def recount_buckets(buckets: Collection[Bucket]) -> None:
+    """Recounts the `PostCount` rows of `buckets` from the post rows; call it in the transaction that changed them.
+
+    A row is kept only for a bucket with visible posts, so the table is a function of the post rows."""
+    db = PostCount._meta.database
+    for chunk in chunks(sorted(buckets), _BUCKETS):
+        touched = peewee.ValuesList([(a, h, h * HOUR_MS, (h + 1) * HOUR_MS) for a, h in chunk], alias='touched')
+        author, hour, low, high = touched.c.column1, touched.c.column2, touched.c.column3, touched.c.column4
+        in_bucket = (Post.author == author) & (Post.sort_at >= low) & (Post.sort_at < high)
+        query = visible_posts().select(author, hour, *count_columns()).join(touched, on=in_bucket)
+        counted = db.execute(query.group_by(author, hour)).fetchall()
+        emptied = set(chunk).difference((row[0], row[1]) for row in counted)
+        if emptied:
+            keys = peewee.Tuple(PostCount.author, PostCount.hour)
+            PostCount.delete().where(keys.in_(peewee.ValuesList(sorted(emptied)))).execute()
+        save_counts(counted)
+
+
+def recount_authors(authors: Iterable[str]) -> None:
+    """Recounts every `PostCount` bucket of `authors` (their posts were hidden or shown again)."""
+    for chunk in chunks(sorted(set(authors))):
+        kept = PostCount.select(PostCount.author, PostCount.hour).where(PostCount.author.in_(chunk)).tuples()
+        posted = Post.select(Post.author, Post.sort_at).where(Post.author.in_(chunk)).tuples()
+        recount_buckets({*kept, *(bucket(author, sort_at) for author, sort_at in posted)})
+
+
+def save_counts(counted: Sequence[tuple[Any, ...]]) -> None:
+    """Writes `PostCount` rows (author, hour, posts, replies, newest `indexed_at`), replacing those of their buckets."""
+    for chunk in chunks(counted):
+        PostCount.insert_many(chunk, fields=_COUNTED).on_conflict(
+            conflict_target=[PostCount.author, PostCount.hour], preserve=list(_COUNTED[2:])
+        ).execute()
 
 
 def note_changes(where: peewee.Expression) -> None:
@@ -108,26 +174,28 @@ def delete_keys(
 
 
 def delete_posts(where: peewee.Expression, recount: Recount, max_rows: int | None = None) -> int:
-    """Deletes the posts matching `where` with their terms, noting the parents whose reply counts change; returns how
-    many posts.
+    """Deletes the posts matching `where` with their terms, noting the parents whose reply counts change and the
+    buckets whose post counts do; returns how many posts.
 
     With `max_rows`, only the first posts (at least one) whose deletion changes at most `max_rows` rows of all tables:
-    each post's row, its terms, its `PostChange` note, and its parent's count and note.
+    each post's row, its terms, its `PostChange` note, its hour's `PostCount` row, and its parent's count and note.
     """
     term_columns = [getattr(Post, name) for name in POST_TERM_COLUMNS]
-    query = Post.select(Post.id, Post.sort_at, *term_columns).where(where)
+    query = Post.select(Post.id, Post.sort_at, Post.author, *term_columns).where(where)
     rows = list((query if max_rows is None else query.limit(max_rows)).tuples())
     terms: list[tuple[str, int, int]] = []
     ids: list[int] = []
     changed = 0
-    for post_id, sort_at, *values in rows:
+    for post_id, sort_at, author, *values in rows:
         post_terms = row_terms(*values)
         reply_parent = values[POST_TERM_COLUMNS.index('reply_parent')]
-        changed += 2 + len(post_terms) + (2 if reply_parent else 0)
+        hour = bucket(author, sort_at)
+        changed += 2 + len(post_terms) + (2 if reply_parent else 0) + (hour not in recount.buckets)
         if max_rows is not None and ids and changed > max_rows:
             break
         ids.append(post_id)
         terms.extend((term, sort_at, post_id) for term in post_terms)
+        recount.buckets.add(hour)
         if reply_parent:
             recount.replies.add(reply_parent)
     delete_keys(Post._meta.database.obj, PostTerm, ('term', 'sort_at', 'post_id'), terms)
