@@ -248,7 +248,8 @@ class Settings:
     workers: int = 2
     """Serving processes for `feedgen serve` / `feedgen run`."""
     threads: int = 4
-    """Threads per serving process, for requests that arrive slowly or belong to a slow route."""
+    """Requests a serving process holds at once. They run one at a time, in turns (`feedgen.serve.turns`); the other
+    threads let the process go on answering while a request waits for a new reader's follows."""
     receipts: ReceiptPolicy = DEFAULT_RECEIPTS
     """Which skeleton requests' receipts are kept for a day: `on` (all), `off`, a share like `0.1`, or at most a rate
     per serving process like `50/s` (the default: every request's while a process serves fewer a second)."""

@@ -1,7 +1,8 @@
 """App: the Flask app a Bluesky AppView calls, assembled from its parts.
 
 Owns `create_app(settings)`: the objects every request shares (settings, feeds, the store, service auth, the
-reader-graph syncs, the receipt sampler, in `app.extensions['feedgen']`), the request limits and metrics, the
+reader-graph syncs, the receipt sampler, the process's `Turns`, in `app.extensions['feedgen']`), requests run in
+turns, the request limits and metrics, the
 blueprints (`feed_endpoints`, `transparency`, `interactions`, `reader_data`), and the rule that every error is
 answered as an XRPC JSON body. Importing this module does nothing.
 """
@@ -24,6 +25,7 @@ from feedgen.serve.jsonio import OrjsonProvider
 from feedgen.serve.reader_data import reader_endpoints
 from feedgen.serve.receipts import ReceiptSampler
 from feedgen.serve.transparency import transparency
+from feedgen.serve.turns import Turns
 from feedgen.serve.xrpc import XrpcError, xrpc_error_response
 from feedgen.settings import Settings
 from feedgen.store.models import SERVING_PRAGMAS, open_database
@@ -61,10 +63,12 @@ def create_app(
             log.warning('FEEDGEN_DEV_VIEWER: a request without a service JWT reads as %s', settings.dev_viewer)
             auth = StandInAuth(settings.service_did, resolver, settings.dev_viewer)
         graphs = graphs or ReaderGraphs(db, resolver, settings.graph_max_follows, settings.graph_retry_seconds)
-    receipts = ReceiptSampler(settings.receipts)
+    receipts, turns = ReceiptSampler(settings.receipts), Turns()
     app.extensions['feedgen'] = {
         'settings': settings, 'feeds': feeds, 'db': db, 'auth': auth, 'graphs': graphs, 'receipts': receipts,
+        'turns': turns,
     }  # fmt: skip
+    app.wsgi_app = turns.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]  # Flask's documented middleware hook
     limits.register(app)
     metrics.register(app)
 

@@ -91,7 +91,7 @@ def get_feed_skeleton() -> Any:
     )
     personalized = feed.algorithm.personalized
     wait = settings.graph_wait_seconds if personalized and feed_request.cursor is None else 0.0
-    graph = reader_seen(state['graphs'], viewer, wait)  # a reader's first page waits a moment for their follows
+    graph = reader_seen(state['graphs'], viewer, wait, state['turns'])  # a first page waits for the follows
     feed = reader_feed(feed, feed_request)
     try:
         page = feed.page(feed_request)

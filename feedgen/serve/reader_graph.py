@@ -1,19 +1,22 @@
 """Reader graph: what a verified request does to its reader's follow sync, and what the reader is told of it.
 
 Owns calling `ReaderGraphs.seen` for each verified reader (waiting up to `FEEDGEN_GRAPH_WAIT_SECONDS` only on a
-personalized feed, whose page depends on the follows) and the note a page of a personalized feed carries while the
-reader's follows are not all known: appended to each item's `feedContext`, and, since the lexicon has no place for
-the reason of an empty page, in the `Feedgen-Reader-Graph` response header and the page's receipt (`trace`).
+personalized feed, whose page depends on the follows, with the request's turn given to the process's other
+requests meanwhile) and the note a page of a personalized feed carries while the reader's follows are not all
+known: appended to each item's `feedContext`, and, since the lexicon has no place for the reason of an empty page,
+in the `Feedgen-Reader-Graph` response header and the page's receipt (`trace`).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 
 from flask import Response
 
 from feedgen.ingest.graph_sync import LOADING, UNAVAILABLE, ReaderGraphs
 from feedgen.ranking.algorithm import Item, Page
+from feedgen.serve.turns import Turns
 
 NOTES = {
     LOADING: 'your follows are still loading from your PDS',
@@ -23,12 +26,17 @@ NOTES = {
 HEADER = 'Feedgen-Reader-Graph'
 
 
-def reader_seen(graphs: ReaderGraphs | None, viewer: str | None, wait: float) -> str | None:
+def reader_seen(graphs: ReaderGraphs | None, viewer: str | None, wait: float, turns: Turns | None = None) -> str | None:
     """Notes a verified `viewer`'s request; returns their graph's state (`synced`, `loading`, `unavailable`), or
-    None when the request is anonymous or no sync is configured."""
+    None when the request is anonymous or no sync is configured. While it waits for the follows, the request's turn
+    goes to the process's other requests."""
     if graphs is None or viewer is None:
         return None
-    return graphs.seen(viewer, wait)
+    state = graphs.seen(viewer)
+    if state != LOADING or wait <= 0:
+        return state
+    with turns.away() if turns else nullcontext():
+        return graphs.seen(viewer, wait)
 
 
 def noted_page(page: Page, state: str | None) -> Page:
