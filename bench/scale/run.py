@@ -30,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import peewee
+
 from bench.ingest.run import run_measured
 from bench.measure import MB, load_averages, machine, markdown_table
 from bench.scale import postgres
@@ -53,18 +55,16 @@ GB = 1024**3
 _JOB_LINE = re.compile(r'job (.+?) done in ([0-9.]+)s')
 
 
-def time_jobs(store: Path | str, jobs: Sequence[Job]) -> dict[str, dict[str, float]]:
-    """Runs each of `jobs` once, one after the other; their seconds and periods. The jobs keep what they learned
-    between calls, as in the ingest process: a first call scans the window, a later one reads what changed since."""
+def time_jobs(db: peewee.Database, jobs: Sequence[Job]) -> dict[str, dict[str, float]]:
+    """Runs each of `jobs` once on `db`, one after the other; their seconds (wall and CPU) and periods. The jobs keep
+    what they learned between calls on the same `db`, as in the ingest process: a first call scans the window, a
+    later one reads what changed since."""
     times = {}
-    db = open_database(store)
-    try:
-        for job in jobs:
-            started = time.monotonic()
-            job.run(db)
-            times[job.name] = {'seconds': round(time.monotonic() - started, 3), 'every': job.seconds}
-    finally:
-        db.close()
+    for job in jobs:
+        started, cpu = time.monotonic(), time.thread_time()
+        job.run(db)
+        times[job.name] = {'seconds': round(time.monotonic() - started, 3),
+                           'cpu_seconds': round(time.thread_time() - cpu, 3), 'every': job.seconds}  # fmt: skip
     return times
 
 
@@ -111,21 +111,17 @@ class WriterProbe:
         self._thread.join()
 
 
-def time_prune(store: Path | str, ahead: float = PRUNE_EVERY_SECONDS) -> dict[str, Any]:
-    """One prune run as the scheduler makes it, `ahead` seconds from now (by default what expires in one period). On
-    SQLite a `WriterProbe` measures the longest wait of another writer (PostgreSQL's writers wait only for the same
-    rows)."""
-    db = open_database(store)
+def time_prune(db: peewee.Database, store: Path | str, ahead: float = PRUNE_EVERY_SECONDS) -> dict[str, Any]:
+    """One prune run on `db` as the scheduler makes it, `ahead` seconds from now (by default what expires in one
+    period), its seconds (wall and CPU: it pauses between transactions). On SQLite a `WriterProbe` measures the
+    longest wait of another writer (PostgreSQL's writers wait only for the same rows)."""
     probe = WriterProbe(store) if isinstance(store, Path) else None
-    try:
-        with probe or contextlib.nullcontext():
-            started = time.monotonic()
-            removed = prune(db, RETENTION_HOURS, now=time.time() + ahead)
-            seconds = time.monotonic() - started
-    finally:
-        db.close()
+    with probe or contextlib.nullcontext():
+        started, cpu = time.monotonic(), time.thread_time()
+        removed = prune(db, RETENTION_HOURS, now=time.time() + ahead)
+        seconds, cpu_seconds = time.monotonic() - started, time.thread_time() - cpu
     waited = {'longest_writer_wait_ms': round(probe.longest * 1000, 1), 'probes': len(probe.waits)} if probe else {}
-    return {'seconds': round(seconds, 3), 'removed': removed} | waited
+    return {'seconds': round(seconds, 3), 'cpu_seconds': round(cpu_seconds, 3), 'removed': removed} | waited
 
 
 def ingest(database: Path | str, frames: Sequence[bytes], rate: float | None, log: Path) -> dict[str, Any]:
@@ -240,13 +236,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         postgres.load(store, url)
         target = url
     print('pruning what expired since the fill, first job runs ...', file=sys.stderr)
-    results['prune_catch_up'] = time_prune(target, ahead=0)
+    db = open_database(target)  # one store object for the jobs, as in the ingest process: they keep what they learned
+    results['prune_catch_up'] = time_prune(db, target, ahead=0)
     jobs = feed_jobs(load_feeds(discover_algorithms()).values())
-    results['jobs_first'] = time_jobs(target, jobs)
+    results['jobs_first'] = time_jobs(db, jobs)
     results['ingest']['filled'] = ingest_runs(target, frames, args, 'filled')
     print('job runs after ingest, prune ...', file=sys.stderr)
-    results['jobs'] = time_jobs(target, jobs)
-    results['prune'] = time_prune(target)
+    results['jobs'] = time_jobs(db, jobs)
+    results['prune'] = time_prune(db, target)
+    db.close()
     print('weighing tables and indexes ...', file=sys.stderr)
     stored = postgres.storage(url) if url else storage(store)
     results['storage'] = [asdict(item) | {'per_row': round(item.per_row, 1)} for item in stored]
@@ -289,20 +287,20 @@ def report(results: dict[str, Any]) -> str:
     share = 0.0
     for name, job in results['jobs'].items():
         first = results['jobs_first'].get(name, {}).get('seconds', '')
-        label = f'job `{name}` s after ingest (first run: a full scan; every {job["every"]:g} s)'
-        rows.append([label, f'{job["seconds"]:.3f} ({first})', '', ''])
-        share += job['seconds'] / job['every']
+        label = f'job `{name}` s after ingest, CPU s (first run: a full scan; every {job["every"]:g} s)'
+        rows.append([label, f'{job["seconds"]:.3f}, {job["cpu_seconds"]:.3f} ({first})', '', ''])
+        share += job['cpu_seconds'] / job['every']
     catch_up = results['prune_catch_up']
     removed = ', '.join(f'{count:,} {kind}' for kind, count in catch_up['removed'].items())
     rows.append([f'prune of what expired during the fill, s ({removed})', catch_up['seconds'], '', ''])
     if 'longest_writer_wait_ms' in catch_up:
         rows.append(['that prune: longest writer wait ms', catch_up['longest_writer_wait_ms'], '', '<= 100'])
     prune_run = results['prune']
-    share += prune_run['seconds'] / PRUNE_EVERY_SECONDS
-    rows.append(['periodic work, share of one core (full size: x1/fraction)', f'{share:.3f} ({share / fraction:.2f})',
-                 '', '<= 0.10 at full size'])  # fmt: skip
+    share += prune_run['cpu_seconds'] / PRUNE_EVERY_SECONDS
+    rows.append(['periodic work, CPU share of one core (full size: x1/fraction)',
+                 f'{share:.3f} ({share / fraction:.2f})', '', '<= 0.10 at full size'])  # fmt: skip
     removed = ', '.join(f'{count:,} {kind}' for kind, count in prune_run['removed'].items())
-    rows.append([f'prune s ({removed})', prune_run['seconds'], '', ''])
+    rows.append([f'prune s, CPU s ({removed})', f'{prune_run["seconds"]}, {prune_run["cpu_seconds"]}', '', ''])
     if 'longest_writer_wait_ms' in prune_run:
         rows.append(['prune: longest writer wait ms', prune_run['longest_writer_wait_ms'], '', '<= 100'])
     for row in results.get('serve', []):
