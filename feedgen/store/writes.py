@@ -96,9 +96,7 @@ def recount_buckets(buckets: Collection[Bucket]) -> None:
         query = visible_posts().select(author, hour, *count_columns()).join(touched, on=in_bucket)
         counted = db.execute(query.group_by(author, hour)).fetchall()
         emptied = set(chunk).difference((row[0], row[1]) for row in counted)
-        if emptied:
-            keys = peewee.Tuple(PostCount.author, PostCount.hour)
-            PostCount.delete().where(keys.in_(peewee.ValuesList(sorted(emptied)))).execute()
+        delete_keys(db.obj, PostCount, ('author', 'hour'), sorted(emptied))  # a row-value IN would scan the table
         save_counts(counted)
 
 
