@@ -37,12 +37,12 @@ from feedgen.store.models import (
     CHANGES_KEEP_SECONDS,
     CHANGES_PRUNED,
     Follow,
-    JobState,
     Like,
     Post,
     PostChange,
     ReaderGraph,
     Repost,
+    save_job_position,
 )
 from feedgen.store.writes import Recount, delete_posts
 
@@ -111,9 +111,7 @@ def _prune_changes(cutoff: int, size: int) -> int:
     if not ids:
         return 0
     PostChange.delete().where(PostChange.id.in_(ids)).execute()
-    JobState.insert(name=CHANGES_PRUNED, position=ids[-1]).on_conflict(
-        conflict_target=[JobState.name], update={JobState.position: ids[-1]}
-    ).execute()
+    save_job_position(CHANGES_PRUNED, ids[-1])
     return len(ids)
 
 

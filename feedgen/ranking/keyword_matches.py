@@ -19,7 +19,7 @@ from collections.abc import Callable
 import peewee
 
 from feedgen.ranking.pagination import Stream
-from feedgen.store.models import FeedEntry, JobState, Post, write_transaction
+from feedgen.store.models import FeedEntry, Post, job_position, save_job_position, write_transaction
 
 CHUNK = 2000
 """Posts read and tested per transaction."""
@@ -34,8 +34,8 @@ def index_matches(db: peewee.Database, key: str, test: Callable[[Post], bool]) -
     Also drops the entries of posts older than every post still in the store (pruned). Returns how many
     posts were tested.
     """
-    state = JobState.get_or_none(JobState.name == key)
-    position = max(0, state.position - OVERLAP) if state else 0
+    saved = job_position(key)
+    position = max(0, saved - OVERLAP) if saved is not None else 0
     tested = 0
     while True:
         posts = list(Post.select().where(Post.id > position).order_by(Post.id).limit(CHUNK))
@@ -46,9 +46,7 @@ def index_matches(db: peewee.Database, key: str, test: Callable[[Post], bool]) -
         with write_transaction(db):
             if rows:
                 FeedEntry.insert_many(rows).on_conflict_ignore().execute()
-            JobState.insert(name=key, position=position).on_conflict(
-                conflict_target=[JobState.name], update={JobState.position: position}
-            ).execute()
+            save_job_position(key, position)
         tested += len(posts)
         if len(posts) < CHUNK:
             break

@@ -37,11 +37,11 @@ from feedgen.ranking.pagination import Stream, decode_cursor, encode_session_cur
 from feedgen.ranking.score_pool import ScorePool
 from feedgen.store.models import (
     CHANGES_PRUNED,
-    JobState,
     Post,
     PostChange,
     ScoredPost,
     ScoreSnapshot,
+    job_position,
     write_transaction,
 )
 from feedgen.store.prepared import Prepared, Row, marker
@@ -156,7 +156,7 @@ class SnapshotAlgorithm(Algorithm):
         last_change = PostChange.select(peewee.fn.MAX(PostChange.id)).scalar() or 0
         pool = self._pool
         if self.incremental and pool is not None and pool.state[0] is db and pool.now <= now:
-            pruned = JobState.select(JobState.position).where(JobState.name == CHANGES_PRUNED).scalar() or 0
+            pruned = job_position(CHANGES_PRUNED) or 0
             if pruned <= pool.state[1] <= last_change and self._moved(pool, since, now, last_change):
                 pool.state = (db, last_change)
                 return pool

@@ -352,10 +352,25 @@ class FeedEntry(BaseModel):
 
 
 class JobState(BaseModel):
-    """How far a job has read the posts (`feedgen.ranking.keyword_matches`): the last post id it tested."""
+    """How far a piece of periodic work has come, by name: the last post id a keyword job tested
+    (`feedgen.ranking.keyword_matches`), the last `PostChange` pruned, the next hour of posts to count
+    (`feedgen.store.post_counts`)."""
 
     name = peewee.TextField(primary_key=True)
     position = peewee.BigIntegerField()
+
+
+def job_position(name: str) -> int | None:
+    """The position of the `JobState` row `name`, or None when there is none."""
+    position: int | None = JobState.select(JobState.position).where(JobState.name == name).scalar()
+    return position
+
+
+def save_job_position(name: str, position: int) -> None:
+    """Sets the `JobState` row `name` to `position`, creating it if needed."""
+    JobState.insert(name=name, position=position).on_conflict(
+        conflict_target=[JobState.name], update={JobState.position: position}
+    ).execute()
 
 
 class PostChange(BaseModel):

@@ -16,7 +16,16 @@ import time
 
 import peewee
 
-from feedgen.store.models import HOUR_MS, JobState, Post, PostCount, visible_posts, write_transaction
+from feedgen.store.models import (
+    HOUR_MS,
+    JobState,
+    Post,
+    PostCount,
+    job_position,
+    save_job_position,
+    visible_posts,
+    write_transaction,
+)
 from feedgen.store.writes import count_columns, save_counts
 
 log = logging.getLogger(__name__)
@@ -29,7 +38,7 @@ _PROGRESS_SECONDS = 10.0
 
 def counts_filled() -> bool:
     """Whether every bucket is counted (`fill_post_counts` ended)."""
-    return bool(JobState.select(JobState.position).where(JobState.name == FILL_STATE).scalar() == FILLED)
+    return job_position(FILL_STATE) == FILLED
 
 
 def fill_post_counts(db: peewee.Database, again: bool = False) -> int:
@@ -60,7 +69,7 @@ def fill_post_counts(db: peewee.Database, again: bool = False) -> int:
 def _fill_hour(db: peewee.Database) -> bool:
     """Counts the next hour with posts not counted yet, in one transaction; False when none is left."""
     with write_transaction(db):
-        position = JobState.select(JobState.position).where(JobState.name == FILL_STATE).scalar()
+        position = job_position(FILL_STATE)
         if position == FILLED:
             return False
         if isinstance(db, peewee.PostgresqlDatabase):
@@ -73,7 +82,5 @@ def _fill_hour(db: peewee.Database) -> bool:
             query = visible_posts().select(Post.author, peewee.Value(hour), *count_columns()).where(window)
             save_counts(db.execute(query.group_by(Post.author)).fetchall())
         position = FILLED if first is None else hour + 1
-        JobState.insert(name=FILL_STATE, position=position).on_conflict(
-            conflict_target=[JobState.name], update={JobState.position: position}
-        ).execute()
+        save_job_position(FILL_STATE, position)
         return first is not None
