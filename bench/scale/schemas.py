@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.ingest.synth import tid
 from bench.measure import MB, load_averages, machine, markdown_table
+from bench.serve.fill import did_of
 
-ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
-"""The base32 of DIDs and record keys (TIDs)."""
-TID_DIGITS = str.maketrans(ALPHABET, '0123456789abcdefghijklmnopqrstuv')
+TID_DIGITS = str.maketrans('234567abcdefghijklmnopqrstuvwxyz', '0123456789abcdefghijklmnopqrstuv')
+"""A TID's sortable base32 as the digits `int(..., 32)` reads."""
 BATCH = 10_000
 """Likes per transaction of those writes (ingest's batch)."""
 
@@ -38,10 +39,6 @@ class Schema:
     name: str
     ddl: str
     row: Callable[[Like], tuple[object, ...]]
-
-
-def tid(micros: int) -> str:
-    return ''.join(ALPHABET[(micros >> (5 * shift)) & 31] for shift in range(12, -1, -1))
 
 
 def schemas(accounts: list[str], posts: list[str]) -> list[Schema]:
@@ -83,7 +80,7 @@ def schemas(accounts: list[str], posts: list[str]) -> list[Schema]:
 def likes(count: int, accounts: int, posts: int, start_ms: int, rng: random.Random) -> Iterator[Like]:
     for index in range(count):
         at = start_ms + index * 10
-        yield rng.randrange(accounts), tid(at * 1000 + rng.randrange(1000)), rng.randrange(posts), at
+        yield rng.randrange(accounts), tid(at * 1000 + rng.randrange(1000), 0), rng.randrange(posts), at
 
 
 def measure(schema: Schema, args: argparse.Namespace, accounts: list[str], folder: Path) -> list[object]:
@@ -122,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--writes', type=int, default=100_000, help='Likes then written into the filled table.')
     args = parser.parse_args(argv)
     rng = random.Random(0)
-    accounts = ['did:plc:' + ''.join(rng.choice(ALPHABET) for _ in range(24)) for _ in range(args.accounts)]
-    posts = [f'at://{accounts[rng.randrange(args.accounts)]}/app.bsky.feed.post/{tid(rng.getrandbits(60))}'
+    accounts = [did_of(index) for index in range(args.accounts)]
+    posts = [f'at://{accounts[rng.randrange(args.accounts)]}/app.bsky.feed.post/{tid(rng.getrandbits(52), 0)}'
              for _ in range(args.posts)]  # fmt: skip
     print(f'{machine()}\nLoad averages before: {load_averages()}\n')
     print(f'{args.likes:,} likes of {args.posts:,} posts by {args.accounts:,} accounts; then {args.writes:,} more '
