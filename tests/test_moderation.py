@@ -83,6 +83,28 @@ def test_labels_in_force_leave_posts_and_accounts_out_of_the_feeds_whose_policy_
     assert f'feedgen_labels_applied_total{{labeler="{COMMUNITY}",val="spam"}} 1.0' in metrics
 
 
+def test_a_page_reads_no_subjects_labels_while_no_labeler_has_labelled_anything(
+    client: FlaskClient, db: peewee.Database
+) -> None:
+    """Without labels (no `FEEDGEN_LABELERS`) a page costs one step of the label table, not a lookup of its posts
+    and authors; the first stored label turns the lookup on."""
+    store = StoreBuilder(db)
+    posts = [store.make_post(f'author{n}', f'post {n}') for n in range(3)]
+    statements: list[str] = []
+    db.connection().set_trace_callback(statements.append)
+    try:
+        assert skeleton(client, 'latest') == posts[::-1]
+        unlabelled = [s for s in statements if 'FROM "label"' in s]
+        label(db, LABELER, posts[0], 'porn', '2026-12-06T10:00:00.000Z')
+        statements.clear()
+        assert skeleton(client, 'latest') == posts[:0:-1]
+        labelled = [s for s in statements if 'FROM "label"' in s]
+    finally:
+        db.connection().set_trace_callback(None)
+    assert len(unlabelled) == 1 and ' IN (' not in unlabelled[0]
+    assert len(labelled) == 2 and ' IN (' in labelled[1]
+
+
 def test_algorithms_shows_each_feeds_label_policy(client: FlaskClient) -> None:
     feeds = {feed['rkey']: feed for feed in client.get('/algorithms?format=json').json['feeds']}
     assert feeds['latest']['moderation'] == {'hide': list(DEFAULT_HIDE), 'labelers': {}}

@@ -110,7 +110,10 @@ def labeler_totals() -> dict[str, dict[str, dict[str, int]]]:
 def labels_in_force(posts: Iterable[str], now_ms: int | None = None) -> dict[str, list[LabelState]]:
     """The labels in force on each of the posts at the at-uris `posts`: on the post (on its stored version, when the
     label names a cid) or on its author's account; neither negated nor expired. Posts without any are left out of
-    the answer. One prepared, indexed query for a page; a second only when a label names a cid."""
+    the answer. One prepared, indexed query for a page; a second only when a label names a cid; none when no
+    labeler's label is stored (a deployment without `FEEDGEN_LABELERS`)."""
+    if next(_ANY_LABEL.tuples(), None) is None:
+        return {}
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     authors = {uri: uri.split('/')[2] for uri in posts if uri.startswith('at://') and uri.count('/') >= 3}
     subjects = list({*authors, *authors.values()})
@@ -132,10 +135,14 @@ def labels_in_force(posts: Iterable[str], now_ms: int | None = None) -> dict[str
     return found
 
 
-_SIZES = (8, 64, 256)
+_SIZES = (8, 64, 128, 256)
 """The lengths of the subject lists the prepared queries take (a shorter list is padded with '', no subject)."""
 _MAX_SUBJECTS = _SIZES[-1]
 _NOW = -987_654_321
+
+
+_ANY_LABEL = Prepared(Label.select(Label.uri).limit(1), ())
+"""Whether any label is stored: one step of the table."""
 
 
 @functools.cache
