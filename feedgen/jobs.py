@@ -1,19 +1,18 @@
 """Jobs: periodic work run by apscheduler next to ingest (retention pruning; algorithms' own jobs).
 
-Owns the scheduler, which runs the pruning (records; receipts after a day), the expiry of reader
-feedback, and every `Job` the served feeds' algorithms declare (`Algorithm.jobs()`: refreshing scores,
-indexing keyword matches), once each when two feeds declare the same job. Each job runs first right
-away (and again soon after ingest writes its first batch: `run_soon`), then every `Job.seconds`; a run
-that is due while the previous one still runs is skipped. Each run logs one line with its outcome (what
-it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts, likes and
-reposts indexed more than `retention_hours` ago, plugin indexers' rows past their retention, and the `PostChange`
-rows older than an hour, in short transactions with pauses between them (`feedgen.store.batches`), so ingest never
-waits on it for long, even for the backlog of a restart after a long stop. Follows are kept longer only when
-their author is a reader (has a `ReaderGraph`: asked for a feed with a verified token), the only follows any
-algorithm reads; a reader seen for the first time has their follows read from their repository again
-(`feedgen.ingest.graph_sync`), so a follow pruned before they asked is not missed. Counters stay exact: a like or
-repost is always indexed after the post it points at, so it is never pruned while that post is kept, and the reply
-counts of kept parents are recounted.
+Owns the scheduler, which runs the pruning (records; receipts after a day), the expiry of reader feedback, and every
+`Job` the served feeds' algorithms declare (`Algorithm.jobs()`: refreshing scores, indexing keyword matches), once
+each when two feeds declare the same job. Each job runs first right away (and again soon after ingest writes its first
+batch: `run_soon`), then every `Job.seconds`; a run that is due while the previous one still runs is skipped. Each run
+logs one line with its outcome (what it returned, or its error); apscheduler's own lines are left out. Pruning deletes
+posts, likes and reposts indexed more than `retention_hours` ago, labels put that long ago on posts no longer held,
+plugin indexers' rows past their retention, and the `PostChange` rows older than an hour, in short transactions with
+pauses between them (`feedgen.store.batches`), so ingest never waits on it for long, even for the backlog of a restart
+after a long stop. Follows are kept longer only when their author is a reader (has a `ReaderGraph`: asked for a feed
+with a verified token), the only follows any algorithm reads; a reader seen for the first time has their follows read
+from their repository again (`feedgen.ingest.graph_sync`), so a follow pruned before they asked is not missed.
+Counters stay exact: a like or repost is always indexed after the post it points at, so it is never pruned while that
+post is kept, and the reply counts of kept parents are recounted.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from feedgen.ranking.plugins import Feed
 from feedgen.serve.interactions import prune_interactions
 from feedgen.serve.receipts import prune_receipts
 from feedgen.store.batches import Batches
+from feedgen.store.labels import prune_labels
 from feedgen.store.models import (
     CHANGES_KEEP_SECONDS,
     CHANGES_PRUNED,
@@ -60,8 +60,8 @@ def prune(
     max_rows: int = PRUNE_MAX_ROWS,
 ) -> dict[str, int]:
     """Deletes what was indexed more than `retention_hours` ago (follows: only those of accounts that are not
-    readers), and the rows of plugin `indexers` past their retention; returns how many rows of each kind (plugin
-    tables by name)."""
+    readers; labels: those on posts no longer held), and the rows of plugin `indexers` past their retention;
+    returns how many rows of each kind (plugin tables by name)."""
     moment = time.time() if now is None else now
     cutoff = int((moment - retention_hours * 3600) * 1000)
     batches = Batches(db, max_rows)
@@ -98,6 +98,7 @@ def prune(
         return len(read)
 
     batches.run(follows)
+    removed['labels'] = prune_labels(cutoff, batches)
     batches.run(partial(_prune_changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
     return removed | prune_plugin_tables(indexers, retention_hours, int(moment * 1000), batches)
 

@@ -20,8 +20,10 @@ from feedgen.jobs import feed_jobs, prune, run_logged, run_soon, start_scheduler
 from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import discover_algorithms, make_feed
 from feedgen.store import batches
+from feedgen.store.labels import LabelState, store_labels
 from feedgen.store.models import (
     Follow,
+    Label,
     Like,
     Post,
     PostTerm,
@@ -79,12 +81,31 @@ def test_prune_removes_only_what_was_indexed_before_the_retention_window(db: pee
         ],
     )
     removed = prune(db, retention_hours=24, now=1_080 * HOUR)
-    assert removed == {'posts': 1, 'likes': 1, 'reposts': 0, 'follows': 1}
+    assert removed == {'posts': 1, 'likes': 1, 'reposts': 0, 'follows': 1, 'labels': 0}
     assert [p.uri for p in Post.select()] == ['at://did:plc:alice/app.bsky.feed.post/new']
     assert PostTerm.select().count() == 1
     assert [like.uri for like in Like.select()] == ['at://did:plc:bob/app.bsky.feed.like/l2']
     assert Repost.select().count() == 1
     assert Follow.select().count() == 0, 'BOB is no reader: his follow goes with the retention'
+
+
+def test_prune_removes_labels_put_before_the_retention_on_posts_no_longer_held(
+    db: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Labels on accounts, on posts still held and on posts not indexed yet stay; the table does not keep growing."""
+    monkeypatch.setattr(batches, 'PAUSE_SECONDS', 0.0)
+    old, new = (f'at://{ALICE}/app.bsky.feed.post/{rkey}' for rkey in ('old', 'new'))
+    for n, (hour, post) in enumerate(((1_000, old), (1_070, new)), start=1):
+        record = ('create', post.split('/', 3)[3], frames.post_record(post))
+        _index_at(db, hour * HOUR, [frames.commit(n, ALICE, [record])])
+    never, soon = (f'at://{BOB}/app.bsky.feed.post/{rkey}' for rkey in ('never', 'soon'))
+    put = {old: 1_001, new: 1_001, ALICE: 1_001, never: 1_001, soon: 1_075}
+    labeler = 'did:plc:labeler'
+    labels = [LabelState(labeler, uri, val, 'cts', int(h * HOUR * 1000)) for uri, h in put.items() for val in 'ab']
+    store_labels(db, labeler, None, labels, {})
+    removed = prune(db, retention_hours=24, now=1_080 * HOUR, max_rows=3)
+    assert removed['labels'] == 4
+    assert sorted(uri for (uri,) in Label.select(Label.uri).distinct().tuples()) == sorted([new, ALICE, soon])
 
 
 @pytest.mark.parametrize('name', ['prune', 'prune receipts'])

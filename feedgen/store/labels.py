@@ -20,8 +20,10 @@ from typing import Any
 
 import peewee
 
+from feedgen.store.batches import Batches
 from feedgen.store.models import Label, LabelerState, Post, write_transaction
 from feedgen.store.prepared import Prepared, marker
+from feedgen.store.writes import delete_keys
 
 TOTALS = ('received', 'applied', 'negated', 'rejected')
 """The running totals kept per labeler: labels received, applied and negated by value, rejected by reason."""
@@ -100,6 +102,38 @@ def forget_labelers(db: peewee.Database, keep: Iterable[str]) -> int:
         deleted: int = Label.delete().where(Label.src.not_in(keep)).execute()
         LabelerState.delete().where(LabelerState.did.not_in(keep)).execute()
     return deleted
+
+
+def prune_labels(cutoff_ms: int, batches: Batches) -> int:
+    """Deletes the labels on posts the store no longer holds, put before `cutoff_ms` (the retention's cutoff): such a
+    post is in no feed again, so they would only grow the table. Labels on accounts, and on posts still held or not
+    yet indexed (a label may come before its post), are kept. Walks the table once, in `batches`; returns how many
+    labels went."""
+    after: tuple[str, str, str] = ('', '', '')
+    key = peewee.Tuple(Label.src, Label.uri, Label.val)
+    removed = 0
+
+    def walk(size: int) -> int:
+        nonlocal after, removed
+        read = list(
+            Label.select(Label.src, Label.uri, Label.val, Label.cts_ms)
+            .where(key > peewee.Tuple(*after))
+            .order_by(Label.src, Label.uri, Label.val)
+            .limit(size)
+            .tuples()
+        )
+        if not read:
+            return 0
+        after = read[-1][:3]
+        old = [row[:3] for row in read if row[3] < cutoff_ms and row[1].startswith('at://')]
+        held = {uri for (uri,) in Post.select(Post.uri).where(Post.uri.in_({row[1] for row in old})).tuples()}
+        gone = [row for row in old if row[1] not in held]
+        delete_keys(batches.db, Label, ('src', 'uri', 'val'), gone)
+        removed += len(gone)
+        return len(read)
+
+    batches.run(walk)
+    return removed
 
 
 def labeler_totals() -> dict[str, dict[str, dict[str, int]]]:
