@@ -165,3 +165,18 @@ def test_hot_on_the_capture_follows_the_formula(db: peewee.Database) -> None:
     assert sorted(served) == sorted(expected)
     scores = [expected[uri] for uri in served]
     assert all(a >= b - 1e-6 for a, b in itertools.pairwise(scores))
+
+
+def test_a_page_after_the_next_ranking_shows_its_counts(store: StoreBuilder, db: peewee.Database) -> None:
+    """A page's reasons come from the snapshot it walks: the next run's counts, not the parts remembered of the last."""
+    post = engaged(store, 'alice', 1, likes=2)
+    hot = Hot()
+    hot.refresh(db, now_ms=NOW_MS)
+    first = hot.page(FeedRequest(limit=5, at_ms=NOW_MS))
+    assert [item.context for item in first.items] == ['hot: 2 likes, 0 reposts, 0 replies in 1h']
+    for n in range(3):
+        store.make_like(f'late{n}', post)
+    hot.refresh(db, now_ms=NOW_MS + 60_000)
+    again = hot.page(FeedRequest(limit=5, at_ms=NOW_MS + 60_000))
+    assert [item.context for item in again.items] == ['hot: 5 likes, 0 reposts, 0 replies in 1h']
+    assert again.trace['scores'][post]['likes'] == 5

@@ -106,11 +106,13 @@ class SnapshotAlgorithm(Algorithm):
     accepts_interactions = True
     Params: ClassVar[type] = SnapshotParams
     exclusion: ClassVar[str] = ''
+    """What `excluded` leaves out, in words, for the trace (`'not seen by you before'`)."""
     incremental: ClassVar[bool] = False
     """True when a post's score never rises while its counters stay the same (`score_parts` does not grow with
     `now_ms`): the job then reads only what changed since its last run (`feedgen.ranking.score_pool`)."""
     _pool: ScorePool[Counts] | None = None
-    """What `excluded` leaves out, in words, for the trace (`'not seen by you before'`)."""
+    _parts_seen: dict[tuple[int, int], dict[int, dict[str, Any]]] | None = None
+    """The score parts of the posts of the newest snapshots paged, by snapshot `(id, made_at)` and post id."""
 
     def score_parts(self, counts: Counts, now_ms: int) -> dict[str, Any]:
         """The score of a post with `counts` at `now_ms` and the parts it is made of; `score` is the result."""
@@ -199,8 +201,12 @@ class SnapshotAlgorithm(Algorithm):
         ranked = _ranked(session.snapshot.id, excluded, session.weights, session.after, request.limit + 1)
         rows = ranked[: request.limit]
         items, scores = [], {}
+        known = self._known_parts(session.snapshot)
         for row in rows:
-            parts = self._parts(row, session.snapshot) | {'viewer_weight': row['weight'], 'rank_score': row['rank']}
+            parts = known.get(row['post_id'])
+            if parts is None:
+                parts = known[row['post_id']] = self._parts(row, session.snapshot)
+            parts = parts | {'viewer_weight': row['weight'], 'rank_score': row['rank']}
             items.append(Item(post=row['uri'], context=self.context(parts, row['weight'])))
             scores[row['uri']] = parts
         cursor = None
@@ -274,6 +280,18 @@ class SnapshotAlgorithm(Algorithm):
     def _parts(self, row: dict[str, Any], snapshot: Row) -> dict[str, Any]:
         counts = Counts(row['likes'], row['reposts'], row['replies'], row['sort_at'])
         return self.score_parts(counts, snapshot.made_at)
+
+    def _known_parts(self, snapshot: Row) -> dict[int, dict[str, Any]]:
+        """The score parts of `snapshot`'s posts computed so far, by post id, for the pages to fill in. A snapshot's
+        rows never change, so a post's parts are computed once per process and snapshot, not once per page; the two
+        newest snapshots paged are kept (readers still paging the one before the newest)."""
+        key = (snapshot.id, snapshot.made_at)
+        seen = self._parts_seen or {}
+        parts = seen.get(key)
+        if parts is None:
+            parts = {}
+            self._parts_seen = dict(sorted([*seen.items(), (key, parts)])[-2:])
+        return parts
 
     def _session(self, request: FeedRequest) -> _Session:
         newest = next(_NEWEST_SNAPSHOT.run(self._key), None)
