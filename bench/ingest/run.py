@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ingest.synth import truth_path, write_synthetic
-from bench.measure import MB, Usage, load_averages, markdown_table, written_bytes
+from bench.measure import MB, Usage, load_averages, markdown_table, resident, written_bytes
 from feedgen.ingest.capture import read_capture
 from feedgen.ingest.events import decode_frame, event_time_ms
 from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
@@ -79,15 +79,19 @@ def ensure_capture(frames: int, accounts: int, seed: int = 1) -> tuple[Path, dic
 def run_measured(command: Sequence[str], env: dict[str, str], log: Path) -> tuple[str, Usage]:
     """Runs `command` to completion; returns its stdout, its CPU time (the kernel's account of waited children), peak
     RSS (the kernel's high-water mark `VmHWM`, read every 50 ms: `ru_maxrss` would count this parent's memory,
-    inherited for a moment between fork and exec) and bytes written to disk (`/proc/<pid>/io`, read as often)."""
+    inherited for a moment between fork and exec), the peaks of its private memory and of the store pages it maps
+    (`bench.measure.resident`, sampled as often) and bytes written to disk (`/proc/<pid>/io`)."""
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = written = 0
+    private = mapped = 0.0
     with open(log, 'w') as stderr, tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, env=os.environ | env, stdout=output, stderr=stderr, cwd=ROOT)
         while process.poll() is None:
             peak = max(peak, high_water_kb(process.pid))
             written = max(written, written_bytes(process.pid) or 0)
+            if (memory := resident(process.pid)) is not None:
+                private, mapped = max(private, memory.private_mb), max(mapped, memory.mapped_mb)
             time.sleep(0.05)
         output.seek(0)
         stdout = output.read().decode()
@@ -96,7 +100,7 @@ def run_measured(command: Sequence[str], env: dict[str, str], log: Path) -> tupl
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return stdout, Usage(wall, cpu, peak / 1024, written)
+    return stdout, Usage(wall, cpu, peak / 1024, written, private, mapped)
 
 
 def high_water_kb(pid: int) -> int:
