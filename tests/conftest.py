@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     suite = metafunc.module.__name__.rsplit('.', 1)[-1]
     if POSTGRES_URL and suite in BACKEND_SUITES and 'backend' in metafunc.fixturenames:
         metafunc.parametrize('backend', ['sqlite', 'postgresql'])
+
+
+@pytest.fixture(autouse=True)
+def _stop_signal_handlers() -> Iterator[None]:
+    """Each test starts with the stop signals' handlers the session had: a command run in-process (`feedgen ingest`
+    through click's runner) installs its own, which would keep a later Ctrl-C from raising `KeyboardInterrupt`."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture

@@ -90,7 +90,8 @@ def test_each_job_run_logs_one_line_with_its_outcome(tmp_path: Path, relay: Capt
     finally:
         run.send(signal.SIGTERM)
     _assert_stopped_cleanly(run)
-    prune = r' INFO feedgen\.jobs job prune done in [\d.]+s: posts \d+, likes \d+, reposts \d+, follows \d+$'
+    counts = r'posts \d+, likes \d+, reposts \d+, follows \d+, labels \d+'
+    prune = rf' INFO feedgen\.jobs job prune done in [\d.]+s: {counts}$'
     assert re.search(prune, run.log(), re.M)
     assert re.search(r' INFO feedgen\.jobs job scores hot:\w+ done in [\d.]+s$', run.log(), re.M)
     assert 'apscheduler' not in run.log(), 'apscheduler says nothing at INFO'
