@@ -64,37 +64,42 @@ class Recount:
 
     def apply(self) -> None:
         """Adds each post's net change to its counters, then recounts the inserted posts' counters from the rows
-        (overriding the changes added to them), one statement per counter, change and chunk of posts."""
-        for column, changes in ((Post.like_count, self.likes), (Post.repost_count, self.reposts),
-                                (Post.reply_count, self.replies)):  # fmt: skip
+        (overriding the changes added to them), one raw `UPDATE` per counter, change and chunk of posts; notes the
+        posts whose counters these statements set."""
+        changed: set[int] = set()
+        for column, changes in (('like_count', self.likes), ('repost_count', self.reposts),
+                                ('reply_count', self.replies)):  # fmt: skip
             by_change: dict[int, list[str]] = {}
             for uri, change in changes.items():
                 if change and uri not in self.posts:
                     by_change.setdefault(change, []).append(uri)
             for change, uris in by_change.items():
-                for chunk in chunks(sorted(uris)):
-                    Post.update({column: column + change}).where(Post.uri.in_(chunk)).execute()
-        recount_posts(self.posts)
-        for chunk in chunks(sorted(self.posts.union(self.likes, self.reposts, self.replies))):
-            note_changes(Post.uri.in_(chunk))
+                changed.update(_update_posts(f'"{column}" = "{column}" + {change:d}', uris))
+        changed.update(_update_posts(_RECOUNT, self.posts))
+        note_posts(changed)
         recount_buckets(self.buckets)
 
 
-def recount_posts(uris: Collection[str]) -> None:
-    """Recounts the like, repost and reply counts of the posts `uris` from the rows, one raw `UPDATE` per chunk."""
-    db = Post._meta.database
-    post = Post._meta.table_name
-    counts = ', '.join(
-        f'"{column}" = (SELECT COUNT(*) FROM "{table}" AS counted WHERE counted."{key}" = "{post}".uri)'
-        for column, table, key in (
-            ('like_count', Like._meta.table_name, 'subject'),
-            ('repost_count', Repost._meta.table_name, 'subject'),
-            ('reply_count', post, 'reply_parent'),
-        )
+_RECOUNT = ', '.join(
+    f'"{column}" = (SELECT COUNT(*) FROM "{table}" AS counted WHERE counted."{key}" = "{Post._meta.table_name}".uri)'
+    for column, table, key in (
+        ('like_count', Like._meta.table_name, 'subject'),
+        ('repost_count', Repost._meta.table_name, 'subject'),
+        ('reply_count', Post._meta.table_name, 'reply_parent'),
     )
+)
+"""Sets a post's like, repost and reply counts to the rows that point at it (raw SQL for `_update_posts`)."""
+
+
+def _update_posts(assignments: str, uris: Collection[str]) -> list[int]:
+    """Sets `assignments` (raw SQL) on the posts `uris`, one raw `UPDATE` per chunk; returns the ids of the posts."""
+    db = Post._meta.database
+    ids: list[int] = []
     for chunk in chunks(sorted(uris)):
         marks = ', '.join([db.param] * len(chunk))
-        db.execute_sql(f'UPDATE "{post}" SET {counts} WHERE uri IN ({marks})', list(chunk))
+        update = f'UPDATE "{Post._meta.table_name}" SET {assignments} WHERE uri IN ({marks}) RETURNING id'
+        ids.extend(post_id for (post_id,) in db.execute_sql(update, list(chunk)).fetchall())
+    return ids
 
 
 def bucket(author: str, sort_at: int) -> Bucket:
@@ -145,6 +150,15 @@ def note_changes(where: peewee.Expression) -> None:
     now = int(time.time() * 1000)
     changed = Post.select(Post.id, peewee.Value(now)).where(where).order_by(Post.id)
     PostChange.insert_from(changed, fields=[PostChange.post_id, PostChange.at]).execute()
+
+
+def note_posts(ids: Collection[int]) -> None:
+    """Notes the posts `ids` as changed (`PostChange`); call it in the transaction that changes them."""
+    db = PostChange._meta.database
+    now = int(time.time() * 1000)
+    for chunk in chunks(sorted(ids)):
+        values = ', '.join([f'({db.param}, {now:d})'] * len(chunk))
+        db.execute_sql(f'INSERT INTO "{PostChange._meta.table_name}" (post_id, "at") VALUES {values}', list(chunk))
 
 
 def insert_ignore(
