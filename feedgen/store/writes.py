@@ -2,12 +2,13 @@
 
 The indexer, the jobs and the receipts write through these, so a row inserted twice is skipped by its key and a
 counter stays a function of the rows, on SQLite and PostgreSQL alike. A post's like, repost and reply counts change by
-the rows that point at it that a transaction actually inserted or deleted (read back with `RETURNING`, so a skipped
-duplicate or a row another writer deleted first counts for nothing), in the same transaction: recounting a popular
-post's likes would re-read all of them on every like. A post the transaction inserted is recounted from the rows
-instead (likes and replies may have arrived before it; a new post has few), as are each author's posts per hour
-(`PostCount`, a handful of rows per bucket). Every post whose counters, visibility or existence a statement here may
-change is noted as a `PostChange` in the same transaction.
+the rows pointing at it that a transaction actually inserted or deleted (read back with `RETURNING`: a skipped
+duplicate, or a row another writer deleted first, counts for nothing), in the same transaction; recounting instead
+would re-read all of a popular post's likes on every like. Recounted from the rows, where that is cheap: the counters
+of a post the transaction inserted (rows may point at it already; a new post has few), and each author's posts per
+hour (`PostCount`, a handful of posts per bucket; hiding and showing posts change these, never a post's counters).
+Every post whose counters, visibility or existence a statement here may change is noted as a `PostChange` in the
+same transaction.
 """
 
 from __future__ import annotations
