@@ -11,8 +11,8 @@ pauses between them (`feedgen.store.batches`), so ingest never waits on it for l
 after a long stop. Follows are kept longer only when their author is a reader (has a `ReaderGraph`: asked for a feed
 with a verified token), the only follows any algorithm reads; a reader seen for the first time has their follows read
 from their repository again (`feedgen.ingest.graph_sync`), so a follow pruned before they asked is not missed.
-Counters stay exact: a like or repost is always indexed after the post it points at, so it is never pruned while that
-post is kept, and the reply counts of kept parents are recounted.
+Counters stay exact: the kept posts that a pruned like, repost or reply pointed at have their counters lowered in the
+same transaction (rarely any: a like is indexed after the post it points at, which is pruned first).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from feedgen.store.models import (
     Repost,
     save_job_position,
 )
-from feedgen.store.writes import Recount, delete_posts
+from feedgen.store.writes import Recount, delete_posts, delete_subject_records
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600
@@ -73,8 +73,23 @@ def prune(
         return deleted
 
     def records(model: type[Like] | type[Repost], size: int) -> int:
-        uris = [uri for (uri,) in model.select(model.uri).where(model.indexed_at < cutoff).limit(size).tuples()]
-        deleted: int = model.delete().where(model.uri.in_(uris)).execute() if uris else 0
+        """Deletes the first old records (at least one) whose deletion changes at most `size` rows: each record, and
+        the counter and `PostChange` note of each kept post they point at."""
+        old = model.select(model.uri, model.subject, Post.id.is_null(False)).where(model.indexed_at < cutoff)
+        old = old.join(Post, peewee.JOIN.LEFT_OUTER, on=Post.uri == model.subject)
+        uris: list[str] = []
+        kept: set[str] = set()
+        changed = 0
+        for uri, subject, points_at_kept in old.limit(size).tuples():
+            changed += 1 + (2 if points_at_kept and subject not in kept else 0)
+            if uris and changed > size:
+                break
+            uris.append(uri)
+            if points_at_kept:
+                kept.add(subject)
+        recount = Recount()
+        deleted = delete_subject_records(model, model.uri.in_(uris), recount) if uris else 0
+        recount.apply()
         return deleted
 
     removed = {

@@ -14,8 +14,10 @@ import peewee
 import pytest
 
 from feedgen.authoring.builder import StoreBuilder
+from feedgen.ingest.events import decode_frame
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline
+from feedgen.ingest.records import LIKE
 from feedgen.jobs import feed_jobs, prune, run_logged, run_soon, start_scheduler
 from feedgen.ranking.algorithm import Job
 from feedgen.ranking.plugins import discover_algorithms, make_feed
@@ -233,6 +235,44 @@ def test_a_prune_of_a_large_backlog_runs_many_transactions_of_at_most_max_rows_r
     assert removed['posts'] + removed['likes'] + removed['reposts'] == total
     assert max(changed) <= 20
     assert len(changed) >= total / 20
+
+
+def test_pruning_likes_of_kept_posts_lowers_their_counters_within_max_rows(
+    db: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Likes that arrived before the posts they point at are pruned while those posts are kept: each post's counter
+    drops with its like, and a transaction still changes at most `max_rows` rows (a like, and its post's counter and
+    change note)."""
+    monkeypatch.setattr(batches, 'PAUSE_SECONDS', 0.0)
+    clock = [1_000 * HOUR]
+    indexer = Indexer(db, 'test', clock=lambda: clock[0])
+    posts = [f'app.bsky.feed.post/p{n}' for n in range(6)]
+    likes = [
+        (f'app.bsky.feed.like/l{n}', frames.strong_ref(f'at://did:plc:author/{post}')) for n, post in enumerate(posts)
+    ]
+    indexer.write([decode_frame(frames.commit(1, 'did:plc:fan', [('create', path, frames.subject_record(LIKE, ref))
+                                                                  for path, ref in likes]))])  # fmt: skip
+    clock[0] += 20 * HOUR
+    indexer.write([decode_frame(frames.commit(2, 'did:plc:author', [('create', post, frames.post_record())
+                                                                     for post in posts]))])  # fmt: skip
+    assert [count for (count,) in Post.select(Post.like_count).tuples()] == [1] * 6
+    changed: list[int] = []
+    connection = db.connection()
+
+    def trace(statement: str) -> None:
+        if statement.startswith('BEGIN'):
+            changed.append(-connection.total_changes)
+        elif statement == 'COMMIT':
+            changed[-1] += connection.total_changes
+
+    connection.set_trace_callback(trace)
+    try:
+        removed = prune(db, retention_hours=12, now=clock[0] + HOUR, max_rows=4)
+    finally:
+        connection.set_trace_callback(None)
+    assert (removed['likes'], removed['posts']) == (6, 0)
+    assert [count for (count,) in Post.select(Post.like_count).tuples()] == [0] * 6
+    assert max(changed) <= 4
 
 
 def test_ingest_commits_between_the_transactions_of_a_prune_with_a_large_backlog(db: peewee.Database) -> None:

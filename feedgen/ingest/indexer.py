@@ -3,8 +3,9 @@
 Owns what each event does to the store and the exactly-once guarantee: the cursor is saved in the same
 transaction as the writes it covers, so after a crash ingest resumes exactly after the last committed
 batch (nothing lost, nothing doubled). Sequenced events at or below the saved cursor are skipped as
-duplicates. Counters (likes, reposts, replies) are recounted from the rows for every post a batch
-touches, so they stay exact whatever order or duplication the stream has.
+duplicates. Counters (likes, reposts, replies) change by the rows a batch actually inserts and deletes, and a post
+it inserts is recounted from the rows (`feedgen.store.writes`), so they stay exact whatever order or duplication the
+stream has.
 
 Each author's posts per hour (`PostCount`) are recounted for the hours a batch changes, in its transaction.
 
@@ -178,11 +179,12 @@ class _Batch:
                 rows[collection].append(row)
             if rows[POST]:
                 self._insert_posts(rows[POST])
-            for collection in (LIKE, REPOST, FOLLOW):
-                if rows[collection]:
-                    insert_ignore(self.db, _SUBJECT_MODELS[collection], SUBJECT_COLUMNS, rows[collection])
-            self.recount.likes.update(row[2] for row in rows[LIKE])
-            self.recount.reposts.update(row[2] for row in rows[REPOST])
+            if rows[FOLLOW]:
+                insert_ignore(self.db, Follow, SUBJECT_COLUMNS, rows[FOLLOW])
+            for collection, counter in ((LIKE, self.recount.likes), (REPOST, self.recount.reposts)):
+                model = _SUBJECT_MODELS[collection]
+                subjects = insert_ignore(self.db, model, SUBJECT_COLUMNS, rows[collection], ('subject',))
+                counter.update(subject for (subject,) in subjects)
             if rows[BLOCK]:
                 insert_ignore(self.db, PublisherBlock, ('uri', 'author'), rows[BLOCK])
                 self.hiding.changed.update(row[1] for row in rows[BLOCK])
@@ -192,7 +194,9 @@ class _Batch:
         self.creates, self.deletes, self.authors, self.plugin_creates = {}, {}, set(), {}
 
     def _insert_posts(self, rows: list[tuple[Any, ...]]) -> None:
-        insert_ignore(self.db, Post, POST_COLUMNS, rows)
+        inserted = insert_ignore(self.db, Post, POST_COLUMNS, rows, ('uri', 'reply_parent'))
+        self.recount.posts.update(uri for uri, _ in inserted)
+        self.recount.replies.update(parent for _, parent in inserted if parent)
         uris = [row[0] for row in rows]
         terms: list[tuple[str, int, int]] = []
         term_columns = [getattr(Post, name) for name in POST_TERM_COLUMNS]
@@ -202,10 +206,6 @@ class _Batch:
                 terms.extend((term, sort_at, post_id) for term in row_terms(*values))
         if terms:
             insert_ignore(self.db, PostTerm, ('term', 'sort_at', 'post_id'), terms)
-        self.recount.likes.update(uris)
-        self.recount.reposts.update(uris)
-        self.recount.replies.update(uris)
-        self.recount.replies.update(row[7] for row in rows if row[7])
         self.recount.buckets.update(bucket(row[2], row[10]) for row in rows)
 
 

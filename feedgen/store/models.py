@@ -376,7 +376,7 @@ def save_job_position(name: str, position: int) -> None:
 class PostChange(BaseModel):
     """A post whose counters, visibility or existence a writer changed, in the order of the changes.
 
-    The indexer writes one row per post a batch touches, in the batch's transaction; incremental score jobs
+    The writers note each post they change, in the same transaction; incremental score jobs
     (`feedgen.ranking.score_changes`) read the rows after the last id they read. Pruning drops rows older than
     `CHANGES_KEEP_SECONDS` and notes the highest id dropped as the `JobState` row `CHANGES_PRUNED`, so a job that
     missed rows knows to rescan."""

@@ -1,14 +1,20 @@
 """Writes: the set-based statements every writer of the store shares (insert-or-skip, deletes, counters).
 
-The indexer, the jobs and the receipts write through these, so a row inserted twice is skipped by its key
-and a counter is always recounted from the rows, on SQLite and PostgreSQL alike: the posts' like, repost and reply
-counts, and each author's posts per hour (`PostCount`). Every post whose counters,
-visibility or existence a statement here may change is noted as a `PostChange` in the same transaction.
+The indexer, the jobs and the receipts write through these, so a row inserted twice is skipped by its key and a
+counter stays a function of the rows, on SQLite and PostgreSQL alike. A post's like, repost and reply counts change by
+the rows pointing at it that a transaction actually inserted or deleted (read back with `RETURNING`: a skipped
+duplicate, or a row another writer deleted first, counts for nothing), in the same transaction; recounting instead
+would re-read all of a popular post's likes on every like. Recounted from the rows, where that is cheap: the counters
+of a post the transaction inserted (rows may point at it already; a new post has few), and each author's posts per
+hour (`PostCount`, a handful of posts per bucket; hiding and showing posts change these, never a post's counters).
+Every post whose counters, visibility or existence a statement here may change is noted as a `PostChange` in the
+same transaction.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -48,29 +54,53 @@ _COUNTED = (PostCount.author, PostCount.hour, PostCount.posts, PostCount.replies
 
 @dataclass
 class Recount:
-    """Post URIs whose counters a batch may have changed, and the `(author, hour)` buckets whose post counts."""
+    """What a transaction changed that counters depend on: the posts it inserted, the net change in like, repost and
+    reply rows per post they point at, and the `(author, hour)` buckets whose post counts it may have changed."""
 
-    likes: set[str] = field(default_factory=set)
-    reposts: set[str] = field(default_factory=set)
-    replies: set[str] = field(default_factory=set)
+    posts: set[str] = field(default_factory=set)
+    likes: Counter[str] = field(default_factory=Counter)
+    reposts: Counter[str] = field(default_factory=Counter)
+    replies: Counter[str] = field(default_factory=Counter)
     buckets: set[Bucket] = field(default_factory=set)
 
     def apply(self) -> None:
-        """Recounts each noted post's counter from the rows, one raw `UPDATE` per counter and chunk of posts."""
-        db = Post._meta.database
-        post = Post._meta.table_name
-        for column, table, key, uris in (
-            ('like_count', Like._meta.table_name, 'subject', self.likes),
-            ('repost_count', Repost._meta.table_name, 'subject', self.reposts),
-            ('reply_count', post, 'reply_parent', self.replies),
-        ):
-            count = f'SELECT COUNT(*) FROM "{table}" AS counted WHERE counted."{key}" = "{post}".uri'
-            for chunk in chunks(sorted(uris)):
-                marks = ', '.join([db.param] * len(chunk))
-                db.execute_sql(f'UPDATE "{post}" SET "{column}" = ({count}) WHERE uri IN ({marks})', list(chunk))
-        for chunk in chunks(sorted(self.likes | self.reposts | self.replies)):
-            note_changes(Post.uri.in_(chunk))
+        """Adds each post's net change to its counters, then recounts the inserted posts' counters from the rows
+        (overriding the changes added to them), one raw `UPDATE` per counter, change and chunk of posts; notes the
+        posts whose counters these statements set."""
+        changed: set[int] = set()
+        for column, changes in (('like_count', self.likes), ('repost_count', self.reposts),
+                                ('reply_count', self.replies)):  # fmt: skip
+            by_change: dict[int, list[str]] = {}
+            for uri, change in changes.items():
+                if change and uri not in self.posts:
+                    by_change.setdefault(change, []).append(uri)
+            for change, uris in by_change.items():
+                changed.update(_update_posts(f'"{column}" = "{column}" + {change:d}', uris))
+        changed.update(_update_posts(_RECOUNT, self.posts))
+        note_posts(changed)
         recount_buckets(self.buckets)
+
+
+_RECOUNT = ', '.join(
+    f'"{column}" = (SELECT COUNT(*) FROM "{table}" AS counted WHERE counted."{key}" = "{Post._meta.table_name}".uri)'
+    for column, table, key in (
+        ('like_count', Like._meta.table_name, 'subject'),
+        ('repost_count', Repost._meta.table_name, 'subject'),
+        ('reply_count', Post._meta.table_name, 'reply_parent'),
+    )
+)
+"""Sets a post's like, repost and reply counts to the rows that point at it (raw SQL for `_update_posts`)."""
+
+
+def _update_posts(assignments: str, uris: Collection[str]) -> list[int]:
+    """Sets `assignments` (raw SQL) on the posts `uris`, one raw `UPDATE` per chunk; returns the ids of the posts."""
+    db = Post._meta.database
+    ids: list[int] = []
+    for chunk in chunks(sorted(uris)):
+        marks = ', '.join([db.param] * len(chunk))
+        update = f'UPDATE "{Post._meta.table_name}" SET {assignments} WHERE uri IN ({marks}) RETURNING id'
+        ids.extend(post_id for (post_id,) in db.execute_sql(update, list(chunk)).fetchall())
+    return ids
 
 
 def bucket(author: str, sort_at: int) -> Bucket:
@@ -123,14 +153,28 @@ def note_changes(where: peewee.Expression) -> None:
     PostChange.insert_from(changed, fields=[PostChange.post_id, PostChange.at]).execute()
 
 
-def insert_ignore(
-    db: peewee.Database, model: type[peewee.Model], columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """Inserts `rows` (values of `columns`; other columns get the model's defaults) into `model`'s table, skipping
-    rows whose key is already stored.
+def note_posts(ids: Collection[int]) -> None:
+    """Notes the posts `ids` as changed (`PostChange`); call it in the transaction that changes them."""
+    db = PostChange._meta.database
+    now = int(time.time() * 1000)
+    for chunk in chunks(sorted(ids)):
+        values = ', '.join([f'({db.param}, {now:d})'] * len(chunk))
+        db.execute_sql(f'INSERT INTO "{PostChange._meta.table_name}" (post_id, "at") VALUES {values}', list(chunk))
 
-    `ON CONFLICT DO NOTHING` on SQLite and PostgreSQL alike, without building a peewee query per row: one
-    prepared statement run over all rows on SQLite, multi-row `VALUES` statements elsewhere.
+
+def insert_ignore(
+    db: peewee.Database,
+    model: type[peewee.Model],
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Inserts `rows` (values of `columns`; other columns get the model's defaults) into `model`'s table, skipping
+    rows whose key is already stored; returns the `returning` columns of the rows it inserted.
+
+    `ON CONFLICT DO NOTHING` on SQLite and PostgreSQL alike, without building a peewee query per row: multi-row
+    `VALUES` statements (with `RETURNING` when asked), or one prepared statement run over all rows on SQLite when
+    nothing is returned.
     """
     defaults = {
         field.column_name: field.default
@@ -142,15 +186,19 @@ def insert_ignore(
         rows = [(*row, *extra) for row in rows]
     names = ', '.join(f'"{column}"' for column in columns)
     table = model._meta.table_name
-    if isinstance(db, peewee.SqliteDatabase):
-        marks = ', '.join('?' * len(columns))
-        db.cursor().executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING', rows)
-        return
     row_marks = '(' + ', '.join([db.param] * len(columns)) + ')'
+    insert = f'INSERT INTO "{table}" ({names}) VALUES {{}} ON CONFLICT DO NOTHING'
+    if isinstance(db, peewee.SqliteDatabase) and not returning:
+        db.cursor().executemany(insert.format(row_marks), rows)
+        return []
+    suffix = ' RETURNING ' + ', '.join(f'"{column}"' for column in returning) if returning else ''
+    inserted: list[tuple[Any, ...]] = []
     for chunk in chunks(rows):
-        values = ', '.join([row_marks] * len(chunk))
         params = [value for row in chunk for value in row]
-        db.execute_sql(f'INSERT INTO "{table}" ({names}) VALUES {values} ON CONFLICT DO NOTHING', params)
+        cursor = db.execute_sql(insert.format(', '.join([row_marks] * len(chunk))) + suffix, params)
+        if returning:
+            inserted.extend(tuple(row) for row in cursor.fetchall())
+    return inserted
 
 
 def delete_keys(
@@ -194,25 +242,25 @@ def delete_posts(where: peewee.Expression, recount: Recount, max_rows: int | Non
         ids.append(post_id)
         terms.extend((term, sort_at, post_id) for term in post_terms)
         recount.buckets.add(hour)
-        if reply_parent:
-            recount.replies.add(reply_parent)
     delete_keys(Post._meta.database.obj, PostTerm, ('term', 'sort_at', 'post_id'), terms)
     for chunk in chunks(ids):
         note_changes(Post.id.in_(chunk))
-        Post.delete().where(Post.id.in_(chunk)).execute()
+        deleted = Post.delete().where(Post.id.in_(chunk)).returning(Post.reply_parent).tuples()
+        recount.replies.subtract(parent for (parent,) in deleted if parent)
     return len(ids)
 
 
 def delete_subject_records(
     model: type[Like] | type[Repost] | type[Follow], where: peewee.Expression, recount: Recount
 ) -> int:
-    """Deletes the likes, reposts or follows matching `where`, noting the posts whose counters change."""
-    if model is Like:
-        recount.likes.update(uri for (uri,) in model.select(model.subject).where(where).tuples())
-    elif model is Repost:
-        recount.reposts.update(uri for (uri,) in model.select(model.subject).where(where).tuples())
-    deleted: int = model.delete().where(where).execute()
-    return deleted
+    """Deletes the likes, reposts or follows matching `where`, noting the change in the counters of the posts they
+    pointed at; returns how many."""
+    if model is Follow:
+        deleted: int = model.delete().where(where).execute()
+        return deleted
+    subjects = [subject for (subject,) in model.delete().where(where).returning(model.subject).tuples()]
+    (recount.likes if model is Like else recount.reposts).subtract(subjects)
+    return len(subjects)
 
 
 def purge_account(did: str, recount: Recount) -> None:
