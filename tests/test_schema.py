@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import peewee
+import pytest
 
 from feedgen.authoring.builder import StoreBuilder
 from feedgen.settings import Settings
@@ -42,3 +43,13 @@ def test_an_older_store_loses_the_indexes_wider_ones_replaced(settings: Settings
         assert Like.select().count() == 1
     finally:
         reopened.close()
+
+
+def test_a_sqlite_library_without_returning_is_refused_before_the_store_is_touched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, 'sqlite_version_info', (3, 34, 1))
+    monkeypatch.setattr(sqlite3, 'sqlite_version', '3.34.1')
+    with pytest.raises(RuntimeError, match=r'SQLite 3\.34\.1 is too old for the store: 3\.35 or newer is needed'):
+        open_database(tmp_path / 'f.db')
+    assert not (tmp_path / 'f.db').exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import sqlite3
 from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -32,6 +33,9 @@ from feedgen.store.database import SqliteDatabase
 from feedgen.store.schema import add_missing_columns, drop_replaced_indexes
 
 database = peewee.DatabaseProxy()
+
+MIN_SQLITE = (3, 35)
+"""The oldest SQLite library the store runs on: its writers use `RETURNING`."""
 
 SQLITE_PRAGMAS = {
     'journal_mode': 'wal',
@@ -483,8 +487,15 @@ def open_database(url: str | Path, pragmas: Mapping[str, object] = SQLITE_PRAGMA
     Args:
         url: a SQLite file path, `:memory:`, or a peewee database URL (`sqlite:///x.db`, `postgresql://...`).
         pragmas: set on each SQLite connection (`SQLITE_PRAGMAS`, or `SERVING_PRAGMAS` for a serving worker).
+
+    Raises:
+        RuntimeError: the store is SQLite and the SQLite library Python uses is older than `MIN_SQLITE` (the writers
+            read back what they changed with `RETURNING`).
     """
     url = str(url)
+    if not url.startswith('postgres') and sqlite3.sqlite_version_info < MIN_SQLITE:
+        wanted = '.'.join(map(str, MIN_SQLITE))
+        raise RuntimeError(f'SQLite {sqlite3.sqlite_version} is too old for the store: {wanted} or newer is needed')
     if '://' in url:
         db = connect_url(url)
         if isinstance(db, peewee.SqliteDatabase):
