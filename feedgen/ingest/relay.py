@@ -43,6 +43,8 @@ SUBSCRIBE_REPOS_PATH = '/xrpc/com.atproto.sync.subscribeRepos'
 _PACING_TICK = 0.005
 # Unpaced replays yield to the event loop after this many frames, so stop() and other clients get a turn.
 _UNPACED_BURST = 256
+# How often `CaptureRelay.wait` wakes, so that a signal's handler runs.
+_WAIT_TICK = 0.2
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +184,14 @@ class CaptureRelay:
         self._port = None
 
     def wait(self) -> None:
-        """Blocks until the relay stops (from another thread, or by a signal such as Ctrl-C)."""
-        if self._thread is not None:
-            self._thread.join()
+        """Blocks until the relay stops (from another thread, or by a signal such as Ctrl-C).
+
+        The wait wakes every `_WAIT_TICK` seconds: a signal that lands just before a blocking join would otherwise
+        have its handler (Ctrl-C's `KeyboardInterrupt`) wait for the join to end, that is, for ever.
+        """
+        thread = self._thread
+        while thread is not None and thread.is_alive():
+            thread.join(_WAIT_TICK)
 
     def __enter__(self) -> CaptureRelay:
         return self.start()
