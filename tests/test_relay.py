@@ -160,6 +160,9 @@ def test_frames_for_is_the_per_connection_hook(frames: list[bytes]) -> None:
 
 
 def test_serve_capture_until_interrupted() -> None:
+    # Ctrl-C raises KeyboardInterrupt, as in an interactive shell (a shell's background job inherits it ignored);
+    # conftest puts the session's handler back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     received: list[bytes] = []
 
     def consume_then_interrupt(relay: CaptureRelay) -> None:
