@@ -7,6 +7,8 @@ import random
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +49,25 @@ needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason='FEEDGEN_TEST_DATAB
 
 def _index_at(db: peewee.Database, now: float, messages: list[bytes]) -> None:
     Pipeline(Indexer(db, 'test', clock=lambda: now)).feed_all(messages)
+
+
+@contextmanager
+def rows_per_transaction(db: peewee.Database) -> Iterator[list[int]]:
+    """The rows each write transaction on `db`'s SQLite connection changes inside the block, in order."""
+    changed: list[int] = []
+    connection = db.connection()
+
+    def trace(statement: str) -> None:
+        if statement.startswith('BEGIN'):
+            changed.append(-connection.total_changes)
+        elif statement == 'COMMIT':
+            changed[-1] += connection.total_changes
+
+    connection.set_trace_callback(trace)
+    try:
+        yield changed
+    finally:
+        connection.set_trace_callback(None)
 
 
 def test_prune_removes_only_what_was_indexed_before_the_retention_window(db: peewee.Database) -> None:
@@ -217,20 +238,8 @@ def test_a_prune_of_a_large_backlog_runs_many_transactions_of_at_most_max_rows_r
     monkeypatch.setattr(batches, 'PAUSE_SECONDS', 0.0)
     _old_store(db)
     total = sum(db.execute_sql(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in ('post', 'like', 'repost'))
-    changed: list[int] = []
-    connection = db.connection()
-
-    def trace(statement: str) -> None:
-        if statement.startswith('BEGIN'):
-            changed.append(-connection.total_changes)
-        elif statement == 'COMMIT':
-            changed[-1] += connection.total_changes
-
-    connection.set_trace_callback(trace)
-    try:
+    with rows_per_transaction(db) as changed:
         removed = prune(db, retention_hours=1, now=1_100 * HOUR, max_rows=20)
-    finally:
-        connection.set_trace_callback(None)
     assert Post.select().count() == Like.select().count() == Repost.select().count() == 0
     assert removed['posts'] + removed['likes'] + removed['reposts'] == total
     assert max(changed) <= 20
@@ -256,20 +265,8 @@ def test_pruning_likes_of_kept_posts_lowers_their_counters_within_max_rows(
     indexer.write([decode_frame(frames.commit(2, 'did:plc:author', [('create', post, frames.post_record())
                                                                      for post in posts]))])  # fmt: skip
     assert [count for (count,) in Post.select(Post.like_count).tuples()] == [1] * 6
-    changed: list[int] = []
-    connection = db.connection()
-
-    def trace(statement: str) -> None:
-        if statement.startswith('BEGIN'):
-            changed.append(-connection.total_changes)
-        elif statement == 'COMMIT':
-            changed[-1] += connection.total_changes
-
-    connection.set_trace_callback(trace)
-    try:
+    with rows_per_transaction(db) as changed:
         removed = prune(db, retention_hours=12, now=clock[0] + HOUR, max_rows=4)
-    finally:
-        connection.set_trace_callback(None)
     assert (removed['likes'], removed['posts']) == (6, 0)
     assert [count for (count,) in Post.select(Post.like_count).tuples()] == [0] * 6
     assert max(changed) <= 4
