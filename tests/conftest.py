@@ -45,8 +45,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(autouse=True)
 def _stop_signal_handlers() -> Iterator[None]:
-    """Each test starts with the stop signals' handlers the session had: a command run in-process (`feedgen ingest`
-    through click's runner) installs its own, which would keep a later Ctrl-C from raising `KeyboardInterrupt`."""
+    """Each test starts with the stop signals' handlers the session had: a test that installs its own (Ctrl-C's
+    `KeyboardInterrupt`, for a run started with SIGINT ignored; a command run in-process) leaves them to no other."""
     saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     yield
     for signum, handler in saved.items():
