@@ -236,10 +236,25 @@ class RequestMetrics:
             ['feed', 'kept'],
             registry=None,
         )
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._receipts: dict[tuple[str, bool], Any] = {}
+
+    def count_request(self, endpoint: str, feed: str, status: int, seconds: float) -> None:
+        """Counts one answered request and its time. Each label set's children are looked up once: their values
+        are all a request changes (the label sets are few: endpoints, served feeds and statuses)."""
+        children = self._answered.get((endpoint, feed, status))
+        if children is None:
+            children = self.requests.labels(endpoint, feed, str(status)), self.seconds.labels(endpoint, feed)
+            self._answered[endpoint, feed, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def count_receipt(self, rkey: str, kept: bool) -> None:
         """Counts one skeleton request of feed `rkey` whose receipt was kept, or not (a share or a rate left it out)."""
-        self.receipts.labels(rkey, 'true' if kept else 'false').inc()
+        child = self._receipts.get((rkey, kept))
+        if child is None:
+            child = self._receipts[rkey, kept] = self.receipts.labels(rkey, 'true' if kept else 'false')
+        child.inc()
 
     def registry(self, db: peewee.Database) -> CollectorRegistry:
         """A registry to scrape once: the store's numbers and the request metrics of every serving process."""
@@ -281,8 +296,7 @@ def _count(response: Response) -> Response:
         feed = _feed_label()
     except UnicodeDecodeError:
         feed = ''
-    request_metrics.requests.labels(endpoint, feed, str(response.status_code)).inc()
-    request_metrics.seconds.labels(endpoint, feed).observe(time.perf_counter() - started)
+    request_metrics.count_request(endpoint, feed, response.status_code, time.perf_counter() - started)
     return response
 
 
