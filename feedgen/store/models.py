@@ -37,7 +37,13 @@ database = peewee.DatabaseProxy()
 MIN_SQLITE = (3, 35)
 """The oldest SQLite library the store runs on: its writers use `RETURNING`."""
 
+PAGE_BYTES = 1024
+"""The page size of a new SQLite store (an existing one keeps its own). Most of what ingest writes into a filled store
+are index entries at random places: each dirties a whole page, written to the WAL at each commit and again at each
+checkpoint, so a smaller page writes less for the same entry (docs/design.md, "Ingest")."""
+
 SQLITE_PRAGMAS = {
+    'page_size': PAGE_BYTES,  # first: it takes effect only before the store's first table (and before WAL mode)
     'journal_mode': 'wal',
     'synchronous': 'normal',
     'busy_timeout': 15000,
@@ -45,11 +51,11 @@ SQLITE_PRAGMAS = {
     'temp_store': 'memory',
     'mmap_size': 268435456,
     'foreign_keys': 0,
-    'wal_autocheckpoint': 10000,
+    'wal_autocheckpoint': 40 * 1024 * 1024 // PAGE_BYTES,
 }
-"""`wal_autocheckpoint`: copy the WAL into the database every 10,000 pages (40 MB) instead of 1,000. A batch of
-random-key inserts dirties thousands of pages, so the default checkpoints after nearly every batch (docs/design.md,
-"Ingest")."""
+"""`wal_autocheckpoint`: copy the WAL into the database every 40 MB of pages instead of SQLite's 1,000 pages. A batch
+of random-key inserts dirties thousands of pages, so the default checkpoints after nearly every batch
+(docs/design.md, "Ingest")."""
 
 SERVING_PRAGMAS = SQLITE_PRAGMAS | {'cache_size': -8000, 'mmap_size': 0}
 """A serving connection's: 8 MB of page cache and no memory map. A worker holds one connection per thread; pages it
