@@ -1,13 +1,14 @@
 """Schemas: what a like costs to keep and to write under feedgen's schema and under schemas that intern identifiers.
 
 Owns one measurement behind issue 13's storage and ingest targets: the same likes (random accounts liking random
-posts, their keys time-ordered as ingest writes them) stored in a bare SQLite table four ways, then more of them
-written into the filled table in ingest-sized transactions. It reports bytes per like of the table and each index
-(`dbstat`), and the seconds and WAL bytes of the later writes: the shape of the cost of a like in a large store,
-without feedgen's code around it. Reposts have the like's shape; follows differ only in naming an account instead
-of a post.
+posts, their keys time-ordered as ingest writes them) stored in a bare SQLite table four ways (at one or more page
+sizes), then more of them written into the filled table in ingest-sized transactions. It reports bytes per like of
+the table and each index (`dbstat`), and the seconds and WAL bytes of the later writes: the shape of the cost of a
+like in a large store, without feedgen's code around it. Reposts have the like's shape; follows differ only in
+naming an account instead of a post.
 
-Usage: `python -m bench.scale.schemas [--likes 1000000] [--accounts 150000] [--posts 200000] [--writes 100000]`
+Usage: `python -m bench.scale.schemas [--likes 1000000] [--writes 100000] [--batch 10000]
+[--page-bytes 4096,1024] [--only 0]`
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench.serve.fill import did_of
 TID_DIGITS = str.maketrans('234567abcdefghijklmnopqrstuvwxyz', '0123456789abcdefghijklmnopqrstuv')
 """A TID's sortable base32 as the digits `int(..., 32)` reads."""
 BATCH = 10_000
-"""Likes per transaction of those writes (ingest's batch)."""
+"""Likes per transaction of those writes by default (ingest's batch catching up; live, a batch is about 500)."""
 
 Like = tuple[int, str, int, int]
 """(account number, record key, post number, indexed_at ms)."""
@@ -83,12 +84,16 @@ def likes(count: int, accounts: int, posts: int, start_ms: int, rng: random.Rand
         yield rng.randrange(accounts), tid(at * 1000 + rng.randrange(1000), 0), rng.randrange(posts), at
 
 
-def measure(schema: Schema, args: argparse.Namespace, accounts: list[str], folder: Path) -> list[object]:
+def measure(
+    schema: Schema, page_bytes: int, args: argparse.Namespace, accounts: list[str], folder: Path
+) -> list[object]:
     path = folder / 'likes.db'
     for old in folder.glob('likes.db*'):
         old.unlink()
     db = sqlite3.connect(path, isolation_level=None)
-    db.executescript('pragma journal_mode=wal; pragma wal_autocheckpoint=0;' + schema.ddl)
+    db.executescript(
+        f'pragma page_size={page_bytes}; pragma journal_mode=wal; pragma wal_autocheckpoint=0;' + schema.ddl
+    )
     rng = random.Random(1)
     db.execute('begin')
     db.executemany(f'insert into l values ({",".join("?" * 4)})',
@@ -99,15 +104,15 @@ def measure(schema: Schema, args: argparse.Namespace, accounts: list[str], folde
     sizes.pop('sqlite_schema', None)
     more = list(likes(args.writes, len(accounts), args.posts, args.likes * 10, rng))
     started = time.perf_counter()
-    for first in range(0, args.writes, BATCH):
+    for first in range(0, args.writes, args.batch):
         db.execute('begin')
-        db.executemany('insert into l values (?, ?, ?, ?)', map(schema.row, more[first : first + BATCH]))
+        db.executemany('insert into l values (?, ?, ?, ?)', map(schema.row, more[first : first + args.batch]))
         db.execute('commit')
     seconds = time.perf_counter() - started
     wal = Path(f'{path}-wal').stat().st_size
     db.close()
     parts = ', '.join(f'{name} {size / args.likes:.0f}' for name, size in sorted(sizes.items()))
-    return [schema.name, round(sum(sizes.values()) / args.likes), parts, round(args.writes / seconds),
+    return [schema.name, page_bytes, round(sum(sizes.values()) / args.likes), parts, round(args.writes / seconds),
             round(wal / MB, 1)]  # fmt: skip
 
 
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--accounts', type=int, default=150_000)
     parser.add_argument('--posts', type=int, default=200_000)
     parser.add_argument('--writes', type=int, default=100_000, help='Likes then written into the filled table.')
+    parser.add_argument('--batch', type=int, default=BATCH, help='Likes per transaction of those writes.')
+    parser.add_argument('--page-bytes', default='4096', help='SQLite page sizes to compare (comma-separated).')
+    parser.add_argument('--only', type=int, default=None, help='Only the schema of this number (0: feedgen today).')
     args = parser.parse_args(argv)
     rng = random.Random(0)
     accounts = [did_of(index) for index in range(args.accounts)]
@@ -124,12 +132,15 @@ def main(argv: list[str] | None = None) -> int:
              for _ in range(args.posts)]  # fmt: skip
     print(f'{machine()}\nLoad averages before: {load_averages()}\n')
     print(f'{args.likes:,} likes of {args.posts:,} posts by {args.accounts:,} accounts; then {args.writes:,} more '
-          f'written into the filled table, {BATCH:,} a transaction.\n')  # fmt: skip
+          f'written into the filled table, {args.batch:,} a transaction.\n')  # fmt: skip
     out = Path(__file__).parents[1] / 'out'
     out.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as folder:
-        rows = [measure(schema, args, accounts, Path(folder)) for schema in schemas(accounts, posts)]
-    print(markdown_table(['schema', 'bytes per like', 'table and indexes, bytes per like',
+        chosen = schemas(accounts, posts)
+        chosen = chosen if args.only is None else [chosen[args.only]]
+        pages = [int(size) for size in args.page_bytes.split(',')]
+        rows = [measure(schema, size, args, accounts, Path(folder)) for schema in chosen for size in pages]
+    print(markdown_table(['schema', 'page bytes', 'bytes per like', 'table and indexes, bytes per like',
                           'likes/s written into it', 'WAL MB for those'], rows))  # fmt: skip
     print(f'\nLoad averages after: {load_averages()}')
     return 0
