@@ -9,8 +9,7 @@ transaction changes at most `max_rows` rows and is sized to take about `BATCH_SE
 starts small (the first one of a run may read a cold cache), then is half as large after a slower one and twice as
 large after a quicker one; every run starts small again (another table's pages may be cold). After each commit on
 SQLite the job sleeps `PAUSE_SECONDS`, longer than one sleep of a writer that has waited less than 100 ms, so such a
-writer goes next. PostgreSQL's writers wait only for the same
-rows: no pause there.
+writer goes next. PostgreSQL's writers wait only for the same rows: no pause there.
 """
 
 from __future__ import annotations
@@ -37,24 +36,23 @@ class Batches:
     def __init__(self, db: peewee.Database, max_rows: int) -> None:
         self.db = db
         self.max_rows = max_rows
-        self.size = FIRST_ROWS
         self.pause = PAUSE_SECONDS if isinstance(db, peewee.SqliteDatabase) else 0.0
 
     def run(self, delete: Callable[[int], int]) -> int:
         """Calls `delete(size)`, which changes up to `size` rows in all (at least one, if any is left) and returns how
         many of its own kind it deleted, each call in its own transaction, until it deletes nothing; returns the sum."""
         total = 0
-        self.size = min(FIRST_ROWS, self.max_rows)  # another kind of row, other pages: start small again
+        size = min(FIRST_ROWS, self.max_rows)  # each run: another kind of row, whose pages may be cold
         while True:
             with write_transaction(self.db):
                 started = time.monotonic()  # after the wait for the lock, before the commit
-                deleted = delete(self.size)
+                deleted = delete(size)
             took = time.monotonic() - started
             if not deleted:
                 return total
             total += deleted
             if took > BATCH_SECONDS:
-                self.size = max(1, self.size // 2)
+                size = max(1, size // 2)
             elif took < BATCH_SECONDS / 2:
-                self.size = min(self.max_rows, self.size * 2)
+                size = min(self.max_rows, size * 2)
             time.sleep(self.pause)
