@@ -72,21 +72,39 @@ def prune(
         recount.apply()
         return deleted
 
-    def records(model: type[Like] | type[Repost], size: int) -> int:
-        """Deletes the first old records (at least one) whose deletion changes at most `size` rows: each record, and
-        the counter and `PostChange` note of each kept post they point at."""
-        old = model.select(model.uri, model.subject, Post.id.is_null(False)).where(model.indexed_at < cutoff)
-        old = old.join(Post, peewee.JOIN.LEFT_OUTER, on=Post.uri == model.subject)
-        uris: list[str] = []
+    def oldest(model: type[Like] | type[Repost], size: int) -> list[tuple[str, str, str, bool]]:
+        """The first old records (at least one) whose deletion changes at most `size` rows (each record, and the
+        counter and `PostChange` note of each kept post they point at): `(uri, subject, author, subject is kept)`."""
+        old = model.select(model.uri, model.subject, model.author, Post.id.is_null(False))
+        old = old.where(model.indexed_at < cutoff).join(Post, peewee.JOIN.LEFT_OUTER, on=Post.uri == model.subject)
+        found: list[tuple[str, str, str, bool]] = []
         kept: set[str] = set()
         changed = 0
-        for uri, subject, points_at_kept in old.limit(size).tuples():
+        for uri, subject, author, points_at_kept in old.limit(size).tuples():
             changed += 1 + (2 if points_at_kept and subject not in kept else 0)
-            if uris and changed > size:
+            if found and changed > size:
                 break
-            uris.append(uri)
+            found.append((uri, subject, author, points_at_kept))
             if points_at_kept:
                 kept.add(subject)
+        return found
+
+    def read_records(model: type[Like] | type[Repost], size: int) -> None:
+        """Reads, through each index the deletion changes, the entries of the records `oldest` finds, and the rows
+        of the kept posts they point at (a cold cache's disk reads, before the write lock: `Batches.run`)."""
+        found = oldest(model, size)
+        if not found:
+            return
+        uris, subjects, authors, kept = zip(*found, strict=True)
+        by_author = model.author.in_(set(authors)) & (model.indexed_at < cutoff)
+        for where in (model.uri.in_(uris), model.subject.in_(set(subjects)), by_author):
+            model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(where).scalar()
+        held = {subject for subject, is_kept in zip(subjects, kept, strict=True) if is_kept}
+        Post.select(peewee.fn.SUM(Post.like_count + Post.repost_count)).where(Post.uri.in_(held)).scalar()
+
+    def records(model: type[Like] | type[Repost], size: int) -> int:
+        """Deletes the records `oldest` finds, changing the counters of the kept posts they point at."""
+        uris = [uri for uri, *_ in oldest(model, size)]
         recount = Recount()
         deleted = delete_subject_records(model, model.uri.in_(uris), recount) if uris else 0
         recount.apply()
@@ -94,8 +112,8 @@ def prune(
 
     removed = {
         'posts': batches.run(posts),
-        'likes': batches.run(partial(records, Like)),
-        'reposts': batches.run(partial(records, Repost)),
+        'likes': batches.run(partial(records, Like), partial(read_records, Like)),
+        'reposts': batches.run(partial(records, Repost), partial(read_records, Repost)),
         'follows': 0,
     }
     after: tuple[int, str] = (-1, '')

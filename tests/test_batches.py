@@ -30,3 +30,23 @@ def test_each_run_starts_small_and_grows_while_its_transactions_are_quick(tmp_pa
     assert batches.run(deleting(300, second)) == 300
     assert first[:3] == [FIRST_ROWS, 2 * FIRST_ROWS, 4 * FIRST_ROWS]  # quick transactions double the size
     assert second[0] == FIRST_ROWS  # another run (another table) starts small again, not at the first run's size
+
+
+def test_on_sqlite_each_transaction_follows_a_read_of_its_size_outside_any_transaction(tmp_path: Path) -> None:
+    db = open_database(tmp_path / 'store.db')
+    steps: list[tuple[str, int, bool]] = []
+    sizes: list[int] = []
+    delete = deleting(100, sizes)
+
+    def read(size: int) -> None:
+        steps.append(('read', size, db.in_transaction()))
+
+    def deleting_step(size: int) -> int:
+        steps.append(('delete', size, db.in_transaction()))
+        return delete(size)
+
+    assert Batches(db, max_rows=1_000).run(deleting_step, read) == 100
+    assert [step[0] for step in steps] == ['read', 'delete'] * len(sizes)
+    assert all(step[1] == size for step, size in zip(steps[1::2], sizes, strict=True))
+    assert all(read[1] == write[1] for read, write in zip(steps[::2], steps[1::2], strict=True))
+    assert [step[2] for step in steps] == [False, True] * len(sizes)  # the read holds no write lock

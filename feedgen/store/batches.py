@@ -38,12 +38,20 @@ class Batches:
         self.max_rows = max_rows
         self.pause = PAUSE_SECONDS if isinstance(db, peewee.SqliteDatabase) else 0.0
 
-    def run(self, delete: Callable[[int], int]) -> int:
+    def run(self, delete: Callable[[int], int], read: Callable[[int], object] | None = None) -> int:
         """Calls `delete(size)`, which changes up to `size` rows in all (at least one, if any is left) and returns how
-        many of its own kind it deleted, each call in its own transaction, until it deletes nothing; returns the sum."""
+        many of its own kind it deleted, each call in its own transaction, until it deletes nothing; returns the sum.
+
+        On SQLite, `read(size)` (when given) runs before each transaction, outside it: a read of the pages the next
+        `delete(size)` will touch. A store larger than the page cache reads them from disk, and SQLite's readers keep
+        no writer waiting, so those reads happen while ingest may still write; the transaction then finds them
+        cached.
+        """
         total = 0
         size = min(FIRST_ROWS, self.max_rows)  # each run: another kind of row, whose pages may be cold
         while True:
+            if read is not None and self.pause:
+                read(size)
             with write_transaction(self.db):
                 started = time.monotonic()  # after the wait for the lock, before the commit
                 deleted = delete(size)
