@@ -36,7 +36,8 @@ class Batches:
     def __init__(self, db: peewee.Database, max_rows: int) -> None:
         self.db = db
         self.max_rows = max_rows
-        self.pause = PAUSE_SECONDS if isinstance(db, peewee.SqliteDatabase) else 0.0
+        self.one_writer = isinstance(db, peewee.SqliteDatabase)  # one write lock for the whole store
+        self.pause = PAUSE_SECONDS if self.one_writer else 0.0
 
     def run(self, delete: Callable[[int], int], read: Callable[[int], object] | None = None) -> int:
         """Calls `delete(size)`, which changes up to `size` rows in all (at least one, if any is left) and returns how
@@ -50,7 +51,7 @@ class Batches:
         total = 0
         size = min(FIRST_ROWS, self.max_rows)  # each run: another kind of row, whose pages may be cold
         while True:
-            if read is not None and self.pause:
+            if read is not None and self.one_writer:
                 read(size)
             with write_transaction(self.db):
                 started = time.monotonic()  # after the wait for the lock, before the commit
