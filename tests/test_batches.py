@@ -48,5 +48,5 @@ def test_on_sqlite_each_transaction_follows_a_read_of_its_size_outside_any_trans
     assert Batches(db, max_rows=1_000).run(deleting_step, read) == 100
     assert [step[0] for step in steps] == ['read', 'delete'] * len(sizes)
     assert all(step[1] == size for step, size in zip(steps[1::2], sizes, strict=True))
-    assert all(read[1] == write[1] for read, write in zip(steps[::2], steps[1::2], strict=True))
+    assert all(before[1] == during[1] for before, during in zip(steps[::2], steps[1::2], strict=True))
     assert [step[2] for step in steps] == [False, True] * len(sizes)  # the read holds no write lock

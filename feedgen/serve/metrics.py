@@ -236,25 +236,25 @@ class RequestMetrics:
             ['feed', 'kept'],
             registry=None,
         )
-        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._receipts: dict[tuple[str, bool], Any] = {}
+        self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """`metric`'s child for `labels`, looked up once per label set: its value is all a request changes (the label
+        sets are few: endpoints, served feeds, statuses)."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def count_request(self, endpoint: str, feed: str, status: int, seconds: float) -> None:
-        """Counts one answered request and its time. Each label set's children are looked up once: their values
-        are all a request changes (the label sets are few: endpoints, served feeds and statuses)."""
-        children = self._answered.get((endpoint, feed, status))
-        if children is None:
-            children = self.requests.labels(endpoint, feed, str(status)), self.seconds.labels(endpoint, feed)
-            self._answered[endpoint, feed, status] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        """Counts one answered request and its time."""
+        self._child(self.requests, endpoint, feed, str(status)).inc()
+        self._child(self.seconds, endpoint, feed).observe(seconds)
 
     def count_receipt(self, rkey: str, kept: bool) -> None:
         """Counts one skeleton request of feed `rkey` whose receipt was kept, or not (a share or a rate left it out)."""
-        child = self._receipts.get((rkey, kept))
-        if child is None:
-            child = self._receipts[rkey, kept] = self.receipts.labels(rkey, 'true' if kept else 'false')
-        child.inc()
+        self._child(self.receipts, rkey, 'true' if kept else 'false').inc()
 
     def registry(self, db: peewee.Database) -> CollectorRegistry:
         """A registry to scrape once: the store's numbers and the request metrics of every serving process."""
