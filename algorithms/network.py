@@ -13,25 +13,31 @@ indexed (older than its retention) or whose author's account is inactive. Author
 count 0.25 times their score for you, more: 2 times (`feedgen.ranking.feedback`).
 
 Ranked per session (`feedgen.ranking.personal`): a first page reads each followed account's newest likes and reposts
-through the indexes on `(author, indexed_at)`, at most `votes_per_account` of each, and each post through the
-unique index on its URI, so its work is bounded by the number of accounts followed; the pages after it are cut
-from the ranking it kept.
+through the indexes on `(author, indexed_at)`, at most `votes_per_account` of each, so its work is bounded by the
+number of accounts followed; it scores the posts by their votes, and looks up through the unique index on the URI
+only the posts that may rank among the session's best, highest scores first; the pages after it are cut from the
+ranking it kept.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 from typing import Any
 
 import peewee
 
 from feedgen.ranking import (
     HOUR_MS,
+    SESSION_DEPTH,
     Candidate,
     Follow,
     Like,
+    Ordering,
     PersonalAlgorithm,
     Post,
     Prepared,
@@ -40,8 +46,16 @@ from feedgen.ranking import (
     decay,
     hiding_self_labels,
     marker,
+    rank_score,
     require_positive,
 )
+
+_LOOKUP = 100
+"""How many posts one prepared query looks up by URI."""
+_URIS = tuple(marker(f'uri {n}') for n in range(_LOOKUP))
+_FIRST_LOOKUPS = 2 * _LOOKUP
+"""How many of the highest-scoring voted posts a session looks up first (then four times as many each round)."""
+Entry = tuple[int, int, Candidate]
 
 
 @dataclass(frozen=True)
@@ -70,52 +84,85 @@ class Network(PersonalAlgorithm):
     Params = NetworkParams
 
     def rank(self, viewer: str, as_of: int, indexed_until: int) -> Ranking:
-        params: NetworkParams = self.params
-        follows = [account for (account,) in Follow.select(Follow.subject).where(Follow.author == viewer).tuples()]
-        since = as_of - int(params.window_hours * HOUR_MS)
-        votes: dict[int, dict[str, int]] = defaultdict(dict)
-        authors: dict[int, str] = {}
-        removed: Counter[str] = Counter()
-        # the nth newest in the window, or else the window's start, to the session's end
-        nth = (since, indexed_until, params.votes_per_account - 1, since + 1)
-        for account in follows:
-            for voter, voted_at, post_id, author, hidden, labels in self._votes.tuples(
-                *(account, *nth, account, indexed_until) * 2
-            ):
-                if post_id is None or hidden:
-                    removed['likes and reposts of posts not indexed or hidden'] += 1
-                elif labels and hiding_self_labels(labels):
-                    removed['likes and reposts of self-labelled posts'] += 1
-                elif author == viewer:
-                    removed['likes and reposts of your own posts'] += 1
-                else:
-                    post_votes = votes[post_id]
-                    previous = post_votes.get(voter)
-                    if previous is None or voted_at > previous:
-                        post_votes[voter] = voted_at
-                    authors[post_id] = author
-        half_life = params.half_life_hours
-        post_ids = list(votes)
-        scores = [sum([decay(as_of - at, half_life) for at in voters.values()]) for voters in votes.values()]
+        voted = self._voted(viewer, as_of, indexed_until)
+        scores = voted.scores(as_of, self.params.half_life_hours)
+        post_ids, authors, kept = [], [], []
+        for subject, post in voted.posts(list(voted.votes), self._posts):
+            post_ids.append(post[0])
+            authors.append(post[1])
+            kept.append(subject)
 
         def facts(index: int) -> dict[str, int]:
-            return votes[post_ids[index]]
+            return voted.votes[kept[index]]
 
-        trace = {
+        return Ranking(post_ids, authors, [scores[subject] for subject in kept], facts, self._trace(voted))
+
+    def order(
+        self, viewer: str, as_of: int, indexed_until: int, weights: dict[str, float], start: tuple[int, int] | None
+    ) -> Ordering:
+        """The session's best entries, looking up only the posts that may be among them.
+
+        Every vote is read (an index range per account and kind), but a voted post is looked up (its id, author and
+        whether it is shown) only while its score, at the most any feedback weighs it, could still reach the
+        `SESSION_DEPTH` best found: highest scores first, in batches growing fourfold. Most posts have one vote and
+        are never looked up. The same entries as ranking every candidate; `removed` counts the votes of the posts
+        looked up, and the candidates are the posts voted on less those found not shown.
+        """
+        voted = self._voted(viewer, as_of, indexed_until)
+        scores = voted.scores(as_of, self.params.half_life_hours)
+        subjects = sorted(scores, key=scores.__getitem__, reverse=True)
+        most = max([1.0, *weights.values()])
+        best: list[Entry] = []  # a heap of the best `SESSION_DEPTH` entries below `start`, lowest first
+        looked_up = below = 0
+        batch = _FIRST_LOOKUPS
+        while looked_up < len(subjects):
+            if len(best) == SESSION_DEPTH and rank_score(scores[subjects[looked_up]], most) < best[0][0]:
+                break  # no post left can rank among the best (nor tie with the lowest of them)
+            chunk = subjects[looked_up : looked_up + batch]
+            looked_up += len(chunk)
+            batch *= 4
+            for subject, (post_id, author) in voted.posts(chunk, self._posts):
+                rank = rank_score(scores[subject], weights.get(author, 1.0))
+                if start is not None and (rank, post_id) >= start:
+                    continue
+                below += 1
+                entry = (rank, post_id, Candidate(post_id, author, scores[subject], voted.votes[subject]))
+                if len(best) < SESSION_DEPTH:
+                    heapq.heappush(best, entry)
+                elif (rank, post_id) > best[0][:2]:
+                    heapq.heapreplace(best, entry)
+        entries = sorted(best, key=itemgetter(0, 1), reverse=True)
+        total = len(subjects) - voted.unshown
+        cut = looked_up < len(subjects) or below > len(best)
+        return Ordering(entries, total, start, cut, self._trace(voted))
+
+    def _voted(self, viewer: str, as_of: int, indexed_until: int) -> _Votes:
+        """The votes of the accounts `viewer` follows that count in a session as of `as_of`."""
+        params: NetworkParams = self.params
+        since = as_of - int(params.window_hours * HOUR_MS)
+        # the nth newest in the window, or else the window's start, to the session's end
+        nth = (since, indexed_until, params.votes_per_account - 1, since + 1)
+        voted = _Votes(viewer)
+        for (account,) in Follow.select(Follow.subject).where(Follow.author == viewer).tuples():
+            voted.add(self._votes.tuples(*(account, *nth, account, indexed_until) * 2))
+        return voted
+
+    def _trace(self, voted: _Votes) -> dict[str, Any]:
+        params: NetworkParams = self.params
+        return {
             'order': 'score, highest first',
             'filters': [
                 f'liked or reposted by accounts you follow in the last {params.window_hours:g} hours',
                 f'of each account its newest {params.votes_per_account} likes and {params.votes_per_account} reposts',
             ],
-            'removed': dict(removed),
+            'removed': dict(voted.removed),
         }
-        return Ranking(post_ids, [authors[post_id] for post_id in post_ids], scores, facts, trace)
 
     @cached_property
     def _votes(self) -> Prepared:
-        """An account's likes and reposts indexed in `(since, until]` with their posts: of each kind its newest `count`
-        (and those indexed at the same moment as the last of them). Per kind, one range scan of `(author, indexed_at)`
-        finds the `count`th newest, and one reads from there up: no sort."""
+        """An account's likes and reposts indexed in `(since, until]`: of each kind its newest `count` (and those
+        indexed at the same moment as the last of them). Per kind, one range scan of `(author, indexed_at)` finds the
+        `count`th newest, and one reads from there up: no sort."""
         parts: list[peewee.ModelSelect] = []
         markers: list[object] = []
         for n, model in enumerate((Like, Repost)):
@@ -130,13 +177,18 @@ class Network(PersonalAlgorithm):
                 .offset(offset)
             )
             parts.append(
-                model.select(model.author, model.indexed_at, Post.id, Post.author, Post.hidden, Post.self_labels)
-                .join(Post, peewee.JOIN.LEFT_OUTER, on=Post.uri == model.subject)
+                model.select(model.author, model.indexed_at, model.subject)
                 .where(model.author == account, model.indexed_at >= peewee.fn.COALESCE(nth, floor))
                 .where(model.indexed_at <= until)
             )
             markers.extend((nth_account, nth_since, nth_until, offset, floor, account, until))
         return Prepared(parts[0].union_all(parts[1]), markers)
+
+    @cached_property
+    def _posts(self) -> Prepared:
+        """Up to `_LOOKUP` posts by URI, whether shown or not (unused places hold '', no post's URI)."""
+        query = Post.select(Post.uri, Post.id, Post.author, Post.hidden, Post.self_labels).where(Post.uri.in_(_URIS))
+        return Prepared(query, _URIS)
 
     def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
         voters: dict[str, int] = candidate.facts
@@ -148,3 +200,56 @@ class Network(PersonalAlgorithm):
             'score': candidate.score,
         }
         return parts, f'liked or reposted by {len(voters)} account{"s" if len(voters) > 1 else ""} you follow'
+
+
+class _Votes:
+    """The votes a session counts, by post URI and voter (the newest of a voter's like and repost of it), and what
+    looking their posts up left out."""
+
+    def __init__(self, viewer: str) -> None:
+        self.viewer = viewer
+        self.votes: dict[str, dict[str, int]] = defaultdict(dict)
+        self.rows: Counter[str] = Counter()
+        """How many likes and reposts each post has among the votes read (a like and a repost by one voter: 2)."""
+        self.removed: Counter[str] = Counter()
+        self.unshown = 0
+        """How many of the posts looked up are not shown (not indexed, hidden, self-labelled or the reader's)."""
+
+    def add(self, rows: Iterable[tuple[str, int, str]]) -> None:
+        for voter, voted_at, subject in rows:
+            self.rows[subject] += 1
+            post_votes = self.votes[subject]
+            previous = post_votes.get(voter)
+            if previous is None or voted_at > previous:
+                post_votes[voter] = voted_at
+
+    def scores(self, as_of: int, half_life: float) -> dict[str, float]:
+        return {
+            subject: sum([decay(as_of - at, half_life) for at in voters.values()])
+            for subject, voters in self.votes.items()
+        }
+
+    def posts(self, subjects: Sequence[str], lookup: Prepared) -> Iterator[tuple[str, tuple[int, str]]]:
+        """`(uri, (post id, author))` of the posts of `subjects` shown in the feed; counts the others' votes."""
+        for start in range(0, len(subjects), _LOOKUP):
+            chunk = subjects[start : start + _LOOKUP]
+            found = {row[0]: row[1:] for row in lookup.tuples(*chunk, *[''] * (_LOOKUP - len(chunk)))}
+            for subject in chunk:
+                post = found.get(subject)
+                reason = self._unshown(post)
+                if reason is None:
+                    assert post is not None
+                    yield subject, (post[0], post[1])
+                else:
+                    self.removed[reason] += self.rows[subject]
+                    self.unshown += 1
+
+    def _unshown(self, post: tuple[Any, ...] | None) -> str | None:
+        """Why the votes of `post` (`id, author, hidden, self_labels`; None: not indexed) do not count, if so."""
+        if post is None or post[2]:
+            return 'likes and reposts of posts not indexed or hidden'
+        if post[3] and hiding_self_labels(post[3]):
+            return 'likes and reposts of self-labelled posts'
+        if post[1] == self.viewer:
+            return 'likes and reposts of your own posts'
+        return None

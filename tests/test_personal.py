@@ -6,9 +6,11 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import peewee
 import pytest
+from feedgen_algorithms import network as network_module
 from feedgen_algorithms import quiet as quiet_module
 from feedgen_algorithms.network import Network
 from feedgen_algorithms.quiet import Quiet
@@ -155,6 +157,37 @@ def test_quiet_reads_only_the_posts_its_best_entries_need(
         assert walked.cut or not ranked.cut, 'a part that leaves entries out says so'
 
 
+@pytest.mark.parametrize('depth', [1, 7, 60, 500])
+def test_network_looks_up_only_the_posts_its_best_entries_need(
+    store: tuple[Path, str], depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    viewer = store[1]
+    network = Network()
+    weights = author_weights(viewer, AS_OF)
+    assert sorted(weights.values()) == [0.25, 0.25, 2.0]
+    everything = PersonalAlgorithm.order(network, viewer, AS_OF, NOW_MS, weights, None)
+    starts = [None] + [entry[:2] for entry in everything.entries[:: len(everything.entries) // 5]]
+    looked_up: list[int] = []
+    lookup = network._posts
+    monkeypatch.setattr(
+        network, '_posts', SimpleNamespace(tuples=lambda *uris: looked_up.append(1) or lookup.tuples(*uris))
+    )
+    monkeypatch.setattr(personal, 'SESSION_DEPTH', depth)
+    monkeypatch.setattr(network_module, 'SESSION_DEPTH', depth)
+    for start in starts:
+        walked = network.order(viewer, AS_OF, NOW_MS, weights, start)
+        ranked = PersonalAlgorithm.order(network, viewer, AS_OF, NOW_MS, weights, start)
+        assert walked.entries == ranked.entries
+        assert walked.total >= ranked.total
+        assert walked.cut or not ranked.cut, 'a part that leaves entries out says so'
+        if not walked.cut:
+            assert (walked.total, walked.trace) == (ranked.total, ranked.trace), 'all looked up: the same counts'
+    if depth < 60:
+        looked_up.clear()
+        network.order(viewer, AS_OF, NOW_MS, weights, None)
+        assert len(looked_up) * network_module._LOOKUP < everything.total / 2, 'most voted posts are not looked up'
+
+
 @pytest.mark.parametrize('depth', [1, 3, 10, 40])
 def test_quiet_reads_far_enough_through_posts_that_tie(
     db: peewee.Database, depth: int, monkeypatch: pytest.MonkeyPatch
@@ -175,12 +208,34 @@ def test_quiet_reads_far_enough_through_posts_that_tie(
         assert walked.entries == PersonalAlgorithm.order(quiet, READER, NOW_MS, NOW_MS, weights, start).entries
 
 
+@pytest.mark.parametrize('depth', [1, 3, 10, 40])
+def test_network_looks_up_far_enough_through_posts_that_tie(
+    db: peewee.Database, depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = reader_following(StoreBuilder(db), 'amy', 'ben', 'cat')
+    for n in range(36):  # liked at the same moment: scores that tie
+        post = store.make_post(f'author{n % 5}', f'post {n}', at=NOW_S - 7200)
+        for friend in ('amy', 'ben', 'cat')[: 1 + n % 2]:
+            store.make_like(friend, post, at=NOW_S - 3600)
+    feedback(READER, MORE, store.make_post('author1', 'one more', at=NOW_S - 7200))
+    monkeypatch.setattr(network_module, '_FIRST_LOOKUPS', 1)
+    network = Network(votes_per_account=100)
+    weights = author_weights(READER, NOW_MS)
+    everything = PersonalAlgorithm.order(network, READER, NOW_MS, NOW_MS, weights, None)
+    assert len({entry[0] for entry in everything.entries}) < len(everything.entries) / 5, 'most scores tie'
+    monkeypatch.setattr(personal, 'SESSION_DEPTH', depth)
+    monkeypatch.setattr(network_module, 'SESSION_DEPTH', depth)
+    for start in [None, *(entry[:2] for entry in everything.entries)]:
+        walked = network.order(READER, NOW_MS, NOW_MS, weights, start)
+        assert walked.entries == PersonalAlgorithm.order(network, READER, NOW_MS, NOW_MS, weights, start).entries
+
+
 def test_the_pages_after_the_first_reuse_its_ranking(filled: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     path, viewer = filled
     database = open_database(path)
     network = Network()
     ranked = []
-    monkeypatch.setattr(network, 'rank', lambda *args: ranked.append(args) or Network.rank(network, *args))
+    monkeypatch.setattr(network, 'order', lambda *args: ranked.append(args) or Network.order(network, *args))
     walked = list(pages(network, viewer, 30))
     pages_a_part_holds = (personal.SESSION_DEPTH - 1) // 30  # a page needs the entry after it, for its cursor
     assert len(walked) > pages_a_part_holds
