@@ -138,15 +138,23 @@ def prune_transactions(db: peewee.Database, info: dict[str, object], hours: floa
     took: list[float] = []
     rows: list[int] = []
     began: list[tuple[float, int]] = []
+    slowest: dict[str, float] = {}
+    """The longest transaction of each table, by the table its first DELETE names."""
+    table = ''
     connection = db.connection()
 
     def trace(statement: str) -> None:
+        nonlocal table
         if statement.startswith('BEGIN'):
             began.append((time.perf_counter(), connection.total_changes))
+            table = ''
+        elif statement.startswith('DELETE FROM') and not table:
+            table = statement.split()[2].strip('"')
         elif statement == 'COMMIT' and began:
             started, changes = began.pop()
             took.append(time.perf_counter() - started)
             rows.append(connection.total_changes - changes)
+            slowest[table] = max(slowest.get(table, 0.0), took[-1])
 
     connection.set_trace_callback(trace)
     try:
@@ -163,6 +171,7 @@ def prune_transactions(db: peewee.Database, info: dict[str, object], hours: floa
         f'max {rows[-1]}',
         f'transaction ms: {spread(took)}',
         f'writer waits ({len(probe.waits)}) ms: {spread(probe.waits)}; over 100 ms: {slow}',
+        'longest transaction ms by table: ' + ', '.join(f'{name} {ms * 1000:.1f}' for name, ms in slowest.items()),
     ]
 
 

@@ -118,19 +118,33 @@ def prune(
     }
     after: tuple[int, str] = (-1, '')
 
+    def old_follows(size: int) -> list[tuple[int, str, str, bool]]:
+        """The next `size` follows older than `cutoff` from where the last deletion stopped:
+        `(indexed_at, uri, author, author is a reader)`."""
+        reader = Follow.author.in_(ReaderGraph.select(ReaderGraph.did))
+        old = Follow.select(Follow.indexed_at, Follow.uri, Follow.author, reader)
+        old = old.where(Follow.indexed_at < cutoff, peewee.Tuple(Follow.indexed_at, Follow.uri) > peewee.Tuple(*after))
+        return list(old.order_by(Follow.indexed_at, Follow.uri).limit(size).tuples())
+
+    def read_follows(size: int) -> None:
+        """Reads, through both indexes the deletion changes, the entries of the follows `follows` deletes next."""
+        dropped = [(uri, author) for _, uri, author, reader in old_follows(size) if not reader]
+        if dropped:
+            uris, authors = zip(*dropped, strict=True)
+            for where in (Follow.uri.in_(uris), Follow.author.in_(set(authors))):  # the key, `(author, subject)`
+                Follow.select(peewee.fn.COUNT(peewee.SQL('*'))).where(where).scalar()
+
     def follows(size: int) -> int:
         """Reads `size` follows older than `cutoff` from where the last call stopped; deletes those of non-readers."""
         nonlocal after
-        old = Follow.select(Follow.indexed_at, Follow.uri, Follow.author.in_(ReaderGraph.select(ReaderGraph.did)))
-        old = old.where(Follow.indexed_at < cutoff, peewee.Tuple(Follow.indexed_at, Follow.uri) > peewee.Tuple(*after))
-        read = list(old.order_by(Follow.indexed_at, Follow.uri).limit(size).tuples())
+        read = old_follows(size)
         if read:
             after = read[-1][:2]
-            dropped = [uri for _, uri, reader in read if not reader]
+            dropped = [uri for _, uri, _, reader in read if not reader]
             removed['follows'] += Follow.delete().where(Follow.uri.in_(dropped)).execute() if dropped else 0
         return len(read)
 
-    batches.run(follows)
+    batches.run(follows, read_follows)
     removed['labels'] = prune_labels(cutoff, batches)
     batches.run(partial(_prune_changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
     return removed | prune_plugin_tables(indexers, retention_hours, int(moment * 1000), batches)

@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-ceiling', action='store_true', help='Leave out the ceiling app.')
     parser.add_argument(
         '--servers',
-        default='fair',
+        default='granian',
         help=f'What serves feedgen, one after another (comma-separated: {", ".join(SERVERS)}).',
     )
     parser.add_argument(
