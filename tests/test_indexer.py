@@ -144,6 +144,22 @@ def test_deactivated_account_is_hidden_until_active_again(pipeline: Pipeline) ->
     assert Actor.get_by_id(ALICE).status == 'takendown'
 
 
+def test_an_account_announced_as_it_already_was_leaves_its_posts_alone(pipeline: Pipeline, db: peewee.Database) -> None:
+    _feed(pipeline, frames.commit(1, ALICE, [('create', 'app.bsky.feed.post/a', frames.post_record())]))
+    statements: list[str] = []
+    db.connection().set_trace_callback(statements.append)
+    try:
+        _feed(pipeline, frames.account(2, ALICE, True))  # the relay announces active accounts over and over
+        _feed(pipeline, frames.account(3, ALICE, False, 'deactivated'))
+        _feed(pipeline, frames.account(4, ALICE, False, 'suspended'))  # still inactive: still hidden
+    finally:
+        db.connection().set_trace_callback(None)
+    post_writes = [sql for sql in statements if sql.startswith(('UPDATE "post"', 'INSERT INTO "post_change"'))]
+    assert len(post_writes) == 2, 'only the event that hides the posts writes them (and notes the change)'
+    assert _post(POST_A).hidden
+    assert Actor.get_by_id(ALICE).status == 'suspended'
+
+
 def test_posts_of_a_hidden_account_stay_hidden_across_restarts(db: peewee.Database) -> None:
     Pipeline(Indexer(db, 'test')).feed_all([frames.account(1, ALICE, False, 'suspended')])
     Pipeline(Indexer(db, 'test')).feed_all(

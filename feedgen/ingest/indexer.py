@@ -331,6 +331,7 @@ class Indexer:
         Actor.insert(did=event.did, status=status).on_conflict(
             conflict_target=[Actor.did], update={Actor.status: status}
         ).execute()
+        hidden = self.hiding.hides(event.did)
         if status == 'deleted':
             self.hiding.inactive.discard(event.did)
             self.hiding.opted_out.discard(event.did)
@@ -338,11 +339,12 @@ class Indexer:
             self.plugins.purge(event.did)
         elif status in HIDING_STATUSES:
             self.hiding.inactive.add(event.did)
-            self.hiding.changed.add(event.did)
         elif event.active:
             self.hiding.inactive.discard(event.did)
+        if status != 'deleted' and self.hiding.hides(event.did) != hidden:
+            # Most account events announce an account active that already was: its posts stay as they are.
             self.hiding.changed.add(event.did)
-        self.hiding.apply()
+            self.hiding.apply()
 
 
 def _op_name(op: RecordOp) -> str:
