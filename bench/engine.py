@@ -14,7 +14,7 @@ transactions timed (from its `BEGIN IMMEDIATE` to its `COMMIT`) with the rows it
 `bench.scale.run.WriterProbe` (another writer, as ingest is) takes the write lock over and over and keeps its waits.
 
 Usage: `cp bench/out/serve-1000000.db* bench/out/serve-1000000.json /tmp/x/ &&
-python -m bench.engine --store /tmp/x/serve-1000000.db`
+python -m bench.engine --store /tmp/x/serve-1000000.db` (a `bench.scale` store: its `.info.json` beside it).
 """
 
 from __future__ import annotations
@@ -175,6 +175,12 @@ def prune_transactions(db: peewee.Database, info: dict[str, object], hours: floa
     ]
 
 
+def info_file(store: Path) -> Path:
+    """What a filled store holds: `X.json` beside `X.db` (`bench.serve.fill`), or `X.info.json` (`bench.scale`)."""
+    serve = store.with_suffix('.json')
+    return serve if serve.exists() else store.with_suffix('.info.json')
+
+
 def spread(seconds: list[float]) -> str:
     """The median, p99 and max of `seconds`, in ms."""
     ordered = sorted(seconds)
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--only', choices=('jobs', 'pages', 'prune', 'following'), help='Run one part.')
     parser.add_argument('--prune-hours', type=float, default=12.0, help='What `--only prune` keeps.')
     args = parser.parse_args(argv)
-    info = json.loads(args.store.with_suffix('.json').read_text())
+    info = json.loads(info_file(args.store).read_text())
     db = open_database(args.store)
     if args.only == 'following':
         print('\n'.join(following_pages(info, args.repeats)))
