@@ -142,8 +142,9 @@ class Network(PersonalAlgorithm):
         since = as_of - int(params.window_hours * HOUR_MS)
         # the nth newest in the window, or else the window's start, to the session's end
         nth = (since, indexed_until, params.votes_per_account - 1, since + 1)
+        follows = [account for (account,) in Follow.select(Follow.subject).where(Follow.author == viewer).tuples()]
         voted = _Votes(viewer)
-        for (account,) in Follow.select(Follow.subject).where(Follow.author == viewer).tuples():
+        for account in follows:  # read first: one query at a time on the connection
             voted.add(self._votes.tuples(*(account, *nth, account, indexed_until) * 2))
         return voted
 

@@ -131,7 +131,7 @@ def prune(
         dropped = [(uri, author) for _, uri, author, reader in old_follows(size) if not reader]
         if dropped:
             uris, authors = zip(*dropped, strict=True)
-            for where in (Follow.uri.in_(uris), Follow.author.in_(set(authors))):  # the key, `(author, subject)`
+            for where in (Follow.uri.in_(uris), Follow.author.in_(set(authors))):  # the URI key; `(author, subject)`
                 Follow.select(peewee.fn.COUNT(peewee.SQL('*'))).where(where).scalar()
 
     def follows(size: int) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import peewee
+import pytest
 
 from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline, replay
@@ -144,16 +147,15 @@ def test_deactivated_account_is_hidden_until_active_again(pipeline: Pipeline) ->
     assert Actor.get_by_id(ALICE).status == 'takendown'
 
 
-def test_an_account_announced_as_it_already_was_leaves_its_posts_alone(pipeline: Pipeline, db: peewee.Database) -> None:
+def test_an_account_announced_as_it_already_was_leaves_its_posts_alone(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
     _feed(pipeline, frames.commit(1, ALICE, [('create', 'app.bsky.feed.post/a', frames.post_record())]))
-    statements: list[str] = []
-    db.connection().set_trace_callback(statements.append)
-    try:
+    with caplog.at_level(logging.DEBUG, logger='peewee'):  # peewee logs each statement it runs
         _feed(pipeline, frames.account(2, ALICE, True))  # the relay announces active accounts over and over
         _feed(pipeline, frames.account(3, ALICE, False, 'deactivated'))
         _feed(pipeline, frames.account(4, ALICE, False, 'suspended'))  # still inactive: still hidden
-    finally:
-        db.connection().set_trace_callback(None)
+    statements = [record.msg[0] for record in caplog.records if record.name == 'peewee']
     post_writes = [sql for sql in statements if sql.startswith(('UPDATE "post"', 'INSERT INTO "post_change"'))]
     assert len(post_writes) == 2, 'only the event that hides the posts writes them (and notes the change)'
     assert _post(POST_A).hidden
