@@ -55,7 +55,6 @@ _LOOKUP = 100
 _URIS = tuple(marker(f'uri {n}') for n in range(_LOOKUP))
 _FIRST_LOOKUPS = 2 * _LOOKUP
 """How many of the highest-scoring voted posts a session looks up first (then four times as many each round)."""
-Entry = tuple[int, int, Candidate]
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class Network(PersonalAlgorithm):
         scores = voted.scores(as_of, self.params.half_life_hours)
         subjects = sorted(scores, key=scores.__getitem__, reverse=True)
         most = max([1.0, *weights.values()])
-        best: list[Entry] = []  # a heap of the best `SESSION_DEPTH` entries below `start`, lowest first
+        best: list[tuple[int, int, Candidate]] = []  # the best `SESSION_DEPTH` entries below `start`: a heap
         looked_up = below = 0
         batch = _FIRST_LOOKUPS
         while looked_up < len(subjects):

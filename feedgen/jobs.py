@@ -97,8 +97,7 @@ def prune(
             return
         uris, subjects, authors, kept = zip(*found, strict=True)
         by_author = model.author.in_(set(authors)) & (model.indexed_at < cutoff)
-        for where in (model.uri.in_(uris), model.subject.in_(set(subjects)), by_author):
-            model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(where).scalar()
+        _read(model, model.uri.in_(uris), model.subject.in_(set(subjects)), by_author)
         held = {subject for subject, is_kept in zip(subjects, kept, strict=True) if is_kept}
         Post.select(peewee.fn.SUM(Post.like_count + Post.repost_count)).where(Post.uri.in_(held)).scalar()
 
@@ -131,8 +130,7 @@ def prune(
         dropped = [(uri, author) for _, uri, author, reader in old_follows(size) if not reader]
         if dropped:
             uris, authors = zip(*dropped, strict=True)
-            for where in (Follow.uri.in_(uris), Follow.author.in_(set(authors))):  # the URI key; `(author, subject)`
-                Follow.select(peewee.fn.COUNT(peewee.SQL('*'))).where(where).scalar()
+            _read(Follow, Follow.uri.in_(uris), Follow.author.in_(set(authors)))  # the URI key; `(author, subject)`
 
     def follows(size: int) -> int:
         """Reads `size` follows older than `cutoff` from where the last call stopped; deletes those of non-readers."""
@@ -148,6 +146,13 @@ def prune(
     removed['labels'] = prune_labels(cutoff, batches)
     batches.run(partial(_prune_changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
     return removed | prune_plugin_tables(indexers, retention_hours, int(moment * 1000), batches)
+
+
+def _read(model: type[peewee.Model], *conditions: peewee.Expression) -> None:
+    """Counts `model`'s rows matching each of `conditions`, one query each: reads the index entries each one selects
+    through (into the page cache, for the transaction that changes them next)."""
+    for condition in conditions:
+        model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(condition).scalar()
 
 
 def _prune_changes(cutoff: int, size: int) -> int:
