@@ -86,6 +86,36 @@ def test_request_less_demotes_the_author_for_that_reader_only(store: StoreBuilde
     assert hot.explain(loud, FeedRequest(limit=1, viewer=READER, at_ms=NOW_MS))['viewer_weight'] == 0.25
 
 
+def test_pages_served_again_from_one_worker_match_a_fresh_ranking(store: StoreBuilder, db: peewee.Database) -> None:
+    """A worker keeps each snapshot's items per post and reader weight; what it serves again must be what an
+    algorithm that never served a page makes, for every reader's weights and after a new snapshot."""
+    posts = [engaged(store, f'author{n % 3}', 1 + n / 4, likes=n + 1) for n in range(9)]
+    feedback(READER, LESS, posts[0])
+    feedback('did:plc:fan', MORE, posts[1])
+    served = Hot()
+
+    def pages(hot: Hot, viewer: str | None, now_ms: int) -> list[tuple[list[object], dict[str, object]]]:
+        found, cursor = [], None
+        while True:
+            page = hot.page(FeedRequest(limit=4, cursor=cursor, viewer=viewer, at_ms=now_ms))
+            found.append((page.items, page.trace['scores']))
+            if (cursor := page.cursor) is None:
+                return found
+
+    for now_ms in (NOW_MS, NOW_MS + 60_000):
+        served.refresh(db, now_ms=now_ms)
+        for viewer in (READER, None, 'did:plc:fan', READER, None):
+            fresh = Hot()
+            assert pages(served, viewer, now_ms) == pages(fresh, viewer, now_ms)
+        store.make_like('late-fan', posts[0])
+    weights = {scores[posts[0]]['viewer_weight'] for _, scores in pages(served, READER, NOW_MS + 60_000)[:3]
+               if posts[0] in scores}  # fmt: skip
+    assert weights == {0.25}
+    assert 'you asked to see less of this author' in next(
+        item.context for items, _ in pages(served, READER, NOW_MS + 60_000) for item in items if item.post == posts[0]
+    )
+
+
 def test_request_more_lifts_and_the_latest_request_wins(store: StoreBuilder, db: peewee.Database) -> None:
     top = engaged(store, 'alice', 1, likes=6)
     second = engaged(store, 'bob', 1, likes=4)

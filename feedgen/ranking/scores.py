@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 from typing import Any, ClassVar, NamedTuple
 
 import peewee
@@ -111,8 +112,8 @@ class SnapshotAlgorithm(Algorithm):
     """True when a post's score never rises while its counters stay the same (`score_parts` does not grow with
     `now_ms`): the job then reads only what changed since its last run (`feedgen.ranking.score_pool`)."""
     _pool: ScorePool[Counts] | None = None
-    _parts_seen: dict[tuple[int, int], dict[int, dict[str, Any]]] | None = None
-    """The score parts of the posts of the newest snapshots paged, by snapshot `(id, made_at)` and post id."""
+    _shown_by_snapshot: dict[tuple[int, int], dict[tuple[int, float], tuple[Item, dict[str, Any]]]] | None = None
+    """The items made from the newest snapshots paged, by snapshot `(id, made_at)`: see `_shown`."""
 
     def score_parts(self, counts: Counts, now_ms: int) -> dict[str, Any]:
         """The score of a post with `counts` at `now_ms` and the parts it is made of; `score` is the result."""
@@ -200,18 +201,15 @@ class SnapshotAlgorithm(Algorithm):
             trace['filters'].append(self.exclusion)
         ranked = _ranked(session.snapshot.id, excluded, session.weights, session.after, request.limit + 1)
         rows = ranked[: request.limit]
+        shown = self._shown(session.snapshot)
         items, scores = [], {}
-        known = self._known_parts(session.snapshot)
-        for row in rows:
-            parts = known.get(row['post_id'])
-            if parts is None:
-                parts = known[row['post_id']] = self._parts(row, session.snapshot)
-            parts = parts | {'viewer_weight': row['weight'], 'rank_score': row['rank']}
-            items.append(Item(post=row['uri'], context=self.context(parts, row['weight'])))
-            scores[row['uri']] = parts
+        for entry in rows:
+            item, scored = shown.get((entry.post_id, entry.weight)) or self._show(entry, session.snapshot, shown)
+            items.append(item)
+            scores[item.post] = scored
         cursor = None
         if len(ranked) > request.limit:
-            last = (rows[-1]['rank'], rows[-1]['post_id'])
+            last = (rows[-1].rank, rows[-1].post_id)
             cursor = encode_session_cursor((session.snapshot.id, session.as_of), last)
         trace.update(feedback=feedback_summary(session.weights), scores=scores)
         return Page(items=items, cursor=cursor, trace=trace)
@@ -222,18 +220,18 @@ class SnapshotAlgorithm(Algorithm):
             return None
         excluded = self.excluded(request.viewer, session.as_of)
         query = _snapshot_rows(session.snapshot.id, excluded).where(Post.uri == post)
-        row = query.dicts().first()
+        row = query.namedtuples().first()
         if row is None:
             return None
-        weight = session.weights.get(row['author'], 1.0)
+        weight = session.weights.get(row.author, 1.0)
         parts = self._parts(row, session.snapshot)
         return {
-            'filters': match_filters(self.params, Post.get_by_id(row['post_id'])) or {},
+            'filters': match_filters(self.params, Post.get_by_id(row.post_id)) or {},
             'window_hours': self.params.window_hours,
             'formula': self.ranking,
             'score': parts,
             'viewer_weight': weight,
-            'rank_score': weigh(row['score'], weight),
+            'rank_score': weigh(row.score, weight),
             'snapshot': {'id': session.snapshot.id, 'made_at': session.snapshot.made_at},
         }
 
@@ -277,21 +275,34 @@ class SnapshotAlgorithm(Algorithm):
         score: float = self.score_parts(counts, now)['score']
         return round(score * SCORE_SCALE)
 
-    def _parts(self, row: dict[str, Any], snapshot: Row) -> dict[str, Any]:
-        counts = Counts(row['likes'], row['reposts'], row['replies'], row['sort_at'])
-        return self.score_parts(counts, snapshot.made_at)
+    def _parts(self, row: Row, snapshot: Row) -> dict[str, Any]:
+        """The score parts of a snapshot `row` (its `likes`, `reposts`, `replies` and `sort_at`)."""
+        return self.score_parts(Counts(row.likes, row.reposts, row.replies, row.sort_at), snapshot.made_at)
 
-    def _known_parts(self, snapshot: Row) -> dict[int, dict[str, Any]]:
-        """The score parts of `snapshot`'s posts computed so far, by post id, for the pages to fill in. A snapshot's
-        rows never change, so a post's parts are computed once per process and snapshot, not once per page; the two
-        newest snapshots paged are kept (readers still paging the one before the newest)."""
+    def _shown(self, snapshot: Row) -> dict[tuple[int, float], tuple[Item, dict[str, Any]]]:
+        """The items of `snapshot`'s posts made so far and their score parts (as the trace shows them), by post id
+        and the reader's weight of its author. A snapshot's rows never change, so an item is made once per process,
+        snapshot and weight (1 for most readers), not once per page; the two newest snapshots paged are kept
+        (readers still paging the one before the newest)."""
         key = (snapshot.id, snapshot.made_at)
-        seen = self._parts_seen or {}
-        parts = seen.get(key)
-        if parts is None:
-            parts = {}
-            self._parts_seen = dict(sorted([*seen.items(), (key, parts)])[-2:])
-        return parts
+        seen = self._shown_by_snapshot or {}
+        shown = seen.get(key)
+        if shown is None:
+            shown = {}
+            self._shown_by_snapshot = dict(sorted([*seen.items(), (key, shown)])[-2:])
+        return shown
+
+    def _show(
+        self, entry: _Ranked, snapshot: Row, shown: dict[tuple[int, float], tuple[Item, dict[str, Any]]]
+    ) -> tuple[Item, dict[str, Any]]:
+        """`entry`'s item and its score parts in the trace, kept in `shown` for the pages after."""
+        parts = self._parts(entry.row, snapshot)
+        item = Item(post=entry.row.uri, context=self.context(parts, entry.weight))
+        made = shown[(entry.post_id, entry.weight)] = (
+            item,
+            parts | {'viewer_weight': entry.weight, 'rank_score': entry.rank},
+        )
+        return made
 
     def _session(self, request: FeedRequest) -> _Session:
         newest = next(_NEWEST_SNAPSHOT.run(self._key), None)
@@ -348,33 +359,43 @@ def _snapshot_rows(snapshot_id: int, excluded: peewee.ModelSelect | None) -> pee
     return query.where(Post.uri.not_in(excluded)) if excluded is not None else query
 
 
+class _Ranked(NamedTuple):
+    """A snapshot row in a reader's order: its weighted score, post id, the reader's weight of its author, the row."""
+
+    rank: int
+    post_id: int
+    weight: float
+    row: Row
+    """`score`, `post_id`, `likes`, `reposts`, `replies`, `uri`, `author`, `sort_at` (`_snapshot_rows`)."""
+
+
 def _ranked(
     snapshot_id: int,
     excluded: peewee.ModelSelect | None,
     weights: dict[str, float],
     after: tuple[int, int] | None,
     count: int,
-) -> list[dict[str, Any]]:
+) -> list[_Ranked]:
     """The first `count` rows of a snapshot below `after`, by (weighted score, post_id) descending.
 
     The authors in `weights` are read apart (all their posts in the snapshot: a few rows) and reweighed;
     everyone else's posts come from one walk down the index, at most `count` rows.
     """
     if not weights and excluded is None:  # every anonymous reader's page, and most signed-in readers'
-        return [row._asdict() | {'weight': 1.0, 'rank': row.score} for row in _WALK.rows(after, count, (snapshot_id,))]
+        return [_Ranked(row.score, row.post_id, 1.0, row) for row in _WALK.rows(after, count, (snapshot_id,))]
     base = _snapshot_rows(snapshot_id, excluded)
     others = base.where(Post.author.not_in(list(weights))) if weights else base
     if after is not None:
         others = others.where(peewee.Tuple(ScoredPost.score, ScoredPost.post_id) < peewee.Tuple(*after))
     ordered = others.order_by(ScoredPost.score.desc(), ScoredPost.post_id.desc()).limit(count)
-    ranked = [row | {'weight': 1.0, 'rank': row['score']} for row in ordered.dicts()]
+    ranked = [_Ranked(row.score, row.post_id, 1.0, row) for row in ordered.namedtuples()]
     if weights:
-        for row in base.where(Post.author.in_(list(weights))).dicts():
-            weight = weights[row['author']]
-            rank = weigh(row['score'], weight)
-            if after is None or (rank, row['post_id']) < after:
-                ranked.append(row | {'weight': weight, 'rank': rank})
-    ranked.sort(key=lambda row: (row['rank'], row['post_id']), reverse=True)
+        for row in base.where(Post.author.in_(list(weights))).namedtuples():
+            weight = weights[row.author]
+            rank = weigh(row.score, weight)
+            if after is None or (rank, row.post_id) < after:
+                ranked.append(_Ranked(rank, row.post_id, weight, row))
+    ranked.sort(key=itemgetter(0, 1), reverse=True)
     return ranked[:count]
 
 
