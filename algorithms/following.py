@@ -1,13 +1,15 @@
 """following: posts of the accounts the reader follows and what they repost, newest first. A plain, honest timeline.
 
-A post is in the feed once: as itself when the reader follows its author (at the time it was made), otherwise at
-the newest repost of it by an account the reader follows (at the moment that repost was indexed), sent with that
-repost as its reason so the app shows "Reposted by". Two walks make a page: the followed accounts' posts by
-`(sort_at, id)` and their reposts by `(indexed_at, uri)`, each the newest rows kept when followed, or else sought
-account by account; a seek reads time ranges widened until one fills the page, so the database sorts about a page's
-rows, not every match. They are merged by time, a post before a repost of the same millisecond. The cursor names the
-last item's place in that order: `<time>:1:<post id>` after a post, `<time>:0:<repost uri>` after a repost, so no
-page repeats or skips an item while new ones arrive.
+A post is in the feed once: as itself when the reader follows its author (at the time it was made), otherwise at the
+newest repost of it by an account the reader follows (at the moment that repost was indexed), sent with that repost
+as its reason so the app shows "Reposted by". Two walks make a page: the followed accounts' posts by `(sort_at, id)`
+and their reposts by `(indexed_at, uri)`, each the newest rows kept when followed, or else sought account by
+account; a seek reads time ranges widened until one fills the page, so the database sorts about a page's rows, not
+every match. A reader whose newest rows did not fill their last page is sought straight away for the next
+`RETRY_PAGES` pages (a worker remembers the latest `READERS` readers): the rows are the same either way. They are
+merged by time, a post before a repost of the same millisecond. The cursor names the last item's place in that
+order: `<time>:1:<post id>` after a post, `<time>:0:<repost uri>` after a repost, so no page repeats or skips an
+item while new ones arrive.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import peewee
@@ -45,6 +50,11 @@ one by one."""
 WINDOW_MS = 15 * 60_000
 """How far back in time the first seek of the followed accounts reads (widened until it fills the page): the
 database sorts what the seeks find, so a narrow range keeps the sort to about a page's rows."""
+RETRY_PAGES = 8
+"""After the newest rows did not fill a reader's page, the next this many pages of that reader (posts and reposts
+apart) seek the followed accounts without walking them; the one after walks them again, in case that changed."""
+READERS = 10_000
+"""How many readers' last way of filling a page a worker remembers."""
 _VIEWER = marker('viewer')
 _VIEWERS = tuple(marker(f'viewer {n}') for n in range(3))
 _TOP = 2**63 - 1
@@ -149,6 +159,35 @@ class Place:
         return (self.time, str(self.id)) if self.kind == _REPOST else (min(self.time + 1, _TOP), '')
 
 
+class Seeking:
+    """The readers whose followed accounts a worker seeks straight away, and for how many more pages; safe to share
+    between a server's threads. Keyed by reader and kind (posts or reposts); the latest `READERS` are kept."""
+
+    def __init__(self) -> None:
+        self._left: OrderedDict[tuple[str | None, int], int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seek(self, key: tuple[str | None, int]) -> bool:
+        """Whether this page of `key` seeks straight away (and counts it)."""
+        with self._lock:
+            left = self._left.get(key, 0)
+            if left:
+                self._left[key] = left - 1
+                self._left.move_to_end(key)
+            return left > 0
+
+    def walked(self, key: tuple[str | None, int], filled: bool) -> None:
+        """Notes whether walking the newest rows filled `key`'s page."""
+        with self._lock:
+            if filled:
+                self._left.pop(key, None)
+                return
+            self._left[key] = RETRY_PAGES
+            self._left.move_to_end(key)
+            while len(self._left) > READERS:
+                self._left.popitem(last=False)
+
+
 class Following(Algorithm):
     name = 'following'
     display_name = 'Following'
@@ -166,9 +205,10 @@ class Following(Algorithm):
         # a page in a few hundred rows. Only when SCAN_ROWS rows do not, seek the followed accounts one by one.
         place = Place.parse(request.cursor) if request.cursor is not None else None
         count = request.limit + 1
-        posts = _rows(RECENT, BY_AUTHOR, place and place.below_posts(), count, (request.viewer,))
+        viewer = request.viewer
+        posts = self._rows(_POST, viewer, place and place.below_posts(), count, (viewer,))
         below = place.below_reposts() if place else (_TOP, '')
-        reposts = _rows(RECENT_REPOSTS, REPOSTS_BY_AUTHOR, below, count, (request.viewer,) * 3)
+        reposts = self._rows(_REPOST, viewer, below, count, (viewer,) * 3)
         merged = heapq.merge(
             ((row.rank_key, _POST, row) for row in posts),
             ((row.rank_key, _REPOST, row) for row in reposts),
@@ -186,6 +226,20 @@ class Following(Algorithm):
         handles = dict(HANDLES.run(*accounts, *[''] * (MAX_LIMIT - len(accounts)))) if accounts else {}
         items = [_item(kind, row, handles.get(row.account)) for _, kind, row in entries]
         return Page(items=items, cursor=cursor, trace={'candidates': len(posts) + len(reposts)})
+
+    @cached_property
+    def _seeking(self) -> Seeking:
+        return Seeking()
+
+    def _rows(self, kind: int, viewer: str | None, after: Any, count: int, values: tuple[Any, ...]) -> list[Row]:
+        """The first `count` posts (`kind` 1) or reposts (0) of the reader's page below `after`: the newest rows walked
+        when they may fill it, else the followed accounts sought."""
+        recent, by_author = (RECENT, BY_AUTHOR) if kind == _POST else (RECENT_REPOSTS, REPOSTS_BY_AUTHOR)
+        rows = None
+        if not self._seeking.seek((viewer, kind)):
+            rows = recent.bounded_rows(after, count, SCAN_ROWS, values)
+            self._seeking.walked((viewer, kind), rows is not None)
+        return by_author.widening_rows(after, count, WINDOW_MS, values) if rows is None else rows
 
     def explain(self, post: str, request: FeedRequest) -> dict[str, Any] | None:
         row = (
@@ -206,11 +260,6 @@ class Following(Algorithm):
             return None
         filters = {'reposted by an account the reader follows': found.repost}
         return {'filters': filters, 'reposter': found.account, 'sort_at': found.indexed_at}
-
-
-def _rows(recent: Stream, by_author: Stream, after: Any, count: int, values: tuple[Any, ...]) -> list[Row]:
-    rows = recent.bounded_rows(after, count, SCAN_ROWS, values)
-    return by_author.widening_rows(after, count, WINDOW_MS, values) if rows is None else rows
 
 
 def _item(kind: int, row: Row, handle: str | None) -> Item:

@@ -174,6 +174,41 @@ def test_paging_is_stable_while_new_posts_arrive(reader: Reader, pipeline: Pipel
     assert decode_cursor(second['cursor'].split(':', 1)[1], 3)  # after a post: <time>:1:<post id>
 
 
+def test_a_reader_whose_newest_rows_did_not_fill_a_page_is_sought_straight_away(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Walking the store's newest posts is wasted for a reader whose followed accounts post rarely: after it fails
+    # once, that reader's next RETRY_PAGES pages seek the accounts without it, then it is tried again. Same pages.
+    monkeypatch.setattr(following, 'SCAN_ROWS', 4)
+    walks: list[object] = []
+    recent = following.RECENT
+
+    class Spy:
+        def bounded_rows(self, after: object, count: int, scan_rows: int, values: tuple[str]) -> object:
+            walks.append(values[0])
+            return recent.bounded_rows(after, count, scan_rows, values)
+
+    monkeypatch.setattr(following, 'RECENT', Spy())
+    loud = 'did:plc:loud'
+    carol_follows = frames.subject_record('app.bsky.graph.follow', loud)
+    pipeline.feed_all(
+        [_follow(1, 'f1', BOB), frames.commit(2, CAROL, [('create', 'app.bsky.graph.follow/f2', carol_follows)])]
+    )
+    pipeline.feed_all(_post(10 + n, BOB, f'b{n}', f'2026-11-24T09:{n:02d}:00.000Z') for n in range(3))
+    pipeline.feed_all(_post(20 + n, loud, f'l{n}', f'2026-11-24T10:{n:02d}:00.000Z') for n in range(20))
+    served = Following()
+    pages = following.RETRY_PAGES + 2
+    for _ in range(pages):
+        for viewer in (VIEWER, CAROL):
+            page = served.page(FeedRequest(limit=2, viewer=viewer))
+            assert page == Following().page(FeedRequest(limit=2, viewer=viewer))  # a worker that remembers nothing
+            assert [item.post for item in page.items] == expected_for(viewer)[:2]
+    # Bob's 3 posts are not among the newest 4: the first page walks, the next RETRY_PAGES do not, the last walks.
+    # The loud account's fill every page from the walk. (Each fresh worker above walked once more.)
+    assert walks.count(VIEWER) - pages == 2
+    assert walks.count(CAROL) - pages == pages
+
+
 def test_the_query_seeks_the_author_index_and_never_scans_posts(
     db: peewee.Database, pipeline: Pipeline, backend: str
 ) -> None:
