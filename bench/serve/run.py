@@ -238,11 +238,12 @@ def serve_rows(
         targets = []
         for rkey, algorithm, _ in feeds:
             targets += targets_for(port, rkey, authorization if algorithms[algorithm].personalized else None, deep)
-        for target in targets:
-            run_wrk(port, target.requests, 4, 1)  # warm-up
         for count in connections:
-            rows += [measure(process, port, replace(target, feed=f'{target.feed} ({server})'), count, seconds)
-                     for target in targets]  # fmt: skip
+            for target in targets:
+                # Warms this target, and lets the server finish what the row before left queued (16 slow pages of
+                # `following` delay the next feed's first requests by their whole queue).
+                run_wrk(port, target.requests, 4, 1)
+                rows.append(measure(process, port, replace(target, feed=f'{target.feed} ({server})'), count, seconds))
     return rows
 
 
