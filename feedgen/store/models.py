@@ -178,11 +178,12 @@ class Repost(BaseModel):
     uri = peewee.TextField(primary_key=True)
     author = peewee.TextField()
     subject = peewee.TextField(index=True)
-    indexed_at = peewee.BigIntegerField(index=True)
+    indexed_at = peewee.BigIntegerField()
 
     class Meta:
         indexes = ((('indexed_at', 'uri'), False), (('author', 'indexed_at', 'uri'), False))
-        """What `following` walks for the reposts of the accounts a reader follows, newest first."""
+        """What `following` walks for the reposts of the accounts a reader follows, newest first; the first also
+        serves pruning by time."""
 
 
 class Follow(BaseModel):

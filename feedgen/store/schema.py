@@ -34,9 +34,9 @@ def add_missing_columns(db: peewee.Database, models: Iterable[type[peewee.Model]
     return added
 
 
-REPLACED_INDEXES = ('like_author', 'repost_author', 'follow_subject')
-"""Indexes earlier versions made: `(author)` of likes and reposts is the start of `(author, indexed_at)`, and no
-query looks follows up by their subject alone."""
+REPLACED_INDEXES = ('like_author', 'repost_author', 'follow_subject', 'repost_indexed_at')
+"""Indexes earlier versions made: `(author)` of likes and reposts is the start of `(author, indexed_at)`, no
+query looks follows up by their subject alone, and `(indexed_at)` of reposts is the start of `(indexed_at, uri)`."""
 
 
 def drop_replaced_indexes(db: peewee.Database) -> list[str]:
