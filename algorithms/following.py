@@ -201,8 +201,9 @@ class Following(Algorithm):
     personalized = True
 
     def page(self, request: FeedRequest) -> Page:
-        # Most readers follow accounts that post often: walking the newest posts and keeping the followed ones fills
-        # a page in a few hundred rows. Only when SCAN_ROWS rows do not, seek the followed accounts one by one.
+        # For a reader whose followed accounts post often, walking the newest rows and keeping the followed ones fills
+        # a page in a few hundred rows; when SCAN_ROWS rows do not, the followed accounts are sought one by one, and
+        # for that reader's next pages straight away (`_rows`).
         place = Place.parse(request.cursor) if request.cursor is not None else None
         count = request.limit + 1
         viewer = request.viewer
