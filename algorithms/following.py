@@ -2,8 +2,10 @@
 
 A post is in the feed once: as itself when the reader follows its author (at the time it was made), otherwise at the
 newest repost of it by an account the reader follows (at the moment that repost was indexed), sent with that repost
-as its reason so the app shows "Reposted by". Two walks make a page: the followed accounts' posts by `(sort_at, id)`
-and their reposts by `(indexed_at, uri)`, each the newest rows kept when followed, or else sought account by
+as its reason so the app shows "Reposted by". Two streams make a page: the followed accounts' posts by
+`(sort_at, id)` and their reposts by `(indexed_at, uri)`. A worker keeps each reader's newest candidates of both and
+adds what is indexed since (`feedgen.ranking.timelines`), so a page near the top is a check of a few dozen rows. Below
+what it keeps, each stream is walked in the store: the newest rows kept when followed, or else sought account by
 account; a seek reads time ranges widened until one fills the page, so the database sorts about a page's rows, not
 every match. A reader whose newest rows did not fill their last page is sought straight away for the next
 `RETRY_PAGES` pages (a worker remembers the latest `READERS` readers): the rows are the same either way. They are
@@ -43,6 +45,7 @@ from feedgen.ranking import (
     marker,
     visible_posts,
 )
+from feedgen.ranking.timelines import Source, Timelines
 
 SCAN_ROWS = 2000
 """How many of the newest posts (or reposts) below the cursor a page walks for followed accounts before seeking them
@@ -68,14 +71,17 @@ def followed(viewer: str | None, account: peewee.Field) -> peewee.Expression:
     return peewee.fn.EXISTS(Follow.select(peewee.SQL('1')).where(Follow.author == viewer, Follow.subject == account))
 
 
+def _follows(viewer: str | None) -> peewee.ModelSelect:
+    return Follow.select(Follow.subject).where(Follow.author == viewer)
+
+
 def followed_posts(viewer: str | None) -> peewee.ModelSelect:
     """Visible posts whose author `viewer` follows.
 
     `author IN (follows)` lets the database seek the `(author, sort_at, id)` index once per followed account and
     stop reading an account's posts as soon as they are older than the page being filled.
     """
-    follows = Follow.select(Follow.subject).where(Follow.author == viewer)
-    return visible_posts().select(Post.uri, Post.sort_at, Post.id, Post.author).where(Post.author.in_(follows))
+    return visible_posts().select(Post.uri, Post.sort_at, Post.id, Post.author).where(Post.author.in_(_follows(viewer)))
 
 
 def followed_reposts(viewers: tuple[Any, ...], by_author: bool = False) -> peewee.ModelSelect:
@@ -92,10 +98,7 @@ def followed_reposts(viewers: tuple[Any, ...], by_author: bool = False) -> peewe
             followed(viewers[2], newer.author),
         )
     )
-    if by_author:
-        reposter = Repost.author.in_(Follow.select(Follow.subject).where(Follow.author == viewers[0]))
-    else:
-        reposter = followed(viewers[0], Repost.author)
+    reposter = Repost.author.in_(_follows(viewers[0])) if by_author else followed(viewers[0], Repost.author)
     return (
         visible_posts()
         .select(Post.uri, Repost.uri.alias('repost'), Repost.author.alias('account'))
@@ -120,6 +123,29 @@ RECENT_REPOSTS = Stream(followed_reposts(_VIEWERS), Repost.indexed_at, Repost.ur
 """The newest reposts, walked by time, each kept when the reader follows the reposter and not the post's author."""
 REPOSTS_BY_AUTHOR = Stream(followed_reposts(_VIEWERS, by_author=True), Repost.indexed_at, Repost.uri, markers=_VIEWERS)
 """The same reposts, sought reposter by reposter."""
+REPOST_KEY = (Repost.indexed_at, Repost.uri)
+TIMELINE_SOURCES = (
+    Source.of(
+        Stream(Post.select().where(Post.author.in_(_follows(_VIEWER))), Post.sort_at, Post.id, markers=(_VIEWER,)),
+        Post.indexed_at,
+        RECENT.query.where(Post.id.in_(Source.ids())),
+        readers=(_VIEWER,),
+    ),
+    Source.of(
+        Stream(
+            Repost.select().where(Repost.author.in_(_follows(_VIEWER))),
+            Repost.indexed_at,
+            Repost.uri,
+            markers=(_VIEWER,),
+        ),
+        Repost.indexed_at,
+        RECENT_REPOSTS.query.where(Repost.uri.in_(Source.ids(text_ids=True))),
+        text_ids=True,
+        readers=_VIEWERS,
+    ),
+)
+"""What a worker keeps of each reader's posts and reposts stream (`feedgen.ranking.timelines`): every post, every
+repost of the followed accounts, checked against the streams' filters when a page reads them."""
 _AUTHORS = [marker(f'author {n}') for n in range(MAX_LIMIT)]
 HANDLES = Prepared(Actor.select(Actor.did, Actor.handle).where(Actor.did.in_(_AUTHORS)), _AUTHORS)
 """The handles of up to a page's accounts; unused places hold '' (no account has that DID)."""
@@ -207,9 +233,13 @@ class Following(Algorithm):
         place = Place.parse(request.cursor) if request.cursor is not None else None
         count = request.limit + 1
         viewer = request.viewer
-        posts = self._rows(_POST, viewer, place and place.below_posts(), count, (viewer,))
-        below = place.below_reposts() if place else (_TOP, '')
-        reposts = self._rows(_REPOST, viewer, below, count, (viewer,) * 3)
+        below_posts = place.below_posts() if place else None
+        below_reposts = place.below_reposts() if place else (_TOP, '')
+        kept: list[list[Row] | None] = [None, None]
+        if viewer is not None:
+            kept = self._timelines.rows(viewer, count, (below_posts, below_reposts))
+        posts = kept[0] if kept[0] is not None else self._rows(_POST, viewer, below_posts, count, (viewer,))
+        reposts = kept[1] if kept[1] is not None else self._rows(_REPOST, viewer, below_reposts, count, (viewer,) * 3)
         merged = heapq.merge(
             ((row.rank_key, _POST, row) for row in posts),
             ((row.rank_key, _REPOST, row) for row in reposts),
@@ -227,6 +257,10 @@ class Following(Algorithm):
         handles = dict(HANDLES.run(*accounts, *[''] * (MAX_LIMIT - len(accounts)))) if accounts else {}
         items = [_item(kind, row, handles.get(row.account)) for _, kind, row in entries]
         return Page(items=items, cursor=cursor, trace={'candidates': len(posts) + len(reposts)})
+
+    @cached_property
+    def _timelines(self) -> Timelines:
+        return Timelines(TIMELINE_SOURCES)
 
     @cached_property
     def _seeking(self) -> Seeking:

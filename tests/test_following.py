@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import peewee
 import pytest
 from feedgen_algorithms import following
@@ -11,7 +13,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from feedgen.ingest.pipeline import Pipeline, replay
-from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking import timelines
+from feedgen.ranking.algorithm import FeedRequest, Page
 from feedgen.ranking.pagination import decode_cursor
 from feedgen.serve.app import create_app
 from feedgen.serve.auth import ServiceAuth
@@ -120,6 +123,90 @@ def test_every_account_of_the_capture_sees_exactly_its_follows_posts(
     assert bool(sought) == seeks
 
 
+class _StoreOnly:
+    """Timelines that keep nothing: every page is read from the store."""
+
+    def rows(self, reader: str, count: int, below: tuple[object, ...]) -> list[None]:
+        return [None] * len(below)
+
+
+def store_only(algorithm: Following) -> Following:
+    """`algorithm`, reading every page from the store (as with no timelines kept)."""
+    algorithm.__dict__['_timelines'] = _StoreOnly()
+    return algorithm
+
+
+def pages_of(algorithm: Following, viewer: str, limit: int) -> list[Page]:
+    pages = [algorithm.page(FeedRequest(limit=limit, viewer=viewer))]
+    while pages[-1].cursor is not None:
+        pages.append(algorithm.page(FeedRequest(limit=limit, viewer=viewer, cursor=pages[-1].cursor)))
+    return pages
+
+
+@pytest.mark.parametrize('depth', [3, 64])
+def test_kept_timelines_page_exactly_as_the_store_while_the_world_changes(
+    pipeline: Pipeline, depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker keeps each reader's newest candidates and adds what is indexed since; whatever happens between two
+    # pages (posts, backdated posts, reposts, deletes, follows, unfollows, deactivations), its pages are the store's.
+    monkeypatch.setattr(timelines, 'DEPTH', depth)
+    rng = random.Random(depth)
+    accounts = [VIEWER, BOB, CAROL, *(f'did:plc:a{n}' for n in range(5))]
+    kept, seq, made = Following(), 1, {'post': [], 'repost': [], 'follow': []}
+    items = from_store = streams = 0
+    store_rows = kept._rows
+
+    def counted(*args: object) -> object:
+        nonlocal from_store
+        from_store += 1
+        return store_rows(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kept, '_rows', counted)
+    for reader, subjects in ((VIEWER, accounts[1:5]), (CAROL, accounts[4:])):
+        for subject in subjects:
+            seq += 1
+            record = frames.subject_record('app.bsky.graph.follow', subject)
+            pipeline.feed_all([frames.commit(seq, reader, [('create', f'app.bsky.graph.follow/f{seq}', record)])])
+            made['follow'].append((reader, f'app.bsky.graph.follow/f{seq}'))
+    for step in range(120):
+        seq += 1
+        actor = rng.choice(accounts)
+        roll = rng.random()
+        if roll < 0.35:
+            minute = rng.randrange(60) if rng.random() < 0.3 else 59
+            frame = _post(seq, actor, f'p{seq}', f'2026-11-24T{10 + step // 60:02d}:{minute:02d}:00.000Z')
+            made['post'].append((actor, f'app.bsky.feed.post/p{seq}'))
+        elif roll < 0.55 and made['post']:
+            author, path = rng.choice(made['post'])
+            record = frames.subject_record('app.bsky.feed.repost', frames.strong_ref(f'at://{author}/{path}'))
+            frame = frames.commit(seq, actor, [('create', f'app.bsky.feed.repost/r{seq}', record)])
+            made['repost'].append((actor, f'app.bsky.feed.repost/r{seq}'))
+        elif roll < 0.7:
+            record = frames.subject_record('app.bsky.graph.follow', rng.choice(accounts))
+            frame = frames.commit(seq, actor, [('create', f'app.bsky.graph.follow/f{seq}', record)])
+            made['follow'].append((actor, f'app.bsky.graph.follow/f{seq}'))
+        elif roll < 0.9:
+            kind = rng.choice(['post', 'post', 'repost', 'follow'])
+            if not made[kind]:
+                continue
+            author, path = made[kind].pop(rng.randrange(len(made[kind])))
+            frame = frames.commit(seq, author, [('delete', path, None)])
+        else:
+            active = rng.random() < 0.6
+            frame = frames.account(seq, rng.choice(accounts[1:]), active, None if active else 'deactivated')
+        pipeline.feed_all([frame])
+        for viewer in (VIEWER, CAROL):
+            limit = rng.randint(1, 4)
+            pages = pages_of(kept, viewer, limit)
+            assert pages == pages_of(store_only(Following()), viewer, limit)
+            assert [item.post for page in pages for item in page.items] == expected_for(viewer)
+            items += sum(len(page.items) for page in pages)
+            streams += 2 * len(pages)
+    assert items > 1000
+    # With 64 kept, the kept candidates answer every page; with 3, the pages below them come from the store.
+    assert 0 < from_store < streams if depth == 3 else from_store == 0
+
+
 def _identity(seq: int, did: str, handle: str) -> bytes:
     return frames.frame('#identity', {'seq': seq, 'did': did, 'handle': handle, 'time': frames.NOW})
 
@@ -196,12 +283,13 @@ def test_a_reader_whose_newest_rows_did_not_fill_a_page_is_sought_straight_away(
     )
     pipeline.feed_all(_post(10 + n, BOB, f'b{n}', f'2026-11-24T09:{n:02d}:00.000Z') for n in range(3))
     pipeline.feed_all(_post(20 + n, loud, f'l{n}', f'2026-11-24T10:{n:02d}:00.000Z') for n in range(20))
-    served = Following()
+    served = store_only(Following())
     pages = following.RETRY_PAGES + 2
     for _ in range(pages):
         for viewer in (VIEWER, CAROL):
             page = served.page(FeedRequest(limit=2, viewer=viewer))
-            assert page == Following().page(FeedRequest(limit=2, viewer=viewer))  # a worker that remembers nothing
+            fresh = store_only(Following())  # a worker that remembers nothing
+            assert page == fresh.page(FeedRequest(limit=2, viewer=viewer))
             assert [item.post for item in page.items] == expected_for(viewer)[:2]
     # Bob's 3 posts are not among the newest 4: the first page walks, the next RETRY_PAGES do not, the last walks.
     # The loud account's fill every page from the walk. (Each fresh worker above walked once more.)
