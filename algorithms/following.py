@@ -94,6 +94,7 @@ def followed_reposts(viewers: tuple[Any, ...], by_author: bool = False) -> peewe
     newest = ~peewee.fn.EXISTS(
         newer.select(peewee.SQL('1')).where(
             newer.subject == Repost.subject,
+            newer.indexed_at >= Repost.indexed_at,  # a range of the `(subject, indexed_at)` index
             peewee.Tuple(newer.indexed_at, newer.uri) > peewee.Tuple(Repost.indexed_at, Repost.uri),
             followed(viewers[2], newer.author),
         )
@@ -235,18 +236,21 @@ class Following(Algorithm):
         viewer = request.viewer
         below_posts = place.below_posts() if place else None
         below_reposts = place.below_reposts() if place else (_TOP, '')
-        kept: list[list[Row] | None] = [None, None]
-        if viewer is not None:
-            kept = self._timelines.rows(viewer, count, (below_posts, below_reposts))
-        posts = kept[0] if kept[0] is not None else self._rows(_POST, viewer, below_posts, count, (viewer,))
-        reposts = kept[1] if kept[1] is not None else self._rows(_REPOST, viewer, below_reposts, count, (viewer,) * 3)
-        merged = heapq.merge(
-            ((row.rank_key, _POST, row) for row in posts),
-            ((row.rank_key, _REPOST, row) for row in reposts),
-            key=lambda entry: entry[:2],
-            reverse=True,
-        )
-        read = list(itertools.islice(merged, count))
+        kept = self._timelines.rows(viewer, count, (below_posts, below_reposts)) if viewer is not None else None
+        if kept is not None:
+            read = [(row.rank_key, _POST if index == 0 else _REPOST, row) for index, row in kept]
+            trace: dict[str, Any] = {'read': 'kept timeline'}
+        else:
+            posts = self._rows(_POST, viewer, below_posts, count, (viewer,))
+            reposts = self._rows(_REPOST, viewer, below_reposts, count, (viewer,) * 3)
+            merged = heapq.merge(
+                ((row.rank_key, _POST, row) for row in posts),
+                ((row.rank_key, _REPOST, row) for row in reposts),
+                key=lambda entry: entry[:2],
+                reverse=True,
+            )
+            read = list(itertools.islice(merged, count))
+            trace = {'read': 'store', 'candidates': len(posts) + len(reposts)}
         entries = read[: request.limit]
         cursor = None
         if len(read) > request.limit and entries:
@@ -256,7 +260,7 @@ class Following(Algorithm):
         accounts = list({row.account for _, _, row in entries})
         handles = dict(HANDLES.run(*accounts, *[''] * (MAX_LIMIT - len(accounts)))) if accounts else {}
         items = [_item(kind, row, handles.get(row.account)) for _, kind, row in entries]
-        return Page(items=items, cursor=cursor, trace={'candidates': len(posts) + len(reposts)})
+        return Page(items=items, cursor=cursor, trace=trace)
 
     @cached_property
     def _timelines(self) -> Timelines:

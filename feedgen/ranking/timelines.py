@@ -19,11 +19,15 @@ later. Memory is bounded: `READERS` readers a worker, up to `2 * DEPTH` candidat
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
+import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import peewee
@@ -32,10 +36,11 @@ from feedgen.ranking.pagination import Stream
 from feedgen.store.models import Follow
 from feedgen.store.prepared import Prepared, Row, marker
 
-DEPTH = 64
-"""How many of a stream's newest candidates a timeline is built with (two pages of 30 and the row after)."""
-READERS = 500
-"""How many readers' timelines a worker keeps, the least recently read going first."""
+DEPTH = 160
+"""How many of a stream's newest candidates a timeline is built with: enough for a page of `MAX_LIMIT` when a third
+of them are filtered out (a page of 30, the app's, five times over)."""
+READERS = 300
+"""How many readers' timelines a worker keeps, the least recently read going first (about 100 KB each at most)."""
 REBUILD_SECONDS = 300.0
 """How old a timeline gets before it is built again from the store, whatever was indexed since."""
 ARRIVALS = 2000
@@ -46,11 +51,17 @@ CHECK = 64
 WINDOW_MS = 15 * 60_000
 """How far back in time the first range of a build reads (widened until it holds `DEPTH` candidates)."""
 READER = marker('reader')
-_FOLLOWS = Prepared(Follow.select(Follow.subject).where(Follow.author == READER), (READER,))
+_FOLLOWS = {
+    sqlite: Prepared(Follow.select(concat(Follow.subject, ' ')).where(Follow.author == READER), (READER,))
+    for sqlite, concat in ((True, peewee.fn.group_concat), (False, peewee.fn.string_agg))
+}
+"""Whom a reader follows, as one text (in the follows index's order): comparing it is how a page sees a change."""
 _SINCE = -(2**62) - 31
 """The stand-in for the first `indexed_at` an arrivals query reads."""
 _IDS = tuple(-(2**62) - 64 - n for n in range(CHECK))
 _URIS = tuple(marker(f'checked {n}') for n in range(CHECK))
+_END = object()
+"""Stands for the first candidate a timeline does not keep."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,9 @@ class _Candidates:
 
 @dataclass
 class _Timeline:
-    follows: frozenset[str]
+    follows: str
+    accounts: frozenset[str]
+    """The accounts in `follows`."""
     built: float
     streams: list[_Candidates]
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -150,17 +163,52 @@ class Timelines:
         self._kept: OrderedDict[str, _Timeline] = OrderedDict()
         self._lock = threading.Lock()
 
-    def rows(self, reader: str, count: int, below: Sequence[tuple[Any, Any] | None]) -> list[list[Row] | None]:
-        """For each source, the first `count` rows of the reader's stream below `below[i]` (a `(key, id)`, or None:
-        from the top), or None when its kept candidates cannot tell (read them from the store then)."""
+    def rows(self, reader: str, count: int, below: Sequence[tuple[Any, Any] | None]) -> list[tuple[int, Row]] | None:
+        """The first `count` items of the reader's feed below `below[i]` in each source's stream (a `(key, id)`, or
+        None: from the top), as `(source index, row)`, in the feed's order: by key, a source listed earlier first
+        within one key, then by id; or None when the kept candidates cannot tell (read the store then)."""
         timeline = self._timeline(reader)
-        return [
-            self._rows(source, reader, kept, after, count)
-            for source, kept, after in zip(self.sources, timeline.streams, below, strict=True)
+        streams = [
+            _entries(index, kept, after)
+            for index, (kept, after) in enumerate(zip(timeline.streams, below, strict=True))
         ]
+        merged = heapq.merge(*streams, reverse=True)
+        found: list[tuple[tuple[Any, ...], int, Row]] = []
+        checked = 0
+        while len(found) < count:
+            # The next candidates in the feed's order, as many as the page still needs by the share that passed so far.
+            size = min(CHECK, math.ceil((count - len(found)) * (checked + 1) / (len(found) + 1)))
+            chunk: list[list[Any]] = [[] for _ in self.sources]
+            for _, index, item_id in itertools.islice(merged, size):
+                if item_id is _END:
+                    break
+                chunk[index].append(item_id)
+            else:
+                if any(chunk):
+                    checked += sum(map(len, chunk))
+                    found += self._checked(reader, chunk)
+                    continue
+                break
+            # Stopped at the end of what is kept: the page is whole only if it filled above it.
+            found += self._checked(reader, chunk)
+            return None if len(found) < count else [(index, row) for _, index, row in found[:count]]
+        return [(index, row) for _, index, row in found[:count]]
+
+    def _checked(self, reader: str, chunk: list[list[Any]]) -> list[tuple[tuple[Any, ...], int, Row]]:
+        """The rows of `chunk` (candidate ids per source) that pass their stream's filters, in the feed's order."""
+        rows = [
+            ((row.rank_key, -index, row.item_id), index, row)
+            for index, ids in enumerate(chunk)
+            if ids
+            for row in self.sources[index].check.run(
+                *ids, *[self.sources[index].blank] * (CHECK - len(ids)), *(reader,) * self.sources[index].readers
+            )
+        ]
+        return sorted(rows, key=itemgetter(0), reverse=True)
 
     def _timeline(self, reader: str) -> _Timeline:
-        follows = frozenset(subject for (subject,) in _FOLLOWS.tuples(reader))
+        sqlite = not isinstance(Follow._meta.database.obj, peewee.PostgresqlDatabase)
+        follows = next(_FOLLOWS[sqlite].tuples(reader))[0] or ''
         with self._lock:
             timeline = self._kept.get(reader)
             if timeline is not None:
@@ -173,13 +221,13 @@ class Timelines:
                 if len(arrived) > ARRIVALS:
                     return self._build(reader, follows)
                 for _, key, item_id, account in arrived:
-                    if account in follows:
+                    if account in timeline.accounts:
                         kept.add((key, item_id))
                 if arrived:
                     kept.since = arrived[-1][0]
         return timeline
 
-    def _build(self, reader: str, follows: frozenset[str]) -> _Timeline:
+    def _build(self, reader: str, follows: str) -> _Timeline:
         streams = []
         for source in self.sources:
             # The newest stamp first: a row indexed while the candidates are read is read again as an arrival.
@@ -187,7 +235,7 @@ class Timelines:
             rows = source.candidates.widening_rows(source.top, DEPTH, WINDOW_MS, (reader,))
             keys = sorted((row.rank_key, row.item_id) for row in rows)
             streams.append(_Candidates(keys, keys[0] if len(keys) >= DEPTH else None, since))
-        timeline = _Timeline(follows, time.monotonic(), streams)
+        timeline = _Timeline(follows, frozenset(follows.split(' ')), time.monotonic(), streams)
         with self._lock:
             self._kept[reader] = timeline
             self._kept.move_to_end(reader)
@@ -195,17 +243,14 @@ class Timelines:
                 self._kept.popitem(last=False)
         return timeline
 
-    @staticmethod
-    def _rows(
-        source: Source, reader: str, kept: _Candidates, after: tuple[Any, Any] | None, count: int
-    ) -> list[Row] | None:
-        keys = kept.keys[: bisect.bisect_left(kept.keys, after)] if after is not None else list(kept.keys)
-        found: list[Row] = []
-        while keys and len(found) < count:
-            chunk, keys = keys[-CHECK:], keys[:-CHECK]
-            ids = [item_id for _, item_id in chunk]
-            checked = source.check.run(*ids, *[source.blank] * (CHECK - len(ids)), *(reader,) * source.readers)
-            found += sorted(checked, key=lambda row: (row.rank_key, row.item_id), reverse=True)
-        if len(found) >= count:
-            return found[:count]
-        return found if kept.bottom is None else None
+
+def _entries(
+    index: int, kept: _Candidates, after: tuple[Any, Any] | None
+) -> Iterator[tuple[tuple[Any, ...], int, Any]]:
+    """The kept candidates of source `index` below `after` as entries, newest first, then, when candidates below them
+    are not kept, `_END` at the place where those begin."""
+    keys = kept.keys[: bisect.bisect_left(kept.keys, after)] if after is not None else kept.keys[:]
+    for key, item_id in reversed(keys):
+        yield (key, -index, item_id), index, item_id
+    if kept.bottom is not None:
+        yield (kept.bottom[0], -index, kept.bottom[1]), index, _END

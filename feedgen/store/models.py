@@ -177,13 +177,17 @@ class Repost(BaseModel):
 
     uri = peewee.TextField(primary_key=True)
     author = peewee.TextField()
-    subject = peewee.TextField(index=True)
+    subject = peewee.TextField()
     indexed_at = peewee.BigIntegerField()
 
     class Meta:
-        indexes = ((('indexed_at', 'uri'), False), (('author', 'indexed_at', 'uri'), False))
-        """What `following` walks for the reposts of the accounts a reader follows, newest first; the first also
-        serves pruning by time."""
+        indexes = (
+            (('indexed_at', 'uri'), False),
+            (('author', 'indexed_at', 'uri'), False),
+            (('subject', 'indexed_at'), False),
+        )
+        """What `following` walks for the reposts of the accounts a reader follows, newest first (the first also
+        serves pruning by time), and where it looks for a newer repost of the same post."""
 
 
 class Follow(BaseModel):

@@ -34,9 +34,10 @@ def add_missing_columns(db: peewee.Database, models: Iterable[type[peewee.Model]
     return added
 
 
-REPLACED_INDEXES = ('like_author', 'repost_author', 'follow_subject', 'repost_indexed_at')
+REPLACED_INDEXES = ('like_author', 'repost_author', 'follow_subject', 'repost_indexed_at', 'repost_subject')
 """Indexes earlier versions made: `(author)` of likes and reposts is the start of `(author, indexed_at)`, no
-query looks follows up by their subject alone, and `(indexed_at)` of reposts is the start of `(indexed_at, uri)`."""
+query looks follows up by their subject alone, and `(indexed_at)` and `(subject)` of reposts are the starts of
+`(indexed_at, uri)` and `(subject, indexed_at)`."""
 
 
 def drop_replaced_indexes(db: peewee.Database) -> list[str]:
