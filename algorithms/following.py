@@ -84,27 +84,33 @@ def followed_posts(viewer: str | None) -> peewee.ModelSelect:
     return visible_posts().select(Post.uri, Post.sort_at, Post.id, Post.author).where(Post.author.in_(_follows(viewer)))
 
 
-def followed_reposts(viewers: tuple[Any, ...], by_author: bool = False) -> peewee.ModelSelect:
+def followed_reposts(viewers: tuple[Any, ...], by_author: bool = False, newest: bool = True) -> peewee.ModelSelect:
     """Reposts by accounts the viewer follows of visible posts whose author they do not follow, each post at its
-    newest such repost. `viewers` holds the viewer's DID three times (or three markers standing for it).
+    newest such repost. `viewers` holds the viewer's DID three times (or three markers standing for it; two
+    without `newest`).
 
     With `by_author`, the reposters are sought as `author IN (follows)`, on the `(author, indexed_at, uri)` index.
+    Without `newest`, every such repost (for reposts known to be the newest of their post: `TIMELINE_SOURCES`).
     """
-    newer = Repost.alias('newer')
-    newest = ~peewee.fn.EXISTS(
-        newer.select(peewee.SQL('1')).where(
-            newer.subject == Repost.subject,
-            newer.indexed_at >= Repost.indexed_at,  # a range of the `(subject, indexed_at)` index
-            peewee.Tuple(newer.indexed_at, newer.uri) > peewee.Tuple(Repost.indexed_at, Repost.uri),
-            followed(viewers[2], newer.author),
-        )
-    )
     reposter = Repost.author.in_(_follows(viewers[0])) if by_author else followed(viewers[0], Repost.author)
-    return (
+    query = (
         visible_posts()
         .select(Post.uri, Repost.uri.alias('repost'), Repost.author.alias('account'))
         .join(Repost, on=(Repost.subject == Post.uri))
-        .where(reposter, ~followed(viewers[1], Post.author), newest)
+        .where(reposter, ~followed(viewers[1], Post.author))
+    )
+    if not newest:
+        return query
+    newer = Repost.alias('newer')
+    return query.where(
+        ~peewee.fn.EXISTS(
+            newer.select(peewee.SQL('1')).where(
+                newer.subject == Repost.subject,
+                newer.indexed_at >= Repost.indexed_at,  # a range of the `(subject, indexed_at)` index
+                peewee.Tuple(newer.indexed_at, newer.uri) > peewee.Tuple(Repost.indexed_at, Repost.uri),
+                followed(viewers[2], newer.author),
+            )
+        )
     )
 
 
@@ -129,20 +135,18 @@ TIMELINE_SOURCES = (
     Source.of(
         Stream(Post.select().where(Post.author.in_(_follows(_VIEWER))), Post.sort_at, Post.id, markers=(_VIEWER,)),
         Post.indexed_at,
-        RECENT.query.where(Post.id.in_(Source.ids())),
-        readers=(_VIEWER,),
+        (RECENT.query.where(Post.id.in_(Source.ids())), (_VIEWER,)),
     ),
     Source.of(
-        Stream(
-            Repost.select().where(Repost.author.in_(_follows(_VIEWER))),
-            Repost.indexed_at,
-            Repost.uri,
-            markers=(_VIEWER,),
-        ),
+        Stream(Repost.select().where(Repost.author.in_(_follows(_VIEWER))), *REPOST_KEY, markers=(_VIEWER,)),
         Repost.indexed_at,
-        RECENT_REPOSTS.query.where(Repost.uri.in_(Source.ids(text_ids=True))),
+        (RECENT_REPOSTS.query.where(Repost.uri.in_(Source.ids(text_ids=True))), _VIEWERS),
+        group=(
+            Repost.subject,
+            followed_reposts(_VIEWERS[:2], newest=False).where(Repost.uri.in_(Source.ids(text_ids=True))),
+            _VIEWERS[:2],
+        ),
         text_ids=True,
-        readers=_VIEWERS,
     ),
 )
 """What a worker keeps of each reader's posts and reposts stream (`feedgen.ranking.timelines`): every post, every

@@ -9,6 +9,9 @@ built again; otherwise the rows indexed since it was last read (one range of the
 millisecond on) are added when a followed account made them. The page's rows are the candidates below its cursor
 that pass the stream's filters, checked in the store `CHECK` at a time, so they are the rows the store's walk gives.
 A page the kept candidates cannot fill (deeper than they reach, or most filtered out) is read from the store.
+A stream that shows one row per group (`following`: a post at its newest repost by a followed account) keeps each
+candidate's group too: a candidate no newer kept candidate shares a group with is the newest of its group (every
+newer one would be kept), so it is checked without that condition, the costly part of the check.
 
 That holds while the store's writer indexes rows in `indexed_at` order, as ingest does (one writer, batches in
 turn, each stamped when it starts). A row stamped before the newest one a worker has seen but committed after it (a
@@ -65,84 +68,136 @@ _END = object()
 
 
 @dataclass(frozen=True)
+class Check:
+    """A prepared query selecting the stream's rows (with `rank_key` and `item_id`) whose id is one of `CHECK` ids,
+    given first, then the reader `readers` times."""
+
+    query: Prepared
+    readers: int
+
+    def run(self, reader: str, ids: list[Any], blank: Any) -> Iterator[Row]:
+        return self.query.run(*ids, *[blank] * (CHECK - len(ids)), *(reader,) * self.readers)
+
+
+@dataclass(frozen=True)
 class Source:
     """One stream of a personal feed as a timeline keeps it.
 
     `candidates` walks the followed accounts' rows, before the stream's filters, by the stream's `(key, id)` (its
-    one marker: the reader). `arrivals` reads `(indexed_at, key, id, account)` of rows indexed
-    at or after its one value, in `indexed_at` order. `check` selects the stream's rows (with `rank_key` and `item_id`)
-    whose id is one of `CHECK` ids, given first, then the reader `readers` times.
+    one marker: the reader). `arrivals` reads `(indexed_at, key, id, account, group)` of rows indexed at or after its
+    one value, in `indexed_at` order. `check` selects the stream's rows among candidates; `newest_check` too, for
+    candidates known to be the newest of their group (without testing it).
     """
 
     candidates: Stream
     newest: Prepared
     """The newest `indexed_at` of the table."""
     arrivals: Prepared
-    check: Prepared
+    check: Check
+    newest_check: Check
     blank: Any
-    """An id no row has, for the unused places of `check`."""
-    readers: int = 1
-    """How many times the reader is given to `check`."""
-    top: tuple[int, Any] | None = None
+    """An id no row has, for the unused places of a check."""
+    top: tuple[int, Any] | None
     """Above every `(key, id)` of the stream (None: the integer one pagination uses)."""
+    grouped: bool
 
     @classmethod
     def of(
         cls,
         candidates: Stream,
         indexed_at: peewee.Field,
-        check: peewee.ModelSelect,
+        check: tuple[peewee.ModelSelect, Sequence[Any]],
         *,
+        group: tuple[peewee.Field, peewee.ModelSelect, Sequence[Any]] | None = None,
         text_ids: bool = False,
-        readers: Sequence[Any],
     ) -> Source:
-        """The source of `candidates`, whose table stamps rows in `indexed_at`; `check` selects the stream's rows, its
-        id column compared with `IN` the stand-ins of `ids(text_ids)`, the reader standing as `readers` (markers)."""
+        """The source of `candidates`, whose table stamps rows in `indexed_at`. `check` is the stream's rows, its id
+        column compared with `IN` the stand-ins of `ids(text_ids)`, and the markers standing for the reader in it.
+        `group`, for a stream showing one row per group: the group's column, and the check without that condition
+        (with its markers)."""
         model = candidates.query.model
         key, item_id = candidates.key, candidates.item_id
+        grouping = group[0] if group else peewee.Value(None)
         arrivals = (
-            model.select(indexed_at, key, item_id, model.author)
+            model.select(indexed_at, key, item_id, model.author, grouping)
             .where(indexed_at >= _SINCE)
             .order_by(indexed_at)
             .limit(ARRIVALS + 1)
         )
         slots = _URIS if text_ids else _IDS
-        checked = check.select_extend(key.alias('rank_key'), item_id.alias('item_id'))
+
+        def prepared(query: peewee.ModelSelect, readers: Sequence[Any]) -> Check:
+            selected = query.select_extend(key.alias('rank_key'), item_id.alias('item_id'))
+            return Check(Prepared(selected, (*slots, *readers)), len(readers))
+
         return cls(
-            candidates,
+            Stream(candidates.query.select_extend(grouping.alias('grouped')), key, item_id, candidates.markers),
             Prepared(model.select(peewee.fn.MAX(indexed_at)), ()),
             Prepared(arrivals, (_SINCE,)),
-            Prepared(checked, (*slots, *readers)),
+            prepared(*check),
+            prepared(*group[1:]) if group else prepared(*check),
             '' if text_ids else -1,
-            len(readers),
             (2**63 - 1, '') if text_ids else None,
+            group is not None,
         )
 
     @staticmethod
     def ids(text_ids: bool = False) -> tuple[Any, ...]:
-        """The stand-ins a `check` query compares its id column with."""
+        """The stand-ins a check compares its id column with."""
         return _URIS if text_ids else _IDS
+
+
+Key = tuple[Any, Any]
+"""A candidate's `(key, id)` in its stream."""
 
 
 @dataclass
 class _Candidates:
     """A stream's kept candidates: every candidate whose `(key, id)` is above `bottom` (None: all of them)."""
 
-    keys: list[tuple[Any, Any]]
+    keys: list[Key]
     """Ascending."""
-    bottom: tuple[Any, Any] | None
+    bottom: Key | None
     since: int
     """The newest `indexed_at` read: rows from this millisecond on are read again when the timeline is."""
+    groups: dict[Any, Any]
+    """A grouped stream's candidates' groups, by id."""
+    newest: dict[Any, Key]
+    """A grouped stream's newest kept candidate of each group."""
 
-    def add(self, key: tuple[Any, Any]) -> None:
+    @classmethod
+    def of(cls, rows: list[Row], since: int, grouped: bool) -> _Candidates:
+        kept = cls([], None, since, {}, {})
+        for row in rows:
+            kept.add((row.rank_key, row.item_id), row.grouped if grouped else None)
+        kept.keys.sort()
+        if len(rows) >= DEPTH:
+            kept.bottom = kept.keys[0]
+        return kept
+
+    def add(self, key: Key, group: Any) -> None:
         if self.bottom is not None and key <= self.bottom:
             return
         at = bisect.bisect_left(self.keys, key)
-        if at == len(self.keys) or self.keys[at] != key:
-            self.keys.insert(at, key)
+        if at < len(self.keys) and self.keys[at] == key:
+            return
+        self.keys.insert(at, key)
+        if group is not None:
+            self.groups[key[1]] = group
+            if self.newest.get(group, key) <= key:
+                self.newest[group] = key
         if len(self.keys) > 2 * DEPTH:
             self.bottom = self.keys[-DEPTH - 1]
+            for _, item_id in self.keys[:-DEPTH]:
+                dropped = self.groups.pop(item_id, None)
+                if dropped is not None and self.newest.get(dropped, self.bottom) <= self.bottom:
+                    self.newest.pop(dropped, None)
             del self.keys[:-DEPTH]
+
+    def newest_of_group(self, key: Key) -> bool:
+        """Whether no newer kept candidate shares `key`'s group (so none in the stream does)."""
+        group = self.groups.get(key[1])
+        return group is not None and self.newest[group] <= key
 
 
 @dataclass
@@ -155,6 +210,10 @@ class _Timeline:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+Entry = tuple[tuple[Any, ...], int, Any]
+"""A candidate in the feed's order: its place, its source's index, its `Key` (`_END`: where those not kept begin)."""
+
+
 class Timelines:
     """The timelines a worker keeps of one feed's `sources`; safe to share between a server's threads."""
 
@@ -163,47 +222,49 @@ class Timelines:
         self._kept: OrderedDict[str, _Timeline] = OrderedDict()
         self._lock = threading.Lock()
 
-    def rows(self, reader: str, count: int, below: Sequence[tuple[Any, Any] | None]) -> list[tuple[int, Row]] | None:
+    def rows(self, reader: str, count: int, below: Sequence[Key | None]) -> list[tuple[int, Row]] | None:
         """The first `count` items of the reader's feed below `below[i]` in each source's stream (a `(key, id)`, or
         None: from the top), as `(source index, row)`, in the feed's order: by key, a source listed earlier first
         within one key, then by id; or None when the kept candidates cannot tell (read the store then)."""
         timeline = self._timeline(reader)
-        streams = [
-            _entries(index, kept, after)
-            for index, (kept, after) in enumerate(zip(timeline.streams, below, strict=True))
-        ]
-        merged = heapq.merge(*streams, reverse=True)
+        kept = zip(timeline.streams, below, strict=True)
+        merged = heapq.merge(*(_entries(index, *stream) for index, stream in enumerate(kept)), reverse=True)
         found: list[tuple[tuple[Any, ...], int, Row]] = []
         checked = 0
         while len(found) < count:
             # The next candidates in the feed's order, as many as the page still needs by the share that passed so far.
             size = min(CHECK, math.ceil((count - len(found)) * (checked + 1) / (len(found) + 1)))
-            chunk: list[list[Any]] = [[] for _ in self.sources]
-            for _, index, item_id in itertools.islice(merged, size):
-                if item_id is _END:
+            chunk: list[list[Key]] = [[] for _ in self.sources]
+            for _, index, key in itertools.islice(merged, size):
+                if key is _END:
                     break
-                chunk[index].append(item_id)
+                chunk[index].append(key)
             else:
                 if any(chunk):
                     checked += sum(map(len, chunk))
-                    found += self._checked(reader, chunk)
+                    found += self._checked(reader, timeline, chunk)
                     continue
                 break
             # Stopped at the end of what is kept: the page is whole only if it filled above it.
-            found += self._checked(reader, chunk)
+            found += self._checked(reader, timeline, chunk)
             return None if len(found) < count else [(index, row) for _, index, row in found[:count]]
         return [(index, row) for _, index, row in found[:count]]
 
-    def _checked(self, reader: str, chunk: list[list[Any]]) -> list[tuple[tuple[Any, ...], int, Row]]:
-        """The rows of `chunk` (candidate ids per source) that pass their stream's filters, in the feed's order."""
-        rows = [
-            ((row.rank_key, -index, row.item_id), index, row)
-            for index, ids in enumerate(chunk)
-            if ids
-            for row in self.sources[index].check.run(
-                *ids, *[self.sources[index].blank] * (CHECK - len(ids)), *(reader,) * self.sources[index].readers
-            )
-        ]
+    def _checked(
+        self, reader: str, timeline: _Timeline, chunk: list[list[Key]]
+    ) -> list[tuple[tuple[Any, ...], int, Row]]:
+        """The rows of `chunk` (candidates per source) that pass their stream's filters, in the feed's order."""
+        rows = []
+        for index, keys in enumerate(chunk):
+            source, kept = self.sources[index], timeline.streams[index]
+            newest = [key[1] for key in keys if kept.newest_of_group(key)] if source.grouped else []
+            others = [key[1] for key in keys if not source.grouped or not kept.newest_of_group(key)]
+            for check, ids in ((source.newest_check, newest), (source.check, others)):
+                if ids:
+                    rows += [
+                        ((row.rank_key, -index, row.item_id), index, row)
+                        for row in check.run(reader, ids, source.blank)
+                    ]
         return sorted(rows, key=itemgetter(0), reverse=True)
 
     def _timeline(self, reader: str) -> _Timeline:
@@ -220,9 +281,9 @@ class Timelines:
                 arrived = list(source.arrivals.tuples(kept.since))
                 if len(arrived) > ARRIVALS:
                     return self._build(reader, follows)
-                for _, key, item_id, account in arrived:
+                for _, key, item_id, account, group in arrived:
                     if account in timeline.accounts:
-                        kept.add((key, item_id))
+                        kept.add((key, item_id), group)
                 if arrived:
                     kept.since = arrived[-1][0]
         return timeline
@@ -233,8 +294,7 @@ class Timelines:
             # The newest stamp first: a row indexed while the candidates are read is read again as an arrival.
             since = next(source.newest.tuples())[0] or 0
             rows = source.candidates.widening_rows(source.top, DEPTH, WINDOW_MS, (reader,))
-            keys = sorted((row.rank_key, row.item_id) for row in rows)
-            streams.append(_Candidates(keys, keys[0] if len(keys) >= DEPTH else None, since))
+            streams.append(_Candidates.of(rows, since, source.grouped))
         timeline = _Timeline(follows, frozenset(follows.split(' ')), time.monotonic(), streams)
         with self._lock:
             self._kept[reader] = timeline
@@ -244,13 +304,11 @@ class Timelines:
         return timeline
 
 
-def _entries(
-    index: int, kept: _Candidates, after: tuple[Any, Any] | None
-) -> Iterator[tuple[tuple[Any, ...], int, Any]]:
-    """The kept candidates of source `index` below `after` as entries, newest first, then, when candidates below them
-    are not kept, `_END` at the place where those begin."""
+def _entries(index: int, kept: _Candidates, after: Key | None) -> Iterator[Entry]:
+    """The kept candidates of source `index` below `after`, newest first, then, when candidates below them are not
+    kept, `_END` at the place where those begin."""
     keys = kept.keys[: bisect.bisect_left(kept.keys, after)] if after is not None else kept.keys[:]
-    for key, item_id in reversed(keys):
-        yield (key, -index, item_id), index, item_id
+    for key in reversed(keys):
+        yield (key[0], -index, key[1]), index, key
     if kept.bottom is not None:
         yield (kept.bottom[0], -index, kept.bottom[1]), index, _END
