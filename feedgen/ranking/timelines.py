@@ -55,10 +55,13 @@ WINDOW_MS = 15 * 60_000
 """How far back in time the first range of a build reads (widened until it holds `DEPTH` candidates)."""
 READER = marker('reader')
 _FOLLOWS = {
-    sqlite: Prepared(Follow.select(concat(Follow.subject, ' ')).where(Follow.author == READER), (READER,))
-    for sqlite, concat in ((True, peewee.fn.group_concat), (False, peewee.fn.string_agg))
+    sqlite: Prepared(Follow.select(concat).where(Follow.author == READER), (READER,))
+    for sqlite, concat in (
+        (True, peewee.fn.group_concat(Follow.subject, ' ')),  # in the order of the `(author, subject)` index it reads
+        (False, peewee.fn.string_agg(Follow.subject, ' ').order_by(Follow.subject)),
+    )
 }
-"""Whom a reader follows, as one text (in the follows index's order): comparing it is how a page sees a change."""
+"""Whom a reader follows, as one text in a stable order: comparing it is how a page sees a change."""
 _SINCE = -(2**62) - 31
 """The stand-in for the first `indexed_at` an arrivals query reads."""
 _IDS = tuple(-(2**62) - 64 - n for n in range(CHECK))
