@@ -1,23 +1,27 @@
 """Timelines: each reader's newest candidates of a personal feed's streams, kept by a serving worker and brought up
-to date from what was indexed since (`following`'s posts and reposts of the accounts a reader follows).
+to date from what is indexed since (`following`'s posts and reposts of the accounts a reader follows).
 
 Read from the store, such a page seeks every followed account (hundreds of index ranges) per page. A worker keeps
 instead, per reader and stream, the newest `DEPTH` candidates: rows of the followed accounts before the stream's
-other filters (visibility, reposts of followed authors...), as `(key, id)` only. A page first reads whom the reader
-follows (one index range): when that changed, or the timeline is older than `REBUILD_SECONDS`, the timeline is
-built again; otherwise the rows indexed since it was last read (one range of the `indexed_at` index, from that
-millisecond on) are added when a followed account made them. The page's rows are the candidates below its cursor
-that pass the stream's filters, checked in the store `CHECK` at a time, so they are the rows the store's walk gives.
-A page the kept candidates cannot fill (deeper than they reach, or most filtered out) is read from the store.
+other filters (visibility, reposts of followed authors...), as `(key, id)`, and what checking them against those
+filters found. Before each page, the worker reads what was indexed since it last looked, once for all its readers:
+each stream's new rows (one range of its `indexed_at` index), added to the timelines of the readers following their
+account, and the posts writers changed (`PostChange`: created, deleted, hidden or shown, counted again), whose
+candidates' check results are forgotten. The page then reads whom the reader follows (one index range, as one text):
+when that changed, or the timeline is older than `REBUILD_SECONDS`, it is built again. The page's rows are the
+candidates below its cursor that pass the filters, in the feed's order, checked in the store `CHECK` at a time unless
+checked since their post last changed: the rows the store's walk gives. A page the kept candidates cannot fill
+(deeper than they reach, or most filtered out) is read from the store.
+
 A stream that shows one row per group (`following`: a post at its newest repost by a followed account) keeps each
 candidate's group too: a candidate no newer kept candidate shares a group with is the newest of its group (every
 newer one would be kept), so it is checked without that condition, the costly part of the check.
 
-That holds while the store's writer indexes rows in `indexed_at` order, as ingest does (one writer, batches in
-turn, each stamped when it starts). A row stamped before the newest one a worker has seen but committed after it (a
-clock stepped back, a second writer of posts) is missed until the timeline is rebuilt, at most `REBUILD_SECONDS`
-later. Memory is bounded: `READERS` readers a worker, up to `2 * DEPTH` candidates a stream each.
-"""
+That holds while the store's writer indexes rows in `indexed_at` order and notes changes in `PostChange.id` order, as
+ingest does (one writer, batches in turn, each stamped when it starts). A row stamped before the newest one a worker
+has seen but committed after it (a clock stepped back, a second writer of posts) is missed until the timeline is
+rebuilt, at most `REBUILD_SECONDS` later, well within the hour pruning keeps `PostChange` rows. Memory is bounded:
+`READERS` readers a worker, up to `2 * DEPTH` candidates a stream each."""
 
 from __future__ import annotations
 
@@ -36,19 +40,19 @@ from typing import Any
 import peewee
 
 from feedgen.ranking.pagination import Stream
-from feedgen.store.models import Follow
+from feedgen.store.models import Follow, Post, PostChange
 from feedgen.store.prepared import Prepared, Row, marker
 
 DEPTH = 160
 """How many of a stream's newest candidates a timeline is built with: enough for a page of `MAX_LIMIT` when a third
 of them are filtered out (a page of 30, the app's, five times over)."""
-READERS = 300
-"""How many readers' timelines a worker keeps, the least recently read going first (about 100 KB each at most)."""
+READERS = 200
+"""How many readers' timelines a worker keeps, the least recently read going first (about 150 KB each at most)."""
 REBUILD_SECONDS = 300.0
 """How old a timeline gets before it is built again from the store, whatever was indexed since."""
-ARRIVALS = 2000
-"""The most rows indexed since a timeline was last read that bringing it up to date reads; more, and it is built
-again (a reader away for long, a backfill)."""
+ARRIVALS = 20_000
+"""The most rows of a source, or changes of posts, indexed since a worker last looked that it reads; more (a worker
+idle for minutes, a backfill), and it forgets every timeline instead."""
 CHECK = 64
 """How many candidates one query checks against the stream's filters."""
 WINDOW_MS = 15 * 60_000
@@ -66,14 +70,25 @@ _SINCE = -(2**62) - 31
 """The stand-in for the first `indexed_at` an arrivals query reads."""
 _IDS = tuple(-(2**62) - 64 - n for n in range(CHECK))
 _URIS = tuple(marker(f'checked {n}') for n in range(CHECK))
+_CHANGE = -(2**62) - 37
+_CHANGES = Prepared(
+    PostChange.select(PostChange.id, PostChange.post_id, Post.uri)
+    .join(Post, peewee.JOIN.LEFT_OUTER, on=(Post.id == PostChange.post_id))
+    .where(PostChange.id > _CHANGE)
+    .order_by(PostChange.id)
+    .limit(ARRIVALS + 1),
+    (_CHANGE,),
+)
+"""The posts writers changed after a `PostChange.id`, with their URIs (None: deleted since)."""
+_NEWEST_CHANGE = Prepared(PostChange.select(peewee.fn.MAX(PostChange.id)), ())
 _END = object()
 """Stands for the first candidate a timeline does not keep."""
 
 
 @dataclass(frozen=True)
 class Check:
-    """A prepared query selecting the stream's rows (with `rank_key` and `item_id`) whose id is one of `CHECK` ids,
-    given first, then the reader `readers` times."""
+    """A prepared query selecting the stream's rows (with `rank_key`, `item_id` and the `post_id` they read) whose id is
+    one of `CHECK` ids, given first, then the reader `readers` times."""
 
     query: Prepared
     readers: int
@@ -130,7 +145,7 @@ class Source:
         slots = _URIS if text_ids else _IDS
 
         def prepared(query: peewee.ModelSelect, readers: Sequence[Any]) -> Check:
-            selected = query.select_extend(key.alias('rank_key'), item_id.alias('item_id'))
+            selected = query.select_extend(key.alias('rank_key'), item_id.alias('item_id'), Post.id.alias('post_id'))
             return Check(Prepared(selected, (*slots, *readers)), len(readers))
 
         return cls(
@@ -156,27 +171,26 @@ Key = tuple[Any, Any]
 
 @dataclass
 class _Candidates:
-    """A stream's kept candidates: every candidate whose `(key, id)` is above `bottom` (None: all of them)."""
+    """A stream's kept candidates: every candidate whose `(key, id)` is above `bottom` (None: all of them), and the
+    check results of those checked since their post last changed.
 
-    keys: list[Key]
+    A check result depends on the candidate's post (the post itself, or the reposted one): `watched` finds the
+    candidates by that post's id, and in a grouped stream (whose group is the post's URI) `members` by its URI.
+    """
+
+    keys: list[Key] = field(default_factory=list)
     """Ascending."""
-    bottom: Key | None
-    since: int
-    """The newest `indexed_at` read: rows from this millisecond on are read again when the timeline is."""
-    groups: dict[Any, Any]
+    bottom: Key | None = None
+    groups: dict[Any, Any] = field(default_factory=dict)
     """A grouped stream's candidates' groups, by id."""
-    newest: dict[Any, Key]
+    newest: dict[Any, Key] = field(default_factory=dict)
     """A grouped stream's newest kept candidate of each group."""
-
-    @classmethod
-    def of(cls, rows: list[Row], since: int, grouped: bool) -> _Candidates:
-        kept = cls([], None, since, {}, {})
-        for row in rows:
-            kept.add((row.rank_key, row.item_id), row.grouped if grouped else None)
-        kept.keys.sort()
-        if len(rows) >= DEPTH:
-            kept.bottom = kept.keys[0]
-        return kept
+    members: dict[Any, set[Key]] = field(default_factory=dict)
+    """A grouped stream's kept candidates by group."""
+    checked: dict[Key, Row | None] = field(default_factory=dict)
+    """The row a check found (None: it left the candidate out)."""
+    watched: dict[int, set[Key]] = field(default_factory=dict)
+    """The checked candidates by the id of the post their result read."""
 
     def add(self, key: Key, group: Any) -> None:
         if self.bottom is not None and key <= self.bottom:
@@ -187,20 +201,40 @@ class _Candidates:
         self.keys.insert(at, key)
         if group is not None:
             self.groups[key[1]] = group
+            members = self.members.setdefault(group, set())
+            for member in members:  # whether they are the newest changed (even if their post's change is read first)
+                self.checked.pop(member, None)
+            members.add(key)
             if self.newest.get(group, key) <= key:
                 self.newest[group] = key
         if len(self.keys) > 2 * DEPTH:
             self.bottom = self.keys[-DEPTH - 1]
-            for _, item_id in self.keys[:-DEPTH]:
-                dropped = self.groups.pop(item_id, None)
-                if dropped is not None and self.newest.get(dropped, self.bottom) <= self.bottom:
-                    self.newest.pop(dropped, None)
+            for dropped in self.keys[:-DEPTH]:
+                self.checked.pop(dropped, None)
+                group = self.groups.pop(dropped[1], None)
+                if group is not None:
+                    self.members[group].discard(dropped)
+                    if not self.members[group]:
+                        del self.members[group], self.newest[group]
             del self.keys[:-DEPTH]
 
     def newest_of_group(self, key: Key) -> bool:
         """Whether no newer kept candidate shares `key`'s group (so none in the stream does)."""
         group = self.groups.get(key[1])
         return group is not None and self.newest[group] <= key
+
+    def remember(self, key: Key, row: Row | None, post_id: int | None) -> None:
+        """Keeps a check's result for `key`, which read the post `post_id` (None: only its group's)."""
+        self.checked[key] = row
+        if post_id is not None:
+            self.watched.setdefault(post_id, set()).add(key)
+
+    def forget(self, post_id: int, uri: str | None) -> None:
+        """Forgets the check results that read the post `post_id` (at `uri`, when it still exists)."""
+        for key in self.watched.pop(post_id, ()):
+            self.checked.pop(key, None)
+        for key in self.members.get(uri, ()) if uri is not None else ():
+            self.checked.pop(key, None)
 
 
 @dataclass
@@ -210,7 +244,6 @@ class _Timeline:
     """The accounts in `follows`."""
     built: float
     streams: list[_Candidates]
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 Entry = tuple[tuple[Any, ...], int, Any]
@@ -218,40 +251,49 @@ Entry = tuple[tuple[Any, ...], int, Any]
 
 
 class Timelines:
-    """The timelines a worker keeps of one feed's `sources`; safe to share between a server's threads."""
+    """The timelines a worker keeps of one feed's `sources`, and how far it has read what was indexed since; safe to
+    share between a server's threads (one page at a time)."""
 
     def __init__(self, sources: Sequence[Source]) -> None:
         self.sources = sources
         self._kept: OrderedDict[str, _Timeline] = OrderedDict()
+        self._followers: dict[str, set[str]] = {}
+        """The kept readers following each account."""
+        self._since: list[int] | None = None
+        """Per source, the newest `indexed_at` read: rows from this millisecond on are read again."""
+        self._change = 0
+        """The last `PostChange.id` read."""
         self._lock = threading.Lock()
 
     def rows(self, reader: str, count: int, below: Sequence[Key | None]) -> list[tuple[int, Row]] | None:
         """The first `count` items of the reader's feed below `below[i]` in each source's stream (a `(key, id)`, or
         None: from the top), as `(source index, row)`, in the feed's order: by key, a source listed earlier first
         within one key, then by id; or None when the kept candidates cannot tell (read the store then)."""
-        timeline = self._timeline(reader)
-        kept = zip(timeline.streams, below, strict=True)
-        merged = heapq.merge(*(_entries(index, *stream) for index, stream in enumerate(kept)), reverse=True)
-        found: list[tuple[tuple[Any, ...], int, Row]] = []
-        checked = 0
-        while len(found) < count:
-            # The next candidates in the feed's order, as many as the page still needs by the share that passed so far.
-            size = min(CHECK, math.ceil((count - len(found)) * (checked + 1) / (len(found) + 1)))
-            chunk: list[list[Key]] = [[] for _ in self.sources]
-            for _, index, key in itertools.islice(merged, size):
-                if key is _END:
+        with self._lock:
+            self._catch_up()
+            timeline = self._timeline(reader)
+            kept = zip(timeline.streams, below, strict=True)
+            merged = heapq.merge(*(_entries(index, *stream) for index, stream in enumerate(kept)), reverse=True)
+            found: list[tuple[tuple[Any, ...], int, Row]] = []
+            checked = 0
+            while len(found) < count:
+                # The next candidates in the feed's order, as many as the page still needs by the share that passed.
+                size = min(CHECK, math.ceil((count - len(found)) * (checked + 1) / (len(found) + 1)))
+                chunk: list[list[Key]] = [[] for _ in self.sources]
+                for _, index, key in itertools.islice(merged, size):
+                    if key is _END:
+                        break
+                    chunk[index].append(key)
+                else:
+                    if any(chunk):
+                        checked += sum(map(len, chunk))
+                        found += self._checked(reader, timeline, chunk)
+                        continue
                     break
-                chunk[index].append(key)
-            else:
-                if any(chunk):
-                    checked += sum(map(len, chunk))
-                    found += self._checked(reader, timeline, chunk)
-                    continue
-                break
-            # Stopped at the end of what is kept: the page is whole only if it filled above it.
-            found += self._checked(reader, timeline, chunk)
-            return None if len(found) < count else [(index, row) for _, index, row in found[:count]]
-        return [(index, row) for _, index, row in found[:count]]
+                # Stopped at the end of what is kept: the page is whole only if it filled above it.
+                found += self._checked(reader, timeline, chunk)
+                return None if len(found) < count else [(index, row) for _, index, row in found[:count]]
+            return [(index, row) for _, index, row in found[:count]]
 
     def _checked(
         self, reader: str, timeline: _Timeline, chunk: list[list[Key]]
@@ -260,51 +302,89 @@ class Timelines:
         rows = []
         for index, keys in enumerate(chunk):
             source, kept = self.sources[index], timeline.streams[index]
-            newest = [key[1] for key in keys if kept.newest_of_group(key)] if source.grouped else []
-            others = [key[1] for key in keys if not source.grouped or not kept.newest_of_group(key)]
-            for check, ids in ((source.newest_check, newest), (source.check, others)):
-                if ids:
-                    rows += [
-                        ((row.rank_key, -index, row.item_id), index, row)
-                        for row in check.run(reader, ids, source.blank)
-                    ]
+            unknown = [key for key in keys if key not in kept.checked]
+            newest = [key for key in unknown if source.grouped and kept.newest_of_group(key)]
+            others = [key for key in unknown if not source.grouped or not kept.newest_of_group(key)]
+            for check, part in ((source.newest_check, newest), (source.check, others)):
+                if not part:
+                    continue
+                passed = {row.item_id: row for row in check.run(reader, [key[1] for key in part], source.blank)}
+                for key in part:
+                    row = passed.get(key[1])
+                    if row is not None and row.rank_key != key[0]:
+                        row = None  # another row with the candidate's id since (SQLite reuses a deleted row's id)
+                    # A stream without groups has post ids for ids; a grouped one's group is the post's URI.
+                    post_id = row.post_id if row is not None else None if source.grouped else key[1]
+                    kept.remember(key, row, post_id)
+            rows += [((key[0], -index, key[1]), index, kept.checked[key]) for key in keys if kept.checked[key]]
         return sorted(rows, key=itemgetter(0), reverse=True)
+
+    def _catch_up(self) -> None:
+        """Adds each source's rows indexed since the last look to the timelines of the readers following their
+        account, and forgets the check results of the posts changed since; starts over (no timeline kept) after
+        more than `ARRIVALS` rows of a source or changes."""
+        if self._since is None:
+            self._restart()
+            return
+        for index, source in enumerate(self.sources):
+            arrived = list(source.arrivals.tuples(self._since[index]))
+            if len(arrived) > ARRIVALS:
+                self._restart()
+                return
+            for _, key, item_id, account, group in arrived:
+                for reader in self._followers.get(account, ()):
+                    self._kept[reader].streams[index].add((key, item_id), group)
+            if arrived:
+                self._since[index] = arrived[-1][0]
+        changes = list(_CHANGES.tuples(self._change))
+        if len(changes) > ARRIVALS:
+            self._restart()
+            return
+        for _, post_id, uri in changes:
+            for timeline in self._kept.values():
+                for kept in timeline.streams:
+                    kept.forget(post_id, uri)
+        if changes:
+            self._change = changes[-1][0]
+
+    def _restart(self) -> None:
+        """Forgets every timeline and reads what is indexed from now on."""
+        self._since = [next(source.newest.tuples())[0] or 0 for source in self.sources]
+        self._change = next(_NEWEST_CHANGE.tuples())[0] or 0
+        self._kept.clear()
+        self._followers.clear()
 
     def _timeline(self, reader: str) -> _Timeline:
         sqlite = not isinstance(Follow._meta.database.obj, peewee.PostgresqlDatabase)
         follows = next(_FOLLOWS[sqlite].tuples(reader))[0] or ''
-        with self._lock:
-            timeline = self._kept.get(reader)
-            if timeline is not None:
-                self._kept.move_to_end(reader)
-        if timeline is None or timeline.follows != follows or time.monotonic() - timeline.built > REBUILD_SECONDS:
-            return self._build(reader, follows)
-        with timeline.lock:
-            for source, kept in zip(self.sources, timeline.streams, strict=True):
-                arrived = list(source.arrivals.tuples(kept.since))
-                if len(arrived) > ARRIVALS:
-                    return self._build(reader, follows)
-                for _, key, item_id, account, group in arrived:
-                    if account in timeline.accounts:
-                        kept.add((key, item_id), group)
-                if arrived:
-                    kept.since = arrived[-1][0]
-        return timeline
-
-    def _build(self, reader: str, follows: str) -> _Timeline:
+        timeline = self._kept.get(reader)
+        if timeline is not None:
+            self._kept.move_to_end(reader)
+            if timeline.follows == follows and time.monotonic() - timeline.built <= REBUILD_SECONDS:
+                return timeline
+            self._drop(reader)
         streams = []
         for source in self.sources:
-            # The newest stamp first: a row indexed while the candidates are read is read again as an arrival.
-            since = next(source.newest.tuples())[0] or 0
+            kept = _Candidates()
             rows = source.candidates.widening_rows(source.top, DEPTH, WINDOW_MS, (reader,))
-            streams.append(_Candidates.of(rows, since, source.grouped))
+            for row in rows:
+                kept.add((row.rank_key, row.item_id), row.grouped if source.grouped else None)
+            kept.bottom = kept.keys[0] if len(rows) >= DEPTH else None
+            streams.append(kept)
         timeline = _Timeline(follows, frozenset(follows.split(' ')), time.monotonic(), streams)
-        with self._lock:
-            self._kept[reader] = timeline
-            self._kept.move_to_end(reader)
-            while len(self._kept) > READERS:
-                self._kept.popitem(last=False)
+        self._kept[reader] = timeline
+        for account in timeline.accounts:
+            self._followers.setdefault(account, set()).add(reader)
+        while len(self._kept) > READERS:
+            self._drop(next(iter(self._kept)))
         return timeline
+
+    def _drop(self, reader: str) -> None:
+        for account in self._kept.pop(reader).accounts:
+            followers = self._followers[account]
+            followers.discard(reader)
+            if not followers:
+                del self._followers[account]
 
 
 def _entries(index: int, kept: _Candidates, after: Key | None) -> Iterator[Entry]:
