@@ -42,10 +42,11 @@ from feedgen.ranking import (
     Reposted,
     Row,
     Stream,
+    Timelines,
+    TimelineSource,
     marker,
     visible_posts,
 )
-from feedgen.ranking.timelines import Source, Timelines
 
 SCAN_ROWS = 2000
 """How many of the newest posts (or reposts) below the cursor a page walks for followed accounts before seeking them
@@ -132,18 +133,18 @@ REPOSTS_BY_AUTHOR = Stream(followed_reposts(_VIEWERS, by_author=True), Repost.in
 """The same reposts, sought reposter by reposter."""
 REPOST_KEY = (Repost.indexed_at, Repost.uri)
 TIMELINE_SOURCES = (
-    Source.of(
+    TimelineSource.of(
         Stream(Post.select().where(Post.author.in_(_follows(_VIEWER))), Post.sort_at, Post.id, markers=(_VIEWER,)),
         Post.indexed_at,
-        (RECENT.query.where(Post.id.in_(Source.ids())), (_VIEWER,)),
+        (RECENT.query.where(Post.id.in_(TimelineSource.ids())), (_VIEWER,)),
     ),
-    Source.of(
+    TimelineSource.of(
         Stream(Repost.select().where(Repost.author.in_(_follows(_VIEWER))), *REPOST_KEY, markers=(_VIEWER,)),
         Repost.indexed_at,
-        (RECENT_REPOSTS.query.where(Repost.uri.in_(Source.ids(text_ids=True))), _VIEWERS),
+        (RECENT_REPOSTS.query.where(Repost.uri.in_(TimelineSource.ids(text_ids=True))), _VIEWERS),
         group=(
             Repost.subject,
-            followed_reposts(_VIEWERS[:2], newest=False).where(Repost.uri.in_(Source.ids(text_ids=True))),
+            followed_reposts(_VIEWERS[:2], newest=False).where(Repost.uri.in_(TimelineSource.ids(text_ids=True))),
             _VIEWERS[:2],
         ),
         text_ids=True,

@@ -54,6 +54,8 @@ RANKING = [
     'SnapshotAlgorithm',
     'SnapshotParams',
     'Stream',
+    'TimelineSource',
+    'Timelines',
     'alt_complete',
     'build_params',
     'decay',

@@ -42,6 +42,7 @@ from feedgen.ranking.personal import (
 )
 from feedgen.ranking.post_index import term_streams, terms_of
 from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE, Counts, SnapshotAlgorithm, SnapshotParams, require_positive
+from feedgen.ranking.timelines import Timelines, TimelineSource
 from feedgen.store.models import Actor, Follow, Like, Post, Repost, alt_complete, hiding_self_labels, visible_posts
 from feedgen.store.plugin_tables import PluginTable
 from feedgen.store.prepared import Prepared, Row, marker
@@ -91,6 +92,8 @@ __all__ = [
     'SnapshotAlgorithm',
     'SnapshotParams',
     'Stream',
+    'TimelineSource',
+    'Timelines',
     'alt_complete',
     'build_params',
     'decay',

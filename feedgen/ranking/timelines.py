@@ -98,7 +98,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Source:
+class TimelineSource:
     """One stream of a personal feed as a timeline keeps it.
 
     `candidates` walks the followed accounts' rows, before the stream's filters, by the stream's `(key, id)` (its
@@ -128,7 +128,7 @@ class Source:
         *,
         group: tuple[peewee.Field, peewee.ModelSelect, Sequence[Any]] | None = None,
         text_ids: bool = False,
-    ) -> Source:
+    ) -> TimelineSource:
         """The source of `candidates`, whose table stamps rows in `indexed_at`. `check` is the stream's rows, its id
         column compared with `IN` the stand-ins of `ids(text_ids)`, and the markers standing for the reader in it.
         `group`, for a stream showing one row per group: the group's column, and the check without that condition
@@ -254,7 +254,7 @@ class Timelines:
     """The timelines a worker keeps of one feed's `sources`, and how far it has read what was indexed since; safe to
     share between a server's threads (one page at a time)."""
 
-    def __init__(self, sources: Sequence[Source]) -> None:
+    def __init__(self, sources: Sequence[TimelineSource]) -> None:
         self.sources = sources
         self._kept: OrderedDict[str, _Timeline] = OrderedDict()
         self._followers: dict[str, set[str]] = {}
@@ -326,6 +326,9 @@ class Timelines:
         if self._since is None:
             self._restart()
             return
+        stale = time.monotonic() - REBUILD_SECONDS
+        for reader in [reader for reader, timeline in self._kept.items() if timeline.built < stale]:
+            self._drop(reader)  # built again if read: nothing to bring up to date
         for index, source in enumerate(self.sources):
             arrived = list(source.arrivals.tuples(self._since[index]))
             if len(arrived) > ARRIVALS:
