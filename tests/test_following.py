@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from feedgen.ingest.indexer import Indexer
 from feedgen.ingest.pipeline import Pipeline, replay
 from feedgen.ranking import timelines
 from feedgen.ranking.algorithm import FeedRequest, Page
@@ -215,6 +216,21 @@ def test_kept_timelines_page_exactly_as_the_store_while_the_world_changes(
     assert items > 500
     # With 64 kept, the kept candidates answer every page; with 3, the pages below them come from the store.
     assert 0 < from_store < streams if depth == 3 else from_store == 0
+
+
+def test_a_kept_timeline_gets_the_rows_of_a_later_batch_stamped_in_the_same_millisecond(db: peewee.Database) -> None:
+    # Ingest stamps a batch's rows alike; a worker reads the newest millisecond it has read again only when it has
+    # more rows, which a later batch stamped in the same millisecond gives it.
+    pipeline = Pipeline(Indexer(db, 'test', clock=lambda: 1_790_000_000.0), batch_size=100)
+    pipeline.feed_all([_follow(1, 'f1', BOB), _post(2, BOB, 'b1', '2026-11-24T10:00:00.000Z')])
+    kept = Following()
+    assert [item.post for item in kept.page(FeedRequest(limit=10, viewer=VIEWER)).items] == expected_for(VIEWER)
+    pipeline.feed_all([_post(3, BOB, 'b2', '2026-11-24T10:01:00.000Z')])
+    pipeline.feed_all([_post(4, BOB, 'b3', '2026-11-24T10:02:00.000Z')])
+    assert len(expected_for(VIEWER)) == 3
+    for _ in range(2):
+        assert [item.post for item in kept.page(FeedRequest(limit=10, viewer=VIEWER)).items] == expected_for(VIEWER)
+        assert kept.page(FeedRequest(limit=10, viewer=VIEWER)).trace == {'read': 'kept timeline'}
 
 
 def _identity(seq: int, did: str, handle: str) -> bytes:

@@ -5,9 +5,10 @@ Read from the store, such a page seeks every followed account (hundreds of index
 instead, per reader and stream, the newest `DEPTH` candidates: rows of the followed accounts before the stream's
 other filters (visibility, reposts of followed authors...), as `(key, id)`, and what checking them against those
 filters found. Before each page, the worker reads what was indexed since it last looked, once for all its readers:
-each stream's new rows (one range of its `indexed_at` index), added to the timelines of the readers following their
-account, and the posts writers changed (`PostChange`: created, deleted, hidden or shown, counted again), whose
-candidates' check results are forgotten. The page then reads whom the reader follows (one index range, as one text):
+each stream's new rows (one range of its `indexed_at` index; the newest millisecond read before is read again only
+when it has more rows since), added to the timelines of the readers following their account, and the posts writers
+changed (`PostChange`: created, deleted, hidden or shown, counted again), whose candidates' check results are
+forgotten. The page then reads whom the reader follows (one index range, as one text):
 when that changed, or the timeline is older than `REBUILD_SECONDS`, it is built again. The page's rows are the
 candidates below its cursor that pass the filters, in the feed's order, checked in the store `CHECK` at a time unless
 checked since their post last changed: the rows the store's walk gives. A page the kept candidates cannot fill
@@ -103,14 +104,18 @@ class TimelineSource:
 
     `candidates` walks the followed accounts' rows, before the stream's filters, by the stream's `(key, id)` (its
     one marker: the reader). `arrivals` reads `(indexed_at, key, id, account, group)` of rows indexed at or after its
-    one value, in `indexed_at` order. `check` selects the stream's rows among candidates; `newest_check` too, for
-    candidates known to be the newest of their group (without testing it).
+    one value, in `indexed_at` order, `later` of those indexed after it. `check` selects the stream's rows among
+    candidates; `newest_check` too, for candidates known to be the newest of their group (without testing it).
     """
 
     candidates: Stream
     newest: Prepared
     """The newest `indexed_at` of the table."""
     arrivals: Prepared
+    later: Prepared
+    """`arrivals` of the rows indexed after its value only."""
+    stamped: Prepared
+    """How many rows have the `indexed_at` given (from the index alone)."""
     check: Check
     newest_check: Check
     blank: Any
@@ -136,12 +141,8 @@ class TimelineSource:
         model = candidates.query.model
         key, item_id = candidates.key, candidates.item_id
         grouping = group[0] if group else peewee.Value(None)
-        arrivals = (
-            model.select(indexed_at, key, item_id, model.author, grouping)
-            .where(indexed_at >= _SINCE)
-            .order_by(indexed_at)
-            .limit(ARRIVALS + 1)
-        )
+        arrived = model.select(indexed_at, key, item_id, model.author, grouping).order_by(indexed_at)
+        arrivals, later = (arrived.where(indexed_at >= _SINCE), arrived.where(indexed_at > _SINCE))
         slots = _URIS if text_ids else _IDS
 
         def prepared(query: peewee.ModelSelect, readers: Sequence[Any]) -> Check:
@@ -151,7 +152,9 @@ class TimelineSource:
         return cls(
             Stream(candidates.query.select_extend(grouping.alias('grouped')), key, item_id, candidates.markers),
             Prepared(model.select(peewee.fn.MAX(indexed_at)), ()),
-            Prepared(arrivals, (_SINCE,)),
+            Prepared(arrivals.limit(ARRIVALS + 1), (_SINCE,)),
+            Prepared(later.limit(ARRIVALS + 1), (_SINCE,)),
+            Prepared(model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(indexed_at == _SINCE), (_SINCE,)),
             prepared(*check),
             prepared(*group[1:]) if group else prepared(*check),
             '' if text_ids else -1,
@@ -260,7 +263,9 @@ class Timelines:
         self._followers: dict[str, set[str]] = {}
         """The kept readers following each account."""
         self._since: list[int] | None = None
-        """Per source, the newest `indexed_at` read: rows from this millisecond on are read again."""
+        """Per source, the newest `indexed_at` read."""
+        self._stamped: list[int] = []
+        """Per source, how many rows of that millisecond were read."""
         self._change = 0
         """The last `PostChange.id` read."""
         self._lock = threading.Lock()
@@ -330,7 +335,11 @@ class Timelines:
         for reader in [reader for reader, timeline in self._kept.items() if timeline.built < stale]:
             self._drop(reader)  # built again if read: nothing to bring up to date
         for index, source in enumerate(self.sources):
-            arrived = list(source.arrivals.tuples(self._since[index]))
+            # The rows of the newest millisecond read are read again only if it has more rows since: one ingest batch
+            # stamps hundreds of rows alike, a later batch of the same millisecond is rare.
+            since, stamped = self._since[index], self._stamped[index]
+            again = next(source.stamped.tuples(since))[0] != stamped
+            arrived = list((source.arrivals if again else source.later).tuples(since))
             if len(arrived) > ARRIVALS:
                 self._restart()
                 return
@@ -339,6 +348,7 @@ class Timelines:
                     self._kept[reader].streams[index].add((key, item_id), group)
             if arrived:
                 self._since[index] = arrived[-1][0]
+                self._stamped[index] = sum(1 for row in arrived if row[0] == arrived[-1][0])
         changes = list(_CHANGES.tuples(self._change))
         if len(changes) > ARRIVALS:
             self._restart()
@@ -353,6 +363,9 @@ class Timelines:
     def _restart(self) -> None:
         """Forgets every timeline and reads what is indexed from now on."""
         self._since = [next(source.newest.tuples())[0] or 0 for source in self.sources]
+        self._stamped = [
+            next(source.stamped.tuples(at))[0] for source, at in zip(self.sources, self._since, strict=True)
+        ]
         self._change = next(_NEWEST_CHANGE.tuples())[0] or 0
         self._kept.clear()
         self._followers.clear()
