@@ -131,7 +131,6 @@ RECENT_REPOSTS = Stream(followed_reposts(_VIEWERS), Repost.indexed_at, Repost.ur
 """The newest reposts, walked by time, each kept when the reader follows the reposter and not the post's author."""
 REPOSTS_BY_AUTHOR = Stream(followed_reposts(_VIEWERS, by_author=True), Repost.indexed_at, Repost.uri, markers=_VIEWERS)
 """The same reposts, sought reposter by reposter."""
-REPOST_KEY = (Repost.indexed_at, Repost.uri)
 TIMELINE_SOURCES = (
     TimelineSource.of(
         Stream(Post.select().where(Post.author.in_(_follows(_VIEWER))), Post.sort_at, Post.id, markers=(_VIEWER,)),
@@ -139,7 +138,12 @@ TIMELINE_SOURCES = (
         (RECENT.query.where(Post.id.in_(TimelineSource.ids())), (_VIEWER,)),
     ),
     TimelineSource.of(
-        Stream(Repost.select().where(Repost.author.in_(_follows(_VIEWER))), *REPOST_KEY, markers=(_VIEWER,)),
+        Stream(
+            Repost.select().where(Repost.author.in_(_follows(_VIEWER))),
+            Repost.indexed_at,
+            Repost.uri,
+            markers=(_VIEWER,),
+        ),
         Repost.indexed_at,
         (RECENT_REPOSTS.query.where(Repost.uri.in_(TimelineSource.ids(text_ids=True))), _VIEWERS),
         group=(

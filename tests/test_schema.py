@@ -35,12 +35,13 @@ def test_an_older_store_loses_the_indexes_wider_ones_replaced(settings: Settings
     db.execute_sql('CREATE INDEX "repost_author" ON "repost" ("author")')
     db.execute_sql('CREATE INDEX "follow_subject" ON "follow" ("subject")')
     db.execute_sql('CREATE INDEX "repost_indexed_at" ON "repost" ("indexed_at")')
+    db.execute_sql('CREATE INDEX "repost_subject" ON "repost" ("subject")')
     db.close()
     reopened = open_database(settings.database)
     try:
         names = {index.name for table in ('like', 'repost', 'follow') for index in reopened.get_indexes(table)}
         assert names.isdisjoint(REPLACED_INDEXES)
-        assert {'like_author_indexed_at', 'repost_indexed_at_uri'} <= names
+        assert {'like_author_indexed_at', 'repost_indexed_at_uri', 'repost_subject_indexed_at'} <= names
         assert Like.select().count() == 1
     finally:
         reopened.close()

@@ -93,9 +93,11 @@ class Check:
 
     query: Prepared
     readers: int
+    blank: Any
+    """An id no row has, for the unused places."""
 
-    def run(self, reader: str, ids: list[Any], blank: Any) -> Iterator[Row]:
-        return self.query.run(*ids, *[blank] * (CHECK - len(ids)), *(reader,) * self.readers)
+    def run(self, reader: str, ids: list[Any]) -> Iterator[Row]:
+        return self.query.run(*ids, *[self.blank] * (CHECK - len(ids)), *(reader,) * self.readers)
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,6 @@ class TimelineSource:
     """How many rows have the `indexed_at` given (from the index alone)."""
     check: Check
     newest_check: Check
-    blank: Any
-    """An id no row has, for the unused places of a check."""
     top: tuple[int, Any] | None
     """Above every `(key, id)` of the stream (None: the integer one pagination uses)."""
     grouped: bool
@@ -147,7 +147,7 @@ class TimelineSource:
 
         def prepared(query: peewee.ModelSelect, readers: Sequence[Any]) -> Check:
             selected = query.select_extend(key.alias('rank_key'), item_id.alias('item_id'), Post.id.alias('post_id'))
-            return Check(Prepared(selected, (*slots, *readers)), len(readers))
+            return Check(Prepared(selected, (*slots, *readers)), len(readers), '' if text_ids else -1)
 
         return cls(
             Stream(candidates.query.select_extend(grouping.alias('grouped')), key, item_id, candidates.markers),
@@ -157,7 +157,6 @@ class TimelineSource:
             Prepared(model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(indexed_at == _SINCE), (_SINCE,)),
             prepared(*check),
             prepared(*group[1:]) if group else prepared(*check),
-            '' if text_ids else -1,
             (2**63 - 1, '') if text_ids else None,
             group is not None,
         )
@@ -281,23 +280,22 @@ class Timelines:
             merged = heapq.merge(*(_entries(index, *stream) for index, stream in enumerate(kept)), reverse=True)
             found: list[tuple[tuple[Any, ...], int, Row]] = []
             checked = 0
-            while len(found) < count:
+            ended = False
+            while len(found) < count and not ended:
                 # The next candidates in the feed's order, as many as the page still needs by the share that passed.
                 size = min(CHECK, math.ceil((count - len(found)) * (checked + 1) / (len(found) + 1)))
                 chunk: list[list[Key]] = [[] for _ in self.sources]
                 for _, index, key in itertools.islice(merged, size):
                     if key is _END:
+                        ended = True  # the end of what is kept: the page is whole only if it fills above it
                         break
                     chunk[index].append(key)
-                else:
-                    if any(chunk):
-                        checked += sum(map(len, chunk))
-                        found += self._checked(reader, timeline, chunk)
-                        continue
-                    break
-                # Stopped at the end of what is kept: the page is whole only if it filled above it.
+                if not any(chunk) and not ended:
+                    break  # every candidate is kept, and all were read
+                checked += sum(map(len, chunk))
                 found += self._checked(reader, timeline, chunk)
-                return None if len(found) < count else [(index, row) for _, index, row in found[:count]]
+            if ended and len(found) < count:
+                return None
             return [(index, row) for _, index, row in found[:count]]
 
     def _checked(
@@ -307,13 +305,15 @@ class Timelines:
         rows = []
         for index, keys in enumerate(chunk):
             source, kept = self.sources[index], timeline.streams[index]
-            unknown = [key for key in keys if key not in kept.checked]
-            newest = [key for key in unknown if source.grouped and kept.newest_of_group(key)]
-            others = [key for key in unknown if not source.grouped or not kept.newest_of_group(key)]
+            newest: list[Key] = []
+            others: list[Key] = []
+            for key in keys:
+                if key not in kept.checked:
+                    (newest if source.grouped and kept.newest_of_group(key) else others).append(key)
             for check, part in ((source.newest_check, newest), (source.check, others)):
                 if not part:
                     continue
-                passed = {row.item_id: row for row in check.run(reader, [key[1] for key in part], source.blank)}
+                passed = {row.item_id: row for row in check.run(reader, [key[1] for key in part])}
                 for key in part:
                     row = passed.get(key[1])
                     if row is not None and row.rank_key != key[0]:
@@ -376,7 +376,7 @@ class Timelines:
         timeline = self._kept.get(reader)
         if timeline is not None:
             self._kept.move_to_end(reader)
-            if timeline.follows == follows and time.monotonic() - timeline.built <= REBUILD_SECONDS:
+            if timeline.follows == follows:  # `_catch_up` dropped it if it was too old
                 return timeline
             self._drop(reader)
         streams = []
