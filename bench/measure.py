@@ -29,7 +29,7 @@ MB = 1024 * 1024
 
 def written_bytes(pid: int) -> int | None:
     """Bytes process `pid` has caused to be written to storage so far (`write_bytes` of `/proc/<pid>/io`), or None
-    once it has exited."""
+    once it has been reaped (an exited, unreaped process reads as its whole life's account)."""
     try:
         with open(f'/proc/{pid}/io') as io:
             return next((int(line.split()[1]) for line in io if line.startswith('write_bytes:')), None)

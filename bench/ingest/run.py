@@ -87,12 +87,16 @@ def run_measured(command: Sequence[str], env: dict[str, str], log: Path) -> tupl
     private = mapped = 0.0
     with open(log, 'w') as stderr, tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, env=os.environ | env, stdout=output, stderr=stderr, cwd=ROOT)
-        while process.poll() is None:
-            peak = max(peak, high_water_kb(process.pid))
+        while True:  # the exited process stays unreaped until read: its last writes are counted too
+            exited = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
             written = max(written, written_bytes(process.pid) or 0)
+            if exited:
+                break
+            peak = max(peak, high_water_kb(process.pid))
             if (memory := resident(process.pid)) is not None:
                 private, mapped = max(private, memory.private_mb), max(mapped, memory.mapped_mb)
             time.sleep(0.05)
+        process.wait()
         output.seek(0)
         stdout = output.read().decode()
     if process.returncode != 0:
