@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL server on loopback for the test suite and benchmarks: `start` prints its URL, `stop` ends it.
+# A throwaway PostgreSQL server on loopback for the test suite and benchmarks: `start` prints its URL, `status` exits 0
+# when it is up, `stop` ends it.
 # Installs Debian's `postgresql` when no server binaries are present. Runs as the `postgres` user when started
 # as root (CI). Its own port (FEEDGEN_PG_PORT, default 5433) and data dir under /tmp: it never touches another server.
 set -euo pipefail
@@ -31,11 +32,14 @@ start)
         as_owner "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DBNAME"
     echo "postgresql://postgres@127.0.0.1:$PORT/$DBNAME"
     ;;
+status)  # exits 0 when the server is up
+    as_owner "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"
+    ;;
 stop)
     if [ -f "$DATA/postmaster.pid" ]; then as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w -s stop; fi
     ;;
 *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|status|stop" >&2
     exit 2
     ;;
 esac

@@ -22,9 +22,22 @@ command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=nonint
 bash .ci/image.sh
 
 bash "$ATNET/install.sh" "$ATNET_HOME" --ozone --python
-bash "$ATNET/start.sh" "$ATNET_HOME" --ozone  # --ozone implies --appview
-trap 'bash "$ATNET/stop.sh" "$ATNET_HOME" || true; bash .ci/postgres.sh stop || true' EXIT
-export FEEDGEN_ATNET="${ATNET_STATE_DIR:-$ATNET_HOME/state}/network.json"  # where start.sh writes it
+# What this run starts, it stops; a network or PostgreSQL already running (a developer's) is used and left running.
+STATE="${ATNET_STATE_DIR:-$ATNET_HOME/state}"
+stops=()
+trap 'for stop in "${stops[@]}"; do eval "$stop"; done' EXIT
+if [ -f "$STATE/network.pid" ] && kill -0 "$(cat "$STATE/network.pid")" 2>/dev/null; then
+    echo "tests/run.sh: using the AT Protocol network already running (pid $(cat "$STATE/network.pid"))" >&2
+else
+    stops+=('bash "$ATNET/stop.sh" "$ATNET_HOME" || true')
+    bash "$ATNET/start.sh" "$ATNET_HOME" --ozone  # --ozone implies --appview
+fi
+if bash .ci/postgres.sh status; then
+    echo 'tests/run.sh: using the PostgreSQL already running' >&2
+else
+    stops+=('bash .ci/postgres.sh stop || true')
+fi
+export FEEDGEN_ATNET="$STATE/network.json"  # where start.sh writes it
 FEEDGEN_TEST_DATABASE_URL="$(bash .ci/postgres.sh start)"
 export FEEDGEN_TEST_DATABASE_URL
 
