@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 import peewee
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -44,7 +45,7 @@ from feedgen.store.models import (
     Repost,
     save_job_position,
 )
-from feedgen.store.writes import Recount, delete_posts, delete_subject_records
+from feedgen.store.writes import Recount, chunks, delete_posts, delete_subject_records
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600
@@ -89,23 +90,32 @@ def prune(
                 kept.add(subject)
         return found
 
+    read: dict[type[peewee.Model], list[tuple[str, str, str, bool]]] = {}
+    """The records each kind's read step found, which its next transaction deletes."""
+
     def read_records(model: type[Like] | type[Repost], size: int) -> None:
-        """Reads, through each index the deletion changes, the entries of the records `oldest` finds, and the rows
-        of the kept posts they point at (a cold cache's disk reads, before the write lock: `Batches.run`)."""
-        found = oldest(model, size)
+        """Finds the records the next transaction deletes, and reads, through each index their deletion changes,
+        their entries, and the rows of the kept posts they point at (a cold cache's disk reads, before the write
+        lock: `Batches.run`)."""
+        found = read[model] = oldest(model, size)
         if not found:
             return
         uris, subjects, authors, kept = zip(*found, strict=True)
-        by_author = model.author.in_(set(authors)) & (model.indexed_at < cutoff)
-        _read(model, model.uri.in_(uris), model.subject.in_(set(subjects)), by_author)
+        _read(model, 'uri', uris)
+        _read(model, 'subject', set(subjects))
+        _read(model, 'author', set(authors), f' AND indexed_at < {cutoff:d}')  # the `(author, indexed_at)` entries
         held = {subject for subject, is_kept in zip(subjects, kept, strict=True) if is_kept}
-        Post.select(peewee.fn.SUM(Post.like_count + Post.repost_count)).where(Post.uri.in_(held)).scalar()
+        _read(Post, 'uri', held, read='SUM(like_count + repost_count)')  # the rows of the posts
 
     def records(model: type[Like] | type[Repost], size: int) -> int:
-        """Deletes the records `oldest` finds, changing the counters of the kept posts they point at."""
-        uris = [uri for uri, *_ in oldest(model, size)]
+        """Deletes the records the read step found (or, without one, `oldest` finds), changing the counters of the
+        kept posts they point at. Records found outside the transaction and deleted since by ingest are gone: then
+        it looks again, so that a run ends only when no old record is left."""
         recount = Recount()
-        deleted = delete_subject_records(model, model.uri.in_(uris), recount) if uris else 0
+        found = read.pop(model, None)
+        deleted = delete_subject_records(model, 'uri', [uri for uri, *_ in found], recount) if found else 0
+        if not deleted:
+            deleted = delete_subject_records(model, 'uri', [uri for uri, *_ in oldest(model, size)], recount)
         recount.apply()
         return deleted
 
@@ -130,7 +140,8 @@ def prune(
         dropped = [(uri, author) for _, uri, author, reader in old_follows(size) if not reader]
         if dropped:
             uris, authors = zip(*dropped, strict=True)
-            _read(Follow, Follow.uri.in_(uris), Follow.author.in_(set(authors)))  # the URI key; `(author, subject)`
+            _read(Follow, 'uri', uris)
+            _read(Follow, 'author', set(authors))  # the `(author, subject)` entries
 
     def follows(size: int) -> int:
         """Reads `size` follows older than `cutoff` from where the last call stopped; deletes those of non-readers."""
@@ -139,7 +150,7 @@ def prune(
         if read:
             after = read[-1][:2]
             dropped = [uri for _, uri, _, reader in read if not reader]
-            removed['follows'] += Follow.delete().where(Follow.uri.in_(dropped)).execute() if dropped else 0
+            removed['follows'] += delete_subject_records(Follow, 'uri', dropped, Recount())
         return len(read)
 
     batches.run(follows, read_follows)
@@ -148,11 +159,16 @@ def prune(
     return removed | prune_plugin_tables(indexers, retention_hours, int(moment * 1000), batches)
 
 
-def _read(model: type[peewee.Model], *conditions: peewee.Expression) -> None:
-    """Counts `model`'s rows matching each of `conditions`, one query each: reads the index entries each one selects
-    through (into the page cache, for the transaction that changes them next)."""
-    for condition in conditions:
-        model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(condition).scalar()
+def _read(
+    model: type[peewee.Model], column: str, values: Collection[Any], where: str = '', read: str = 'COUNT(*)'
+) -> None:
+    """Reads `read` of `model`'s rows whose `column` is one of `values` (and that match the raw SQL `where`), a raw
+    statement a chunk: the index entries it selects through (into the page cache, for the transaction that changes
+    them next), and the rows when `read` needs a column the index lacks."""
+    db = model._meta.database
+    for chunk in chunks(sorted(values)):
+        marks = ', '.join([db.param] * len(chunk))
+        db.execute_sql(f'SELECT {read} FROM "{model._meta.table_name}" WHERE "{column}" IN ({marks}){where}', chunk)
 
 
 def _prune_changes(cutoff: int, size: int) -> int:

@@ -82,7 +82,7 @@ class ReferenceIndexer(Indexer):
                 delete_posts(Post.uri == op.uri, Recount())
             else:
                 model = SUBJECT_MODELS[op.collection]
-                delete_subject_records(model, model.uri == op.uri, Recount())
+                delete_subject_records(model, 'uri', [op.uri], Recount())
         elif isinstance(op, PostCreate):
             if Post.get_or_none(Post.uri == op.uri) is not None:
                 return

@@ -167,9 +167,9 @@ class _Batch:
             if by_collection.get(FOLLOW):
                 note_follow_deletes(self.db, by_collection[FOLLOW])  # before the delete: see reader_graphs
             for collection in (LIKE, REPOST, FOLLOW):
-                model = _SUBJECT_MODELS[collection]
-                for chunk in chunks(by_collection.get(collection, [])):
-                    delete_subject_records(model, model.uri.in_(chunk), self.recount)
+                delete_subject_records(
+                    _SUBJECT_MODELS[collection], 'uri', by_collection.get(collection, []), self.recount
+                )
             for chunk in chunks(by_collection.get(BLOCK, [])):
                 self.hiding.unblock(chunk)
             self.plugins.delete(by_collection)
