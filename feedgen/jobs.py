@@ -103,7 +103,9 @@ def prune(
         uris, subjects, authors, kept = zip(*found, strict=True)
         _read(model, 'uri', uris)
         _read(model, 'subject', set(subjects))
-        _read(model, 'author', set(authors), f' AND indexed_at < {cutoff:d}')  # the `(author, indexed_at)` entries
+        _read(
+            model, 'author', set(authors), where=f' AND indexed_at < {cutoff:d}'
+        )  # the `(author, indexed_at)` entries
         held = {subject for subject, is_kept in zip(subjects, kept, strict=True) if is_kept}
         _read(Post, 'uri', held, read='SUM(like_count + repost_count)')  # the rows of the posts
 

@@ -7,14 +7,16 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import peewee
 import pytest
 
+from feedgen import jobs
 from feedgen.authoring.builder import StoreBuilder
 from feedgen.ingest.events import decode_frame
 from feedgen.ingest.indexer import Indexer
@@ -244,6 +246,29 @@ def test_a_prune_of_a_large_backlog_runs_many_transactions_of_at_most_max_rows_r
     assert removed['posts'] + removed['likes'] + removed['reposts'] == total
     assert max(changed) <= 20
     assert len(changed) >= total / 20
+
+
+def test_a_prune_whose_read_records_are_deleted_before_its_transaction_still_prunes_every_old_one(
+    db: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records a read step finds are deleted outside the write lock by ingest before the transaction that would
+    delete them: the transaction looks again, and the run ends only when no old record is left."""
+    monkeypatch.setattr(batches, 'PAUSE_SECONDS', 0.0)
+    _old_store(db)
+    likes = Like.select().count()
+    deleted_meanwhile: list[str] = []
+    read = jobs._read
+
+    def read_then_ingest_deletes(model: type[peewee.Model], column: str, values: Collection[Any], **rest: Any) -> None:
+        read(model, column, values, **rest)
+        if model is Like and column == 'uri' and len(deleted_meanwhile) < 3 * len(values):
+            deleted_meanwhile.extend(values)
+            Like.delete().where(Like.uri.in_(list(values))).execute()  # ingest, between the read and the write
+
+    monkeypatch.setattr(jobs, '_read', read_then_ingest_deletes)
+    removed = prune(db, retention_hours=1, now=1_100 * HOUR, max_rows=20)
+    assert deleted_meanwhile and Like.select().count() == 0
+    assert removed['likes'] == likes - len(deleted_meanwhile)
 
 
 def test_pruning_likes_of_kept_posts_lowers_their_counters_within_max_rows(
