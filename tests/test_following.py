@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import peewee
 import pytest
@@ -231,6 +232,37 @@ def test_a_kept_timeline_gets_the_rows_of_a_later_batch_stamped_in_the_same_mill
     for _ in range(2):
         assert [item.post for item in kept.page(FeedRequest(limit=10, viewer=VIEWER)).items] == expected_for(VIEWER)
         assert kept.page(FeedRequest(limit=10, viewer=VIEWER)).trace == {'read': 'kept timeline'}
+
+
+def test_a_kept_timeline_gets_what_another_connection_indexed_and_reads_nothing_when_nothing_was(
+    db: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite a worker reads what was indexed since its last look only when its connection's `data_version` moved
+    # (a commit of another connection: ingest's, in another process) or the connection wrote itself.
+    pipeline = Pipeline(Indexer(db, 'test', clock=lambda: 1_790_000_000.0), batch_size=100)
+    pipeline.feed_all([_follow(1, 'f1', BOB), _post(2, BOB, 'b1', '2026-11-24T10:00:00.000Z')])
+    kept = Following()
+    looks = 0
+    catch_up = timelines.Timelines._catch_up
+
+    def counted(self: timelines.Timelines) -> None:
+        nonlocal looks
+        looks += 1
+        catch_up(self)
+
+    monkeypatch.setattr(timelines.Timelines, '_catch_up', counted)
+    for _ in range(3):
+        assert [item.post for item in kept.page(FeedRequest(limit=10, viewer=VIEWER)).items] == expected_for(VIEWER)
+    sqlite = isinstance(db, peewee.SqliteDatabase)  # PostgreSQL has nothing as cheap as `data_version`: a look a page
+    assert looks == (1 if sqlite else 3)
+    elsewhere = threading.Thread(  # peewee opens a connection per thread
+        target=lambda: pipeline.feed_all([_post(3, BOB, 'b2', '2026-11-24T10:01:00.000Z')])
+    )
+    elsewhere.start()
+    elsewhere.join()
+    assert len(expected_for(VIEWER)) == 2
+    assert [item.post for item in kept.page(FeedRequest(limit=10, viewer=VIEWER)).items] == expected_for(VIEWER)
+    assert looks == (2 if sqlite else 4)
 
 
 def _identity(seq: int, did: str, handle: str) -> bytes:

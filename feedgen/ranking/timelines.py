@@ -4,7 +4,8 @@ to date from what is indexed since (`following`'s posts and reposts of the accou
 Read from the store, such a page seeks every followed account (hundreds of index ranges) per page. A worker keeps
 instead, per reader and stream, the newest `DEPTH` candidates: rows of the followed accounts before the stream's
 other filters (visibility, reposts of followed authors...), as `(key, id)`, and what checking them against those
-filters found. Before each page, the worker reads what was indexed since it last looked, once for all its readers:
+filters found. Before each page, the worker reads what was indexed since it last looked, once for all its readers
+(on SQLite only when something was written since: the connection's `data_version` or its own changes moved):
 each stream's new rows (one range of its `indexed_at` index; the newest millisecond read before is read again only
 when it has more rows since), added to the timelines of the readers following their account, and the posts writers
 changed (`PostChange`: created, deleted, hidden or shown, counted again), whose candidates' check results are
@@ -268,13 +269,19 @@ class Timelines:
         self._change = 0
         """The last `PostChange.id` read."""
         self._lock = threading.Lock()
+        self._looked = threading.local()
+        """`version`: the `_store_version` of this thread's connection when it last brought the timelines up to date."""
 
     def rows(self, reader: str, count: int, below: Sequence[Key | None]) -> list[tuple[int, Row]] | None:
         """The first `count` items of the reader's feed below `below[i]` in each source's stream (a `(key, id)`, or
         None: from the top), as `(source index, row)`, in the feed's order: by key, a source listed earlier first
         within one key, then by id; or None when the kept candidates cannot tell (read the store then)."""
         with self._lock:
-            self._catch_up()
+            self._drop_stale()
+            version = _store_version()
+            if version is None or version != getattr(self._looked, 'version', None):
+                self._catch_up()
+                self._looked.version = version
             timeline = self._timeline(reader)
             kept = zip(timeline.streams, below, strict=True)
             merged = heapq.merge(*(_entries(index, *stream) for index, stream in enumerate(kept)), reverse=True)
@@ -331,9 +338,6 @@ class Timelines:
         if self._since is None:
             self._restart()
             return
-        stale = time.monotonic() - REBUILD_SECONDS
-        for reader in [reader for reader, timeline in self._kept.items() if timeline.built < stale]:
-            self._drop(reader)  # built again if read: nothing to bring up to date
         for index, source in enumerate(self.sources):
             # The rows of the newest millisecond read are read again only if it has more rows since: one ingest batch
             # stamps hundreds of rows alike, a later batch of the same millisecond is rare.
@@ -359,6 +363,12 @@ class Timelines:
                     kept.forget(post_id, uri)
         if changes:
             self._change = changes[-1][0]
+
+    def _drop_stale(self) -> None:
+        """Drops the timelines older than `REBUILD_SECONDS` (built again when read: nothing to bring up to date)."""
+        stale = time.monotonic() - REBUILD_SECONDS
+        for reader in [reader for reader, timeline in self._kept.items() if timeline.built < stale]:
+            self._drop(reader)
 
     def _restart(self) -> None:
         """Forgets every timeline and reads what is indexed from now on."""
@@ -401,6 +411,17 @@ class Timelines:
             followers.discard(reader)
             if not followers:
                 del self._followers[account]
+
+
+def _store_version() -> tuple[Any, int, int] | None:
+    """What changes when anything is written to a SQLite store, as this thread's connection sees it: the connection,
+    its `data_version` (which moves with every commit of another connection, in any process) and its own changes; None
+    on PostgreSQL, where nothing this cheap tells."""
+    db = Follow._meta.database
+    if isinstance(db.obj, peewee.PostgresqlDatabase):
+        return None
+    connection = db.connection()
+    return connection, connection.execute('PRAGMA data_version').fetchone()[0], connection.total_changes
 
 
 def _entries(index: int, kept: _Candidates, after: Key | None) -> Iterator[Entry]:
