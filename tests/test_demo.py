@@ -58,6 +58,7 @@ def _assert_stopped_cleanly(demo: FeedgenProcess) -> None:
     assert demo.left_behind() == []
     assert 'Traceback' not in demo.log(), demo.log()[-3000:]
     assert 'restarting' not in demo.log()
+    assert 'refused to gracefully stop' not in demo.log(), 'every serving worker stops on the signal, none is killed'
 
 
 def test_demo_serves_every_feed_full_then_stops_and_removes_its_store(tmp_path: Path) -> None:

@@ -136,3 +136,4 @@ def test_feedgen_serve_stops_cleanly_on_a_signal(tmp_path: Path, signum: int) ->
         os.killpg(serve.pid, 0)  # no worker outlived it
     assert 'Traceback' not in serve.log()
     assert 'ERROR' not in serve.log()
+    assert 'refused to gracefully stop' not in serve.log()
