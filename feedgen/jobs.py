@@ -90,22 +90,21 @@ def prune(
                 kept.add(subject)
         return found
 
-    read: dict[type[peewee.Model], list[tuple[str, str, str, bool]]] = {}
+    found_by_read: dict[type[peewee.Model], list[tuple[str, str, str, bool]]] = {}
     """The records each kind's read step found, which its next transaction deletes."""
 
     def read_records(model: type[Like] | type[Repost], size: int) -> None:
         """Finds the records the next transaction deletes, and reads, through each index their deletion changes,
         their entries, and the rows of the kept posts they point at (a cold cache's disk reads, before the write
         lock: `Batches.run`)."""
-        found = read[model] = oldest(model, size)
+        found = found_by_read[model] = oldest(model, size)
         if not found:
             return
         uris, subjects, authors, kept = zip(*found, strict=True)
         _read(model, 'uri', uris)
         _read(model, 'subject', set(subjects))
-        _read(
-            model, 'author', set(authors), where=f' AND indexed_at < {cutoff:d}'
-        )  # the `(author, indexed_at)` entries
+        # the `(author, indexed_at)` entries of the old records only
+        _read(model, 'author', set(authors), where=f' AND indexed_at < {cutoff:d}')
         held = {subject for subject, is_kept in zip(subjects, kept, strict=True) if is_kept}
         _read(Post, 'uri', held, read='SUM(like_count + repost_count)')  # the rows of the posts
 
@@ -114,7 +113,7 @@ def prune(
         kept posts they point at. Records found outside the transaction and deleted since by ingest are gone: then
         it looks again, so that a run ends only when no old record is left."""
         recount = Recount()
-        found = read.pop(model, None)
+        found = found_by_read.pop(model, None)
         deleted = delete_subject_records(model, 'uri', [uri for uri, *_ in found], recount) if found else 0
         if not deleted:
             deleted = delete_subject_records(model, 'uri', [uri for uri, *_ in oldest(model, size)], recount)
