@@ -138,3 +138,6 @@ def test_a_serving_worker_freezes_its_loaded_app_out_of_the_cyclic_collector() -
         assert gc.get_freeze_count() > frozen_before
     finally:
         gc.unfreeze()
+    # Only a worker takes its stop signals (`worker_loader`): blocked here, they would stay blocked in this process
+    # and in every process it starts.
+    assert not {signal.SIGINT, signal.SIGTERM} & signal.pthread_sigmask(signal.SIG_BLOCK, [])

@@ -48,12 +48,10 @@ def frozen(factory: Callable[[], Flask]) -> Callable[[], Flask]:
     """A loader that builds the app with `factory`, then freezes everything loaded so far out of the cyclic collector.
 
     The app, its plugins and the modules they import live as long as the worker: frozen, full collections stop
-    rescanning them between requests (see docs/design.md). Before anything else it has the worker's stop signals
-    taken by a thread of their own (`take_stop_signals`).
+    rescanning them between requests (see docs/design.md).
     """
 
     def load() -> Flask:
-        take_stop_signals()
         app = factory()
         gc.freeze()
         return app
@@ -61,9 +59,21 @@ def frozen(factory: Callable[[], Flask]) -> Callable[[], Flask]:
     return load
 
 
+def worker_loader(factory: Callable[[], Flask]) -> Callable[[], Flask]:
+    """What a granian worker runs first: `take_stop_signals`, then the `frozen` loader of `factory`."""
+    load = frozen(factory)
+
+    def load_in_worker() -> Flask:
+        take_stop_signals()
+        return load()
+
+    return load_in_worker
+
+
 def take_stop_signals() -> None:
     """Blocks SIGINT and SIGTERM in every thread of this process from now on, and runs their handler on a thread that
-    waits for them; call it in the main thread before any other thread starts (threads inherit the blocked set).
+    waits for them; call it in a serving worker's main thread before any other thread starts (threads inherit the
+    blocked set, and so would a process it started: a worker starts none).
 
     The kernel hands a signal sent to a process to any of its threads that does not block it, and Python runs a
     handler only in the main thread, when that thread runs Python code again. A granian worker's main thread waits on
@@ -106,7 +116,7 @@ def serve_forever(
     prepare_plugin_tables(db, table_specs(feed_indexers(feeds.values())))  # what the feeds read exists, or one line
     db.close()
     server = Granian(
-        'feedgen.serve.app:create_app',  # the name granian logs; each worker loads the app with `frozen`
+        'feedgen.serve.app:create_app',  # the name granian logs; each worker loads the app with `worker_loader`
         address=host,
         port=port,
         interface=Interfaces.WSGI,
@@ -122,4 +132,4 @@ def serve_forever(
         respawn_failed_workers=True,  # a worker that dies is replaced; the others serve meanwhile
     )
     with multiprocess_directory():  # request metrics of every worker, added up at each scrape
-        server.serve(target_loader=frozen(app_factory or (lambda: create_app(settings))), wrap_loader=False)
+        server.serve(target_loader=worker_loader(app_factory or (lambda: create_app(settings))), wrap_loader=False)
