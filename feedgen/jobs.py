@@ -45,7 +45,7 @@ from feedgen.store.models import (
     Repost,
     save_job_position,
 )
-from feedgen.store.writes import Recount, chunks, delete_posts, delete_subject_records
+from feedgen.store.writes import Recount, delete_posts, delete_subject_records, run_in_chunks
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600
@@ -164,12 +164,11 @@ def _read(
     model: type[peewee.Model], column: str, values: Collection[Any], where: str = '', read: str = 'COUNT(*)'
 ) -> None:
     """Reads `read` of `model`'s rows whose `column` is one of `values` (and that match the raw SQL `where`), a raw
-    statement a chunk: the index entries it selects through (into the page cache, for the transaction that changes
-    them next), and the rows when `read` needs a column the index lacks."""
-    db = model._meta.database
-    for chunk in chunks(sorted(values)):
-        marks = ', '.join([db.param] * len(chunk))
-        db.execute_sql(f'SELECT {read} FROM "{model._meta.table_name}" WHERE "{column}" IN ({marks}){where}', chunk)
+    statement a chunk (`run_in_chunks`): the index entries it selects through (into the page cache, for the
+    transaction that changes them next), and the rows when `read` needs a column the index lacks."""
+    select = f'SELECT {read} FROM "{model._meta.table_name}" WHERE "{column}" IN'
+    for _ in run_in_chunks(model._meta.database, select, sorted(values), where):
+        pass  # an aggregate: its one step reads every entry
 
 
 def _prune_changes(cutoff: int, size: int) -> int:

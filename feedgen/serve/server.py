@@ -38,8 +38,9 @@ MAX_REQUEST_BUFFER_BYTES = 65_536
 """What granian buffers of one request's head; a larger head is refused before the app (which refuses past
 `feedgen.serve.limits`' own, smaller limits with an XRPC error)."""
 STOP_SECONDS = 5
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 """How long a worker may take to finish its requests after SIGTERM before it is killed."""
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+"""What stops a worker (`take_stop_signals`)."""
 LOG_CONFIG = {'loggers': {'_granian': {'handlers': [], 'propagate': True}}}
 """Granian's own lines (workers starting, stopping) go to the root logger, in feedgen's format."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -94,13 +94,17 @@ _RECOUNT = ', '.join(
 
 def _update_posts(assignments: str, uris: Collection[str]) -> list[int]:
     """Sets `assignments` (raw SQL) on the posts `uris`, one raw `UPDATE` per chunk; returns the ids of the posts."""
-    db = Post._meta.database
-    ids: list[int] = []
-    for chunk in chunks(sorted(uris)):
+    update = f'UPDATE "{Post._meta.table_name}" SET {assignments} WHERE uri IN'
+    cursors = run_in_chunks(Post._meta.database, update, sorted(uris), ' RETURNING id')
+    return [post_id for cursor in cursors for (post_id,) in cursor.fetchall()]
+
+
+def run_in_chunks(db: peewee.Database, head: str, values: Sequence[Any], tail: str = '') -> Iterator[Any]:
+    """Runs the raw statement `head (?, ?, ...)tail` once per chunk of `values`, yielding each cursor: a column `IN`
+    a chunk of values without a peewee node per value, which for a chunk of URIs costs more than the statement."""
+    for chunk in chunks(values):
         marks = ', '.join([db.param] * len(chunk))
-        update = f'UPDATE "{Post._meta.table_name}" SET {assignments} WHERE uri IN ({marks}) RETURNING id'
-        ids.extend(post_id for (post_id,) in db.execute_sql(update, list(chunk)).fetchall())
-    return ids
+        yield db.execute_sql(f'{head} ({marks}){tail}', list(chunk))
 
 
 def bucket(author: str, sort_at: int) -> Bucket:
@@ -253,21 +257,15 @@ def delete_posts(where: peewee.Expression, recount: Recount, max_rows: int | Non
 def delete_subject_records(
     model: type[Like] | type[Repost] | type[Follow], column: str, values: Sequence[Any], recount: Recount
 ) -> int:
-    """Deletes the likes, reposts or follows whose `column` is one of `values`, noting the change in the counters of
-    the posts they pointed at; returns how many. Raw statements, a chunk of values each: peewee would build a node
-    per value, which for a chunk of URIs costs more than the statement."""
-    db = model._meta.database
-    deleted = 0
-    for chunk in chunks(values):
-        marks = ', '.join([db.param] * len(chunk))
-        delete = f'DELETE FROM "{model._meta.table_name}" WHERE "{column}" IN ({marks})'
-        if model is Follow:
-            deleted += db.execute_sql(delete, list(chunk)).rowcount
-            continue
-        subjects = [subject for (subject,) in db.execute_sql(f'{delete} RETURNING subject', list(chunk)).fetchall()]
-        (recount.likes if model is Like else recount.reposts).subtract(subjects)
-        deleted += len(subjects)
-    return deleted
+    """Deletes the likes, reposts or follows whose `column` is one of `values` (`run_in_chunks`), noting the change
+    in the counters of the posts they pointed at; returns how many."""
+    delete = f'DELETE FROM "{model._meta.table_name}" WHERE "{column}" IN'
+    if model is Follow:
+        return sum(cursor.rowcount for cursor in run_in_chunks(model._meta.database, delete, values))
+    cursors = run_in_chunks(model._meta.database, delete, values, ' RETURNING subject')
+    subjects = [subject for cursor in cursors for (subject,) in cursor.fetchall()]
+    (recount.likes if model is Like else recount.reposts).subtract(subjects)
+    return len(subjects)
 
 
 def purge_account(did: str, recount: Recount) -> None:
