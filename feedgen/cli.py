@@ -290,7 +290,6 @@ def demo(ctx: click.Context, host: str, port: int, capture: Path) -> None:
             firehose=relay.url,
             workers=1,
             backfill_hours=0,  # the loopback relay replays the whole capture to a connection without a cursor
-            stall_seconds=86_400.0,  # the loopback relay goes quiet once the capture is replayed: not a stall
             plc_url=f'http://127.0.0.1:{port}',  # no PLC offline: a DID in a token resolves nowhere public
         )
         say = functools.partial(click.echo, err=True)

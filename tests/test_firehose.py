@@ -134,7 +134,18 @@ def test_a_stalled_relay_is_abandoned_after_the_stall_timeout(store: Path, clean
     assert ingest.pipeline.stats.reconnects == {'stalled': 1}
     assert relay.connections == 2
     assert time.monotonic() - started < STALL_SECONDS + 20
-    assert any(f'stalled (no message for {STALL_SECONDS:g}s)' in r.getMessage() for r in caplog.records)
+    assert any(f'stalled (nothing for {STALL_SECONDS:g}s, not even a pong)' in r.getMessage() for r in caplog.records)
+
+
+def test_a_quiet_relay_that_answers_pings_stays_connected(store: Path, clean: dict, caplog) -> None:
+    """A source with nothing to send (a PDS nobody posts on) is pinged, answers, and is not taken for a stall."""
+    caplog.set_level(logging.WARNING, logger='feedgen')
+    with FaultyRelay(FRAMES, [Fault('idle', after=400)], rate=3000, close_when_done=False) as relay:
+        ingest = Ingest(relay.subscribe_url, store, stall_seconds=1.0)
+        ingest.until(for_at_least(4.0, lambda: ingest.pipeline.indexer.cursor == 400))
+    assert ingest.pipeline.stats.reconnects == {}
+    assert relay.connections == 1
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith('feedgen')]
 
 
 def test_a_relay_that_accepts_but_never_answers_the_handshake_is_abandoned(store: Path) -> None:

@@ -8,11 +8,13 @@ labeler and a new subscription (as after a kill) neither lose nor double a label
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import peewee
 import pytest
 
+from feedgen.ingest import labelers
 from feedgen.ingest.events import FrameError
 from feedgen.ingest.label_frames import LabelError, LabelsFrame, decode_labels_frame, parse_label, signed
 from feedgen.ingest.labelers import LabelerUnavailable, LabelSubscription, resolve_labeler
@@ -201,3 +203,17 @@ def test_a_labeler_no_longer_subscribed_to_is_forgotten(db: peewee.Database) -> 
 
 def _expect(actual: object, expected: object) -> None:
     assert actual == expected
+
+
+def test_a_quiet_labeler_stays_connected(
+    db: peewee.Database, labeler: StandInLabeler, resolver: StaticResolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A labeler with nothing to say answers the keepalive pings: its one connection is kept, not reopened."""
+    monkeypatch.setattr(labelers, 'STALL_SECONDS', 0.6)
+    _posts(db)
+    labeler.append(1, signed_label(KEY, LABELER, POST, 'porn'))
+    running = Running(db, resolver)
+    eventually(lambda: _expect(labeler_cursor(LABELER), 1), timeout=30)
+    time.sleep(3.0)  # five stall timeouts of silence
+    running.end()
+    assert len(labeler.connections) == 1

@@ -1,8 +1,9 @@
 """Firehose: the websocket connection to a relay's `com.atproto.sync.subscribeRepos`.
 
-Owns connecting with `?cursor=` (the indexer's saved cursor), reading messages into the ingest pipeline,
-noticing stalls (no message for `stall_seconds`, handshake included), and reconnecting with exponential
-backoff and full jitter after any drop or error frame, logging each in one line. The backoff starts over only
+Owns connecting with `?cursor=` (the indexer's saved cursor), reading messages into the ingest pipeline, noticing
+stalls (nothing for `stall_seconds`, handshake included, not even the pong to a keepalive ping: a quiet source such
+as a small PDS stays connected while it answers pings), and reconnecting with exponential backoff and full jitter
+after any drop or error frame, logging each in one line. The backoff starts over only
 once a connection delivers an event, so a relay that answers every connection with an error frame is retried
 ever more slowly (up to `Backoff.cap`), never in a tight loop. A `FutureCursor` error frame means the relay's
 sequence is behind the saved cursor (it was reset): the pipeline takes the relay's new sequence and the next
@@ -24,7 +25,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 from feedgen.ingest.backfill import IDLE_SECONDS as BACKFILL_IDLE_SECONDS
 from feedgen.ingest.events import ErrorFrame, Info
 from feedgen.ingest.pipeline import Pipeline
-from feedgen.ingest.websocket import connect
+from feedgen.ingest.websocket import Stalled, connect
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a commit is capped well below this by relays
@@ -102,7 +103,7 @@ class Firehose:
                 if error.frame.error == 'FutureCursor':
                     self.pipeline.restart_sequence(f'the relay answered FutureCursor to cursor {error.cursor}')
                 self._note(str(error))
-            except StalledError as error:
+            except Stalled as error:
                 self._note(str(error))
             except ConnectionClosed as error:
                 self._note(f'connection dropped ({error})')
@@ -139,14 +140,13 @@ class Firehose:
                 try:
                     message = socket.recv(timeout=self.pipeline.batch_seconds)
                 except TimeoutError:
-                    quiet = time.monotonic() - last_message
+                    now = time.monotonic()
                     backfill = self.pipeline.backfill
-                    if backfill is not None and quiet >= BACKFILL_IDLE_SECONDS:
+                    if backfill is not None and now - last_message >= BACKFILL_IDLE_SECONDS:
                         backfill.finish(f'the source sent nothing for {BACKFILL_IDLE_SECONDS:g} s')
                     if self.pipeline.due():
                         self.pipeline.flush()
-                    if quiet > self.stall_seconds:
-                        raise StalledError(self.stall_seconds) from None
+                    socket.keep_alive(self.stall_seconds)
                     continue
                 except ConnectionClosedOK:
                     raise StreamEnded from None
@@ -183,13 +183,6 @@ class Firehose:
             dict(stats.skipped),
         )
         self._last_progress, self._frames_at_progress = now, stats.frames
-
-
-class StalledError(TimeoutError):
-    """No message arrived for `stall_seconds`: the connection is treated as dead."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f'stalled (no message for {seconds:g}s)')
 
 
 class RelayError(ConnectionError):

@@ -2,7 +2,7 @@
 
 Owns everything RFC 6455 asks of a client after the opening handshake, without extensions: splitting what
 the server sends into frames (7, 16 and 64-bit lengths), reassembling fragmented messages, decoding text
-messages, answering pings with pongs, the closing handshake, the message size limit, and failing the
+messages, answering pings with pongs, sending pings, the closing handshake, the message size limit, and failing the
 connection on a protocol error (a masked frame from the server, reserved bits, a bad opcode, a control frame
 over 125 bytes or fragmented, a continuation out of place). It is Sans-I/O: bytes go in, messages and the
 bytes to send back come out; it never touches a socket (`feedgen.ingest.websocket` does) and never decodes a message's
@@ -98,8 +98,13 @@ class Receiver:
             raise InvalidState(f'connection is {self.state.name.lower()}')
         self._send_close(Close(code, ''), Close(code, '').serialize())
 
+    def send_ping(self, payload: bytes = b'') -> None:
+        """Asks the server for a pong (a keepalive): a ping frame goes to `data_to_send()`."""
+        if self.state is State.OPEN:
+            self._writes.append(Frame(Opcode.PING, payload).serialize(mask=True))
+
     def data_to_send(self) -> list[bytes]:
-        """The frames to write to the server since the last call (pongs and close frames), in order."""
+        """The frames to write to the server since the last call (pings, pongs and close frames), in order."""
         writes, self._writes = self._writes, []
         return writes
 

@@ -5,9 +5,10 @@ endpoint and the `#atproto_label` key), reading its stream from the saved cursor
 first time), checking every label (`feedgen.ingest.label_frames`: its fields, its source, its signature against the
 labeler's key, the key re-resolved at most once per `REFRESH_SECONDS` when a signature fails, for keys rotate) and
 storing the ones that pass with the cursor that covers them (`feedgen.store.labels`, one transaction per batch). A
-label that fails is dropped and counted by reason. A dropped connection, an unreachable labeler or an unresolvable
-DID is logged in one line and retried with exponential backoff; each labeler runs on its own daemon thread, so one
-that is down never holds up the firehose, the other labelers or serving.
+label that fails is dropped and counted by reason. A dropped or stalled connection (nothing for `STALL_SECONDS`, not
+even a pong: a quiet labeler stays connected), an unreachable labeler or an unresolvable DID is logged in one line
+and retried with exponential backoff; each labeler runs on its own daemon thread, so one that is down never holds up
+the firehose, the other labelers or serving.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from feedgen.ingest.events import ErrorFrame, Info
 from feedgen.ingest.fields import FrameError
 from feedgen.ingest.firehose import Backoff
 from feedgen.ingest.label_frames import LabelError, LabelsFrame, decode_labels_frame, parse_label, signed
-from feedgen.ingest.websocket import connect
+from feedgen.ingest.websocket import Stalled, connect
 from feedgen.store.labels import TOTALS, LabelState, forget_labelers, labeler_cursor, store_labels
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,9 @@ LABEL_KEY = '#atproto_label'
 RESOLVE_TIMEOUT_SECONDS = 10.0
 REFRESH_SECONDS = 60.0
 """After a signature fails, the labeler's key is resolved afresh at most this often."""
-IDLE_SECONDS = 600.0
-"""A labeler may be quiet for long; after this much silence the connection is opened again (a dead one is noticed)."""
+STALL_SECONDS = 60.0
+"""A labeler may be quiet for hours; a connection is opened again only after this long without a byte from it, not
+even the pong to the keepalive ping sent after half of it (a dead connection is noticed, a quiet one kept)."""
 BATCH_LABELS = 500
 BATCH_SECONDS = 0.25
 """Labels are stored when this many wait, or the oldest waited this long, or the stream pauses."""
@@ -144,6 +146,8 @@ class LabelSubscription:
                 self._retry(str(error))
             except ConnectionClosed as error:
                 self._retry(f'connection dropped ({error})')
+            except Stalled as error:
+                self._retry(str(error))
             except (OSError, InvalidHandshake, TimeoutError) as error:
                 self._retry(f'cannot connect ({type(error).__name__}: {error})')
             except InvalidURI as error:
@@ -175,16 +179,13 @@ class LabelSubscription:
         url = f'{labeler.url}?cursor={self.cursor or 0}'
         with connect(url, max_size=MAX_MESSAGE_BYTES, open_timeout=RESOLVE_TIMEOUT_SECONDS, close_timeout=2) as socket:
             log.info('connected to labeler %s at %s', self.did, url)
-            last_message = time.monotonic()
             while not self.stop.is_set():
                 try:
                     message = socket.recv(timeout=BATCH_SECONDS)
                 except TimeoutError:
                     self._flush()
-                    if time.monotonic() - last_message > IDLE_SECONDS:
-                        return
+                    socket.keep_alive(STALL_SECONDS)
                     continue
-                last_message = time.monotonic()
                 self.take(message)
                 if len(self._batch.labels) >= BATCH_LABELS or time.monotonic() - self._batch.started > BATCH_SECONDS:
                     self._flush()

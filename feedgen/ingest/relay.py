@@ -31,6 +31,7 @@ import libipld
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from feedgen.ingest.capture import read_capture
 
@@ -296,16 +297,17 @@ class Fault:
     """How one connection to a `FaultyRelay` misbehaves.
 
     Attributes:
-        kind: `drop`: the TCP connection is cut (no close frame); `stall`: no more frames and no close, until
-            the client gives up; `error`: an error frame named `error`, then a normal close; `restart`: the
-            relay lost its sequence (see `FaultyRelay`).
-        after: Frames sent on the connection before a `drop`, `stall` or `error`.
+        kind: `drop`: the TCP connection is cut (no close frame); `stall`: the relay hangs (no more frames, no
+            pongs to pings, no close) until the client gives up; `idle`: no more frames, but the connection stays
+            alive (pings answered) until the client leaves; `error`: an error frame named `error`, then a normal
+            close; `restart`: the relay lost its sequence (see `FaultyRelay`).
+        after: Frames sent on the connection before a `drop`, `stall`, `idle` or `error`.
         error: The error frame's name, for `error`.
         honour_cursor: For `restart`: True answers the client's cursor from the new sequence (`FutureCursor`
             when it is beyond it, as a relay does); False ignores it and sends the new sequence from its start.
     """
 
-    kind: Literal['drop', 'stall', 'error', 'restart']
+    kind: Literal['drop', 'stall', 'idle', 'error', 'restart']
     after: int = 0
     error: str = 'ConsumerTooSlow'
     honour_cursor: bool = True
@@ -355,10 +357,20 @@ class FaultyRelay(CaptureRelay):
         if fault.kind == 'drop':
             connection.transport.abort()
         elif fault.kind == 'stall':
+            await self._hang(connection)
+        elif fault.kind == 'idle':
             await connection.wait_closed()
         else:
             await connection.send(error_frame(fault.error, 'injected by FaultyRelay'))
             await connection.close()
+
+    async def _hang(self, connection: ServerConnection) -> None:
+        """Reads nothing more (so pings go unanswered) until the client connects again, then cuts the connection."""
+        connection.transport.pause_reading()
+        connections = self.connections
+        while self.connections == connections and connection.state is not State.CLOSED:
+            await asyncio.sleep(0.05)
+        connection.transport.abort()
 
     def _restart(self, cursor: int | None) -> None:
         after = cursor or 0

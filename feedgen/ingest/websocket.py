@@ -8,7 +8,10 @@ thread and hands every message over through a lock and a condition, it reads in 
 hand-off per message: at tens of thousands of small messages a second that hand-off is a large share of ingest's
 CPU (docs/design.md, "Ingest"). It raises the exceptions `websockets.sync.client` raises (`ConnectionClosedOK`,
 `ConnectionClosedError`, `InvalidHandshake`, `TimeoutError`, `OSError`) so callers treat both alike. It never
-decodes messages and sends no keepalive pings (the firehose notices a dead connection by its silence).
+decodes messages. A caller that found no message in time asks `keep_alive` whether the server is quiet or dead:
+a server silent for half the stall timeout is pinged, and one that sent nothing, not even the pong, for the whole
+of it raises `Stalled` (Bluesky's own consumer, indigo's `HandleRepoStream`, pings every 30 s and gives a
+connection a minute after each pong).
 """
 
 from __future__ import annotations
@@ -33,11 +36,16 @@ _READ_BYTES = 262_144
 
 
 class Connection:
-    """One open websocket connection; `recv` returns whole messages (`bytes`, or `str` for text messages)."""
+    """One open websocket connection; `recv` returns whole messages (`bytes`, or `str` for text messages).
+
+    Attributes:
+        heard_at: When bytes last came from the server (`time.monotonic()`): a message, a pong or any frame.
+    """
 
     def __init__(self, sock: socket.socket, receiver: Receiver) -> None:
         self.sock = sock
         self.receiver = receiver
+        self.heard_at = self._pinged_at = time.monotonic()
 
     def recv(self, timeout: float | None = None) -> bytes | str:
         """The next message, waiting at most `timeout` seconds.
@@ -58,6 +66,21 @@ class Connection:
                 continue
             self._read(None if deadline is None else deadline - time.monotonic())
         return messages.popleft()
+
+    def keep_alive(self, stall_seconds: float) -> None:
+        """Pings a server silent for half of `stall_seconds` (once each half); its pong moves `heard_at`.
+
+        Raises:
+            Stalled: nothing came from the server, not even a pong, for `stall_seconds`.
+        """
+        now = time.monotonic()
+        silent = now - self.heard_at
+        if silent > stall_seconds:
+            raise Stalled(stall_seconds)
+        if silent >= stall_seconds / 2 and now - self._pinged_at >= stall_seconds / 2:
+            self.receiver.send_ping()
+            self._send()
+            self._pinged_at = now
 
     def close(self, timeout: float) -> None:
         """Closes normally (code 1000), waiting up to `timeout` seconds for the relay's close, then the socket."""
@@ -83,6 +106,7 @@ class Connection:
             self.receiver.receive_eof()
             raise self.receiver.close_exc from error
         if data:
+            self.heard_at = time.monotonic()
             self.take(data)
         else:
             self.receiver.receive_eof()
@@ -104,6 +128,13 @@ class Connection:
                 self._read(None if deadline is None else deadline - time.monotonic())
             except (TimeoutError, OSError, ConnectionClosed):
                 self.receiver.receive_eof()
+
+
+class Stalled(TimeoutError):
+    """The server sent nothing, not even a pong to a keepalive ping, for the stall timeout: the connection is dead."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f'stalled (nothing for {seconds:g}s, not even a pong)')
 
 
 @contextmanager
