@@ -76,6 +76,10 @@ def test_ingest_is_measured_on_both_stores(results: tuple[dict, Path]) -> None:
         assert fast['frames'] == FRAMES
         assert paced['frames'] == 1000
         assert fast['frames_per_s'] > 0 and fast['write_mb'] > 0 and fast['peak_rss_mb'] > 0
+        # measured once the jobs' first runs ended: each of them, and the prune, ran before the frames came
+        for run_ in (fast, paced):
+            assert run_['warm_up_seconds'] is not None
+            assert set(run_['jobs_in_process']) >= {'prune', *report['jobs']}
     assert set(report['jobs']) == set(report['jobs_first'])
     assert report['prune']['removed']['posts'] >= 0
 

@@ -25,9 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from bench.ingest.synth import truth_path, write_synthetic
 from bench.measure import MB, Usage, load_averages, markdown_table, resident, written_bytes
@@ -76,14 +78,21 @@ def ensure_capture(frames: int, accounts: int, seed: int = 1) -> tuple[Path, dic
     return path, json.loads(truth_path(path).read_text())
 
 
-def run_measured(command: Sequence[str], env: dict[str, str], log: Path) -> tuple[str, Usage]:
+def run_measured(
+    command: Sequence[str], env: dict[str, str], log: Path, ready: Callable[[], bool] | None = None
+) -> tuple[str, Usage]:
     """Runs `command` to completion; returns its stdout, its CPU time (the kernel's account of waited children), peak
     RSS (the kernel's high-water mark `VmHWM`, read every 50 ms: `ru_maxrss` would count this parent's memory,
     inherited for a moment between fork and exec), the peaks of its private memory and of the store pages it maps
-    (`bench.measure.resident`, sampled as often) and bytes written to disk (`/proc/<pid>/io`)."""
+    (`bench.measure.resident`, sampled as often) and bytes written to disk (`/proc/<pid>/io`).
+
+    With `ready` (asked every 50 ms until it first holds), the wall time, CPU time and disk writes are those from that
+    moment to the exit: what the process did before it was ready (say, its jobs' first runs) is left out; the memory
+    peaks stay those of its whole life."""
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak = written = 0
+    peak = written = written_before = 0
+    cpu_before = 0.0
     private = mapped = 0.0
     with open(log, 'w') as stderr, tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, env=os.environ | env, stdout=output, stderr=stderr, cwd=ROOT)
@@ -92,6 +101,10 @@ def run_measured(command: Sequence[str], env: dict[str, str], log: Path) -> tupl
             written = max(written, written_bytes(process.pid) or 0)
             if exited:
                 break
+            if ready is not None and ready():
+                ready = None
+                started, written_before = time.monotonic(), written
+                cpu_before = sum(psutil.Process(process.pid).cpu_times()[:2])
             peak = max(peak, high_water_kb(process.pid))
             if (memory := resident(process.pid)) is not None:
                 private, mapped = max(private, memory.private_mb), max(mapped, memory.mapped_mb)
@@ -103,8 +116,8 @@ def run_measured(command: Sequence[str], env: dict[str, str], log: Path) -> tupl
         raise RuntimeError(f'{command[0]} exited with {process.returncode}; see {log}')
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return stdout, Usage(wall, cpu, peak / 1024, written, private, mapped)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime - cpu_before
+    return stdout, Usage(wall, cpu, peak / 1024, written - written_before, private, mapped)
 
 
 def high_water_kb(pid: int) -> int:

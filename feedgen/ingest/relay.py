@@ -83,6 +83,8 @@ class CaptureRelay:
         close_when_done: True: close each connection normally (code 1000) after its last frame.
             False: keep it open and idle, like a live firehose with nothing new, until the client
             leaves or the relay stops.
+        hold: When given, each connection sends its first frame only once it is set (a benchmark measures from
+            the moment the client is ready).
         connections: How many websocket connections have been accepted so far.
         sent_at: seq -> `time.monotonic()` just after the frame with that seq was first sent, on any
             connection. Written by the relay's thread; take a copy (`dict(relay.sent_at)`) to iterate.
@@ -95,6 +97,7 @@ class CaptureRelay:
         port: int = 0,
         rate: float | None = None,
         close_when_done: bool = True,
+        hold: threading.Event | None = None,
     ) -> None:
         """Prepares the relay; nothing listens until `start()`.
 
@@ -104,6 +107,7 @@ class CaptureRelay:
             port: TCP port; 0 picks a free one (read it back from `port`).
             rate: Frames per second per connection; None sends as fast as possible.
             close_when_done: Whether to close each connection after its last frame.
+            hold: An event each connection waits for before its first frame (None: no wait).
 
         Raises:
             ValueError: If `rate` is not positive.
@@ -114,6 +118,7 @@ class CaptureRelay:
         self.host = host
         self.rate = rate
         self.close_when_done = close_when_done
+        self.hold = hold
         self.connections = 0
         self.sent_at: dict[int, float] = {}
         self._seqs = [frame_seq(message) for message in frames]
@@ -259,6 +264,8 @@ class CaptureRelay:
     async def _replay_and_end(self, connection: ServerConnection, cursor: int | None) -> None:
         self.connections += 1
         try:
+            while self.hold is not None and not self.hold.is_set():
+                await asyncio.sleep(_PACING_TICK)
             await self._replay(connection, self.frames_for(cursor))
             if self.close_when_done:
                 await connection.close()
