@@ -40,7 +40,16 @@ MIN_SQLITE = (3, 35)
 PAGE_BYTES = 1024
 """The page size of a new SQLite store (an existing one keeps its own). Most of what ingest writes into a filled store
 are index entries at random places: each dirties a whole page, written to the WAL at each commit and again at each
-checkpoint, so a smaller page writes less for the same entry (docs/design.md, "Ingest")."""
+checkpoint, so a smaller page writes less WAL for the same entry (the checkpoint writes the database file in the
+kernel's 4 KB pages all the same: `CHECKPOINT_BYTES`) (docs/design.md, "Ingest")."""
+
+CHECKPOINT_BYTES = 256 * 1024 * 1024
+"""How much WAL a writer lets grow before copying it into the database (SQLite's default is 1,000 pages). Most pages
+ingest dirties in a filled store are index entries at random places, each written to the database file at the next
+checkpoint as a whole 4 KB page of the kernel's, and synced there: the longer between checkpoints, the more of them
+(the popular posts' rows and index ranges, the upper levels of every index) are written once for many records. 256 MB
+(about 25 s of the live network) against 40 MB: 40% fewer bytes written a frame (bench/RESULTS.md, "Checkpoints every
+256 MB"), for a WAL file of about 256 MB and a checkpoint of 1-2 s on the committing thread."""
 
 SQLITE_PRAGMAS = {
     'page_size': PAGE_BYTES,  # first: it takes effect only before the store's first table (and before WAL mode)
@@ -51,16 +60,21 @@ SQLITE_PRAGMAS = {
     'temp_store': 'memory',
     'mmap_size': 268435456,
     'foreign_keys': 0,
-    'wal_autocheckpoint': 40 * 1024 * 1024 // PAGE_BYTES,
+    'wal_autocheckpoint': CHECKPOINT_BYTES // PAGE_BYTES,
 }
-"""`wal_autocheckpoint`: copy the WAL into the database every 40 MB of pages instead of SQLite's 1,000 pages. A batch
-of random-key inserts dirties thousands of pages, so the default checkpoints after nearly every batch
-(docs/design.md, "Ingest")."""
+"""`wal_autocheckpoint`: copy the WAL into the database every `CHECKPOINT_BYTES` of pages instead of SQLite's 1,000
+pages (docs/design.md, "Ingest")."""
 
-SERVING_PRAGMAS = SQLITE_PRAGMAS | {'cache_size': -8000, 'mmap_size': 0}
+SERVING_PRAGMAS = SQLITE_PRAGMAS | {
+    'cache_size': -8000,
+    'mmap_size': 0,
+    'wal_autocheckpoint': 2 * CHECKPOINT_BYTES // PAGE_BYTES,
+}
 """A serving connection's: 8 MB of page cache and no memory map. A worker holds one connection per thread; pages it
 reads come from the kernel's page cache (shared by every process and reclaimable), so a worker's own memory stays
-bounded whatever it reads (docs/design.md, "Serving")."""
+bounded whatever it reads (docs/design.md, "Serving"). Its few writes (receipts, a reader's follows) checkpoint only
+a WAL twice `CHECKPOINT_BYTES` long, which the ingest process checkpoints well before: a request does not wait for a
+checkpoint while ingest runs, and without ingest the WAL stays bounded all the same."""
 
 
 class BaseModel(peewee.Model):  # type: ignore[misc]  # peewee is untyped (see pyproject.toml)
