@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -34,7 +35,7 @@ from typing import Any
 import peewee
 
 from bench.ingest.run import run_measured
-from bench.measure import MB, load_averages, machine, markdown_table
+from bench.measure import MB, load_averages, machine, markdown_table, written_bytes
 from bench.scale import postgres
 from bench.scale.remap import Remapper
 from bench.scale.store import Stored, Volumes, fill, storage, table_totals
@@ -129,6 +130,24 @@ def time_prune(db: peewee.Database, store: Path | str, ahead: float = PRUNE_EVER
     return {'seconds': round(seconds, 3), 'cpu_seconds': round(cpu_seconds, 3), 'removed': removed} | waited
 
 
+def settle(database: Path | str) -> int:
+    """Writes to the database file what the store still holds elsewhere (SQLite: a WAL checkpoint, TRUNCATE;
+    PostgreSQL: a `CHECKPOINT`); returns the bytes that took. An ingest run ends with pages it dirtied still waiting
+    for the next checkpoint (up to `CHECKPOINT_BYTES` of WAL): they are its writes, and the next run would pay them."""
+    if isinstance(database, str):
+        before = postgres.server_write_bytes()
+        db = open_database(database)
+        try:
+            db.execute_sql('CHECKPOINT')
+        finally:
+            db.close()
+        return postgres.server_write_bytes() - before
+    before = written_bytes(os.getpid()) or 0
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
+    return (written_bytes(os.getpid()) or 0) - before
+
+
 def ingest(
     database: Path | str, frames: Sequence[bytes], rate: float | None, log: Path, jobs: Sequence[Job]
 ) -> dict[str, Any]:
@@ -136,7 +155,8 @@ def ingest(
     measured in its steady state: the relay holds the frames until the process's jobs (`jobs` and the prune) have
     ended their first runs, which scan the whole window once per process start, and rates, CPU and disk writes are
     those from then on (the jobs' next runs, which read what changed, fall in it: the first batch brings them
-    forward). Disk writes are the process's, and on PostgreSQL the database server's too."""
+    forward). Disk writes are the process's, and on PostgreSQL the database server's too, with the checkpoint of what it
+    left (`settle`: each run starts from a settled store and pays its own)."""
     feedgen = shutil.which('feedgen', path=str(Path(sys.executable).parent)) or 'feedgen'
     on_postgres = isinstance(database, str)
     hold = threading.Event()
@@ -153,6 +173,7 @@ def ingest(
             hold.set()
         return hold.is_set()
 
+    settle(database)
     with CaptureRelay(frames, rate=rate, hold=hold) as relay:
         env = {'FEEDGEN_DATABASE': str(database), 'FEEDGEN_FIREHOSE': relay.url, 'FEEDGEN_BACKFILL_HOURS': '0',
                'FEEDGEN_RETENTION_HOURS': str(RETENTION_HOURS)}  # fmt: skip
@@ -161,6 +182,7 @@ def ingest(
         except RuntimeError:  # the ingest process failed: its last line says why
             return {'error': log.read_text().strip().splitlines()[-1], 'log': str(log)}
         usage.write_bytes += postgres.server_write_bytes() - server_before if on_postgres else 0
+    usage.write_bytes += settle(database)
     summary = json.loads(stdout.strip().splitlines()[-1])
     runs: dict[str, list[float]] = {}
     for name, seconds in _JOB_LINE.findall(log.read_text()):
