@@ -161,7 +161,6 @@ def ingest(
     on_postgres = isinstance(database, str)
     hold = threading.Event()
     waited_for = {'prune', *(job.name for job in jobs)}
-    started = time.monotonic()
     warm_up: list[float] = []
     server_before = 0
 
@@ -174,6 +173,7 @@ def ingest(
         return hold.is_set()
 
     settle(database)
+    started = time.monotonic()
     with CaptureRelay(frames, rate=rate, hold=hold) as relay:
         env = {'FEEDGEN_DATABASE': str(database), 'FEEDGEN_FIREHOSE': relay.url, 'FEEDGEN_BACKFILL_HOURS': '0',
                'FEEDGEN_RETENTION_HOURS': str(RETENTION_HOURS)}  # fmt: skip
