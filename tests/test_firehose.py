@@ -141,8 +141,8 @@ def test_a_quiet_relay_that_answers_pings_stays_connected(store: Path, clean: di
     """A source with nothing to send (a PDS nobody posts on) is pinged, answers, and is not taken for a stall."""
     caplog.set_level(logging.WARNING, logger='feedgen')
     with FaultyRelay(FRAMES, [Fault('idle', after=400)], rate=3000, close_when_done=False) as relay:
-        ingest = Ingest(relay.subscribe_url, store, stall_seconds=1.0)
-        ingest.until(for_at_least(4.0, lambda: ingest.pipeline.indexer.cursor == 400))
+        ingest = Ingest(relay.subscribe_url, store, stall_seconds=2.0)  # pinged after 1 s: a second for the pong
+        ingest.until(for_at_least(6.0, lambda: ingest.pipeline.indexer.cursor == 400))
     assert ingest.pipeline.stats.reconnects == {}
     assert relay.connections == 1
     assert not [r.getMessage() for r in caplog.records if r.name.startswith('feedgen')]

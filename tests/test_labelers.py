@@ -209,11 +209,11 @@ def test_a_quiet_labeler_stays_connected(
     db: peewee.Database, labeler: StandInLabeler, resolver: StaticResolver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A labeler with nothing to say answers the keepalive pings: its one connection is kept, not reopened."""
-    monkeypatch.setattr(labelers, 'STALL_SECONDS', 0.6)
+    monkeypatch.setattr(labelers, 'STALL_SECONDS', 1.5)  # pinged after 0.75 s: as long again for the pong
     _posts(db)
     labeler.append(1, signed_label(KEY, LABELER, POST, 'porn'))
     running = Running(db, resolver)
     eventually(lambda: _expect(labeler_cursor(LABELER), 1), timeout=30)
-    time.sleep(3.0)  # five stall timeouts of silence
+    time.sleep(4.5)  # three stall timeouts of silence
     running.end()
     assert len(labeler.connections) == 1
