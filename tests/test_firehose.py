@@ -137,7 +137,7 @@ def test_a_stalled_relay_is_abandoned_after_the_stall_timeout(store: Path, clean
     assert any(f'stalled (nothing for {STALL_SECONDS:g}s, not even a pong)' in r.getMessage() for r in caplog.records)
 
 
-def test_a_quiet_relay_that_answers_pings_stays_connected(store: Path, clean: dict, caplog) -> None:
+def test_a_quiet_relay_that_answers_pings_stays_connected(store: Path, caplog) -> None:
     """A source with nothing to send (a PDS nobody posts on) is pinged, answers, and is not taken for a stall."""
     caplog.set_level(logging.WARNING, logger='feedgen')
     with FaultyRelay(FRAMES, [Fault('idle', after=400)], rate=3000, close_when_done=False) as relay:
