@@ -12,11 +12,12 @@ fill the feed alone. Your own posts are left out, and so are posts this feed gen
 indexed (older than its retention) or whose author's account is inactive. Authors you asked to see less of
 count 0.25 times their score for you, more: 2 times (`feedgen.ranking.feedback`).
 
-Ranked per session (`feedgen.ranking.personal`): a first page reads each followed account's newest likes and reposts
-through the indexes on `(author, indexed_at)`, at most `votes_per_account` of each, so its work is bounded by the
-number of accounts followed; it scores the posts by their votes, and looks up through the unique index on the URI
-only the posts that may rank among the session's best, highest scores first; the pages after it are cut from the
-ranking it kept.
+Ranked per session (`feedgen.ranking.personal`): a first page takes each followed account's newest likes and
+reposts, at most `votes_per_account` of each, from those the worker keeps (`feedgen.ranking.kept_votes`: up to date
+with what was indexed and deleted since), reading an account it does not keep through the indexes on
+`(author, indexed_at)`; it scores the posts by their votes, and looks up through the unique index on the URI only the
+posts that may rank among the session's best, highest scores first; the pages after it are cut from the ranking it
+kept.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from feedgen.ranking import (
     SESSION_DEPTH,
     Candidate,
     Follow,
+    KeptVotes,
     Like,
     Ordering,
     PersonalAlgorithm,
@@ -43,6 +45,7 @@ from feedgen.ranking import (
     Prepared,
     Ranking,
     Repost,
+    Vote,
     decay,
     hiding_self_labels,
     marker,
@@ -137,15 +140,24 @@ class Network(PersonalAlgorithm):
 
     def _voted(self, viewer: str, as_of: int, indexed_until: int) -> _Votes:
         """The votes of the accounts `viewer` follows that count in a session as of `as_of`."""
-        params: NetworkParams = self.params
-        since = as_of - int(params.window_hours * HOUR_MS)
-        # the nth newest in the window, or else the window's start, to the session's end
-        nth = (since, indexed_until, params.votes_per_account - 1, since + 1)
+        since = as_of - int(self.params.window_hours * HOUR_MS)
         follows = [account for (account,) in Follow.select(Follow.subject).where(Follow.author == viewer).tuples()]
         voted = _Votes(viewer)
-        for account in follows:  # read first: one query at a time on the connection
-            voted.add(self._votes.tuples(*(account, *nth, account, indexed_until) * 2))
+        for account, votes in zip(follows, self._kept.votes(follows, since, indexed_until), strict=True):
+            voted.add(account, votes)
         return voted
+
+    @cached_property
+    def _kept(self) -> KeptVotes:
+        """The newest votes of the accounts this worker has read, kept up to date (`feedgen.ranking.kept_votes`)."""
+        return KeptVotes(self.params.votes_per_account, self._load)
+
+    def _load(self, account: str, since: int, until: int, bounds: tuple[int, ...]) -> list[tuple[int, int, str, str]]:
+        """Of each kind, the account's newest `votes_per_account` votes indexed in `(since, until]` (with ties), and
+        those after them up to the kind's bound."""
+        # the nth newest in the window, or else the window's start, to the session's end
+        nth = (account, since, until, self.params.votes_per_account - 1, since + 1, account)
+        return list(self._votes.tuples(*nth, bounds[0], *nth, bounds[1]))
 
     def _trace(self, voted: _Votes) -> dict[str, Any]:
         params: NetworkParams = self.params
@@ -160,9 +172,10 @@ class Network(PersonalAlgorithm):
 
     @cached_property
     def _votes(self) -> Prepared:
-        """An account's likes and reposts indexed in `(since, until]`: of each kind its newest `count` (and those
-        indexed at the same moment as the last of them). Per kind, one range scan of `(author, indexed_at)` finds the
-        `count`th newest, and one reads from there up: no sort."""
+        """An account's likes and reposts, as `(kind, indexed_at, uri, subject)`: of each kind its newest `count`
+        indexed in `(since, until]` (and those indexed at the same moment as the last of them), and those after them up
+        to a bound. Per kind, one range scan of `(author, indexed_at)` finds the `count`th newest, and one reads from
+        there up: no sort."""
         parts: list[peewee.ModelSelect] = []
         markers: list[object] = []
         for n, model in enumerate((Like, Repost)):
@@ -177,7 +190,7 @@ class Network(PersonalAlgorithm):
                 .offset(offset)
             )
             parts.append(
-                model.select(model.author, model.indexed_at, model.subject)
+                model.select(peewee.SQL(str(n)), model.indexed_at, model.uri, model.subject)
                 .where(model.author == account, model.indexed_at >= peewee.fn.COALESCE(nth, floor))
                 .where(model.indexed_at <= until)
             )
@@ -209,23 +222,25 @@ class _Votes:
     def __init__(self, viewer: str) -> None:
         self.viewer = viewer
         self.votes: dict[str, dict[str, int]] = defaultdict(dict)
-        self.rows: Counter[str] = Counter()
+        self.rows: dict[str, int] = {}
         """How many likes and reposts each post has among the votes read (a like and a repost by one voter: 2)."""
         self.removed: Counter[str] = Counter()
         self.unshown = 0
         """How many of the posts looked up are not shown (not indexed, hidden, self-labelled or the reader's)."""
 
-    def add(self, rows: Iterable[tuple[str, int, str]]) -> None:
-        for voter, voted_at, subject in rows:
-            self.rows[subject] += 1
-            post_votes = self.votes[subject]
-            previous = post_votes.get(voter)
-            if previous is None or voted_at > previous:
+    def add(self, voter: str, votes: Iterable[Vote]) -> None:
+        rows, counted = self.rows, self.votes
+        for voted_at, _, subject in votes:
+            rows[subject] = rows.get(subject, 0) + 1
+            post_votes = counted[subject]
+            if post_votes.get(voter, voted_at) <= voted_at:
                 post_votes[voter] = voted_at
 
     def scores(self, as_of: int, half_life: float) -> dict[str, float]:
+        """Each post's score: the sum of its votes' `decay` (inlined: this runs for every vote of a session)."""
+        per_ms = HOUR_MS * half_life
         return {
-            subject: sum([decay(as_of - at, half_life) for at in voters.values()])
+            subject: sum([0.5 ** (max(0, as_of - at) / per_ms) for at in voters.values()])
             for subject, voters in self.votes.items()
         }
 

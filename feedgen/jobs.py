@@ -1,18 +1,18 @@
 """Jobs: periodic work run by apscheduler next to ingest (retention pruning; algorithms' own jobs).
 
 Owns the scheduler, which runs the pruning (records; receipts after a day), the expiry of reader feedback, and every
-`Job` the served feeds' algorithms declare (`Algorithm.jobs()`: refreshing scores, indexing keyword matches), once
-each when two feeds declare the same job. Each job runs first right away (and again soon after ingest writes its first
-batch: `run_soon`), then every `Job.seconds`; a run that is due while the previous one still runs is skipped. Each run
-logs one line with its outcome (what it returned, or its error); apscheduler's own lines are left out. Pruning deletes
-posts, likes and reposts indexed more than `retention_hours` ago, labels put that long ago on posts no longer held,
-plugin indexers' rows past their retention, and the `PostChange` rows older than an hour, in short transactions with
-pauses between them (`feedgen.store.batches`), so ingest never waits on it for long, even for the backlog of a restart
-after a long stop. Follows are kept longer only when their author is a reader (has a `ReaderGraph`: asked for a feed
-with a verified token), the only follows any algorithm reads; a reader seen for the first time has their follows read
-from their repository again (`feedgen.ingest.graph_sync`), so a follow pruned before they asked is not missed.
-Counters stay exact: the kept posts that a pruned like, repost or reply pointed at have their counters lowered in the
-same transaction (rarely any: a like is indexed after the post it points at, which is pruned first).
+`Job` the served feeds' algorithms declare (`Algorithm.jobs()`: refreshing scores, indexing keyword matches), once each
+when two feeds declare the same job. Each job runs first right away (and again soon after ingest writes its first batch:
+`run_soon`), then every `Job.seconds`; a run that is due while the previous one still runs is skipped. Each run logs one
+line with its outcome (what it returned, or its error); apscheduler's own lines are left out. Pruning deletes posts,
+likes and reposts indexed more than `retention_hours` ago, labels put that long ago on posts no longer held, plugin
+indexers' rows past their retention, and the `PostChange` and `VoteChange` rows older than an hour, in short
+transactions with pauses between them (`feedgen.store.batches`), so ingest never waits on it for long, even for the
+backlog of a restart after a long stop. Follows are kept longer only when their author is a reader (has a `ReaderGraph`:
+asked for a feed with a verified token), the only follows any algorithm reads; a reader seen for the first time has
+their follows read from their repository again (`feedgen.ingest.graph_sync`), so a follow pruned before they asked is
+not missed. Counters stay exact: the kept posts that a pruned like, repost or reply pointed at have their counters
+lowered in the same transaction (rarely any: a like is indexed after the post it points at, which is pruned first).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from feedgen.store.models import (
     PostChange,
     ReaderGraph,
     Repost,
+    VoteChange,
     save_job_position,
 )
 from feedgen.store.writes import Recount, delete_posts, delete_subject_records, run_in_chunks
@@ -114,9 +115,11 @@ def prune(
         it looks again, so that a run ends only when no old record is left."""
         recount = Recount()
         found = found_by_read.pop(model, None)
-        deleted = delete_subject_records(model, 'uri', [uri for uri, *_ in found], recount) if found else 0
+        uris = [uri for uri, *_ in found] if found else []
+        deleted = delete_subject_records(model, 'uri', uris, recount, note_voters=False) if uris else 0
         if not deleted:
-            deleted = delete_subject_records(model, 'uri', [uri for uri, *_ in oldest(model, size)], recount)
+            uris = [uri for uri, *_ in oldest(model, size)]
+            deleted = delete_subject_records(model, 'uri', uris, recount, note_voters=False)
         recount.apply()
         return deleted
 
@@ -156,7 +159,8 @@ def prune(
 
     batches.run(follows, read_follows)
     removed['labels'] = prune_labels(cutoff, batches)
-    batches.run(partial(_prune_changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
+    for changes in (PostChange, VoteChange):
+        batches.run(partial(_prune_changes, changes, int((moment - CHANGES_KEEP_SECONDS) * 1000)))
     return removed | prune_plugin_tables(indexers, retention_hours, int(moment * 1000), batches)
 
 
@@ -171,16 +175,17 @@ def _read(
         pass  # an aggregate: its one step reads every entry
 
 
-def _prune_changes(cutoff: int, size: int) -> int:
-    """Deletes the `PostChange` rows older than `cutoff` (up to `size` rows changed with the position saved, at least
-    one), never the newest (its id is not reused)."""
-    newest = PostChange.select(peewee.fn.MAX(PostChange.id))
-    old = PostChange.select(PostChange.id).where(PostChange.at < cutoff, PostChange.id < newest)
-    ids = [i for (i,) in old.order_by(PostChange.id).limit(max(1, size - 1)).tuples()]
+def _prune_changes(changes: type[PostChange] | type[VoteChange], cutoff: int, size: int) -> int:
+    """Deletes the `changes` rows older than `cutoff` (up to `size` rows changed, with `PostChange`'s position saved,
+    at least one), never the newest (its id is not reused)."""
+    newest = changes.select(peewee.fn.MAX(changes.id))
+    old = changes.select(changes.id).where(changes.at < cutoff, changes.id < newest)
+    ids = [i for (i,) in old.order_by(changes.id).limit(max(1, size - 1)).tuples()]
     if not ids:
         return 0
-    PostChange.delete().where(PostChange.id.in_(ids)).execute()
-    save_job_position(CHANGES_PRUNED, ids[-1])
+    changes.delete().where(changes.id.in_(ids)).execute()
+    if changes is PostChange:
+        save_job_position(CHANGES_PRUNED, ids[-1])
     return len(ids)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from collections import defaultdict
 
@@ -12,9 +13,11 @@ from feedgen_algorithms.network import Network
 
 from feedgen.authoring.builder import StoreBuilder, did
 from feedgen.authoring.contract import check_contract
+from feedgen.ingest.pipeline import Pipeline
 from feedgen.ingest.records import LIKE, REPOST
-from feedgen.ranking.algorithm import FeedRequest
+from feedgen.ranking.algorithm import FeedRequest, Page
 from feedgen.ranking.feedback import LESS
+from tests import frames
 from tests.captured import read_truth, replay_at
 from tests.conftest import CAPTURE_20
 from tests.paging import walk, walk_items
@@ -139,3 +142,96 @@ def test_network_on_the_capture_counts_the_follows_votes(db: peewee.Database, re
     assert len(voters) > 10
     assert sorted(served) == sorted(voters)
     assert all(len(voters[a]) >= len(voters[b]) for a, b in itertools.pairwise(served))
+
+
+class _StoreOnly:
+    """Reads every account's votes from the store (as with no votes kept)."""
+
+    def __init__(self, network: Network) -> None:
+        self.load = network._load
+
+    def votes(self, accounts: list[str], since: int, until: int) -> list[list]:
+        return [[vote[1:] for vote in self.load(account, since, until, (until, until))] for account in accounts]
+
+
+def store_only(network: Network) -> Network:
+    network.__dict__['_kept'] = _StoreOnly(network)
+    return network
+
+
+def pages_of(network: Network, viewer: str, limit: int, at_ms: int) -> list[Page]:
+    pages = [network.page(FeedRequest(limit=limit, viewer=viewer, at_ms=at_ms))]
+    while pages[-1].cursor is not None:
+        pages.append(network.page(FeedRequest(limit=limit, viewer=viewer, cursor=pages[-1].cursor, at_ms=at_ms)))
+    return pages
+
+
+@pytest.mark.parametrize('count', [1, 3])
+def test_kept_votes_rank_exactly_as_the_store_while_the_world_changes(
+    pipeline: Pipeline, count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker keeps each followed account's newest votes and reads what is indexed and deleted since; whatever
+    # happens between two first pages (likes and reposts, of posts not indexed too, more than `count` a kind, their
+    # deletes, posts deleted, follows, unfollows, deactivations, deleted accounts), they rank as the store does.
+    rng = random.Random(count)
+    viewers = ['did:plc:viewer', 'did:plc:carol']
+    accounts = [*viewers, *(f'did:plc:a{n}' for n in range(6))]
+    kept, seq = Network(votes_per_account=count), 0
+    made: dict[str, list[tuple[str, str]]] = {'post': [], 'like': [], 'repost': [], 'follow': []}
+    loads = 0
+    load = kept._load
+
+    def counted(*args: object) -> list:
+        nonlocal loads
+        loads += 1
+        return load(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kept, '_load', counted)
+
+    def commit(actor: str, collection: str, record: dict | None, kind: str | None = None) -> bytes:
+        nonlocal seq
+        seq += 1
+        if kind is not None:
+            made[kind].append((actor, f'{collection}/r{seq}'))
+        return frames.commit(seq, actor, [('create', f'{collection}/r{seq}', record)])
+
+    for viewer, follows in ((viewers[0], accounts[1:6]), (viewers[1], accounts[3:])):
+        for subject in follows:
+            record = frames.subject_record('app.bsky.graph.follow', subject)
+            pipeline.feed_all([commit(viewer, 'app.bsky.graph.follow', record, 'follow')])
+    ranked = 0
+    for _ in range(160):
+        actor = rng.choice(accounts)
+        roll = rng.random()
+        if roll < 0.2 or not made['post']:
+            frame = commit(actor, 'app.bsky.feed.post', frames.post_record('hi'), 'post')
+        elif roll < 0.6:
+            author, path = rng.choice(made['post'])
+            uri = f'at://{author}/{path}' if rng.random() < 0.85 else f'at://{author}/app.bsky.feed.post/gone{seq}'
+            kind = 'like' if roll < 0.45 else 'repost'
+            record = frames.subject_record(f'app.bsky.feed.{kind}', frames.strong_ref(uri))
+            frame = commit(actor, f'app.bsky.feed.{kind}', record, kind)
+        elif roll < 0.7:
+            record = frames.subject_record('app.bsky.graph.follow', rng.choice(accounts))
+            frame = commit(rng.choice(viewers), 'app.bsky.graph.follow', record, 'follow')
+        elif roll < 0.92:
+            kind = rng.choice(['like', 'like', 'repost', 'post', 'follow'])
+            if not made[kind]:
+                continue
+            author, path = made[kind].pop(rng.randrange(len(made[kind])))
+            seq += 1
+            frame = frames.commit(seq, author, [('delete', path, None)])
+        else:
+            seq += 1
+            status = rng.choice([None, 'deactivated', 'deleted'])
+            frame = frames.account(seq, rng.choice(accounts[2:]), status is None, status)
+        pipeline.feed_all([frame])
+        for viewer in viewers:
+            limit, at_ms = rng.randint(1, 4), int(time.time() * 1000)
+            pages = pages_of(kept, viewer, limit, at_ms)
+            expected = pages_of(store_only(Network(votes_per_account=count)), viewer, limit, at_ms)
+            assert [(page.items, page.cursor) for page in pages] == [(page.items, page.cursor) for page in expected]
+            ranked += sum(len(page.items) for page in pages)
+    assert ranked > 300
+    # the kept votes answered most first pages: far fewer reads of an account than first pages times follows
+    assert 0 < loads < 160 * 2 * 5 / 4

@@ -150,7 +150,7 @@ class Sessions:
 
 def decay(age_ms: int, half_life_hours: float) -> float:
     """0.5 to the power of the age in half-lives: 1 now, 0.5 one half-life ago."""
-    return math.pow(0.5, max(0, age_ms) / HOUR_MS / half_life_hours)
+    return math.pow(0.5, max(0, age_ms) / (HOUR_MS * half_life_hours))
 
 
 def rank_score(score: float, weight: float) -> int:

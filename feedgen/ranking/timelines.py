@@ -5,7 +5,7 @@ Read from the store, such a page seeks every followed account (hundreds of index
 instead, per reader and stream, the newest `DEPTH` candidates: rows of the followed accounts before the stream's
 other filters (visibility, reposts of followed authors...), as `(key, id)`, and what checking them against those
 filters found. Before each page, the worker reads what was indexed since it last looked, once for all its readers
-(on SQLite only when something was written since: the connection's `data_version` or its own changes moved):
+(`feedgen.ranking.arrivals`; on SQLite only when something was written since):
 each stream's new rows (one range of its `indexed_at` index; the newest millisecond read before is read again only
 when it has more rows since), added to the timelines of the readers following their account, and the posts writers
 changed (`PostChange`: created, deleted, hidden or shown, counted again), whose candidates' check results are
@@ -41,6 +41,7 @@ from typing import Any
 
 import peewee
 
+from feedgen.ranking.arrivals import ARRIVALS, Arrivals, Watermark, store_version
 from feedgen.ranking.pagination import Stream
 from feedgen.store.models import Follow, Post, PostChange
 from feedgen.store.prepared import Prepared, Row, marker
@@ -52,9 +53,6 @@ READERS = 200
 """How many readers' timelines a worker keeps, the least recently read going first (about 150 KB each at most)."""
 REBUILD_SECONDS = 300.0
 """How old a timeline gets before it is built again from the store, whatever was indexed since."""
-ARRIVALS = 20_000
-"""The most rows of a source, or changes of posts, indexed since a worker last looked that it reads; more (a worker
-idle for minutes, a backfill), and it forgets every timeline instead."""
 CHECK = 64
 """How many candidates one query checks against the stream's filters."""
 WINDOW_MS = 15 * 60_000
@@ -68,8 +66,6 @@ _FOLLOWS = {
     )
 }
 """Whom a reader follows, as one text in a stable order: comparing it is how a page sees a change."""
-_SINCE = -(2**62) - 31
-"""The stand-in for the first `indexed_at` an arrivals query reads."""
 _IDS = tuple(-(2**62) - 64 - n for n in range(CHECK))
 _URIS = tuple(marker(f'checked {n}') for n in range(CHECK))
 _CHANGE = -(2**62) - 37
@@ -112,13 +108,8 @@ class TimelineSource:
     """
 
     candidates: Stream
-    newest: Prepared
-    """The newest `indexed_at` of the table."""
-    arrivals: Prepared
-    later: Prepared
-    """`arrivals` of the rows indexed after its value only."""
-    stamped: Prepared
-    """How many rows have the `indexed_at` given (from the index alone)."""
+    arrivals: Arrivals
+    """What the table gained since: `(indexed_at, key, id, account, group)`."""
     check: Check
     newest_check: Check
     top: tuple[int, Any] | None
@@ -142,8 +133,6 @@ class TimelineSource:
         model = candidates.query.model
         key, item_id = candidates.key, candidates.item_id
         grouping = group[0] if group else peewee.Value(None)
-        arrived = model.select(indexed_at, key, item_id, model.author, grouping).order_by(indexed_at)
-        arrivals, later = (arrived.where(indexed_at >= _SINCE), arrived.where(indexed_at > _SINCE))
         slots = _URIS if text_ids else _IDS
 
         def prepared(query: peewee.ModelSelect, readers: Sequence[Any]) -> Check:
@@ -152,10 +141,7 @@ class TimelineSource:
 
         return cls(
             Stream(candidates.query.select_extend(grouping.alias('grouped')), key, item_id, candidates.markers),
-            Prepared(model.select(peewee.fn.MAX(indexed_at)), ()),
-            Prepared(arrivals.limit(ARRIVALS + 1), (_SINCE,)),
-            Prepared(later.limit(ARRIVALS + 1), (_SINCE,)),
-            Prepared(model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(indexed_at == _SINCE), (_SINCE,)),
+            Arrivals.of(indexed_at, (key, item_id, model.author, grouping)),
             prepared(*check),
             prepared(*group[1:]) if group else prepared(*check),
             (2**63 - 1, '') if text_ids else None,
@@ -262,15 +248,13 @@ class Timelines:
         self._kept: OrderedDict[str, _Timeline] = OrderedDict()
         self._followers: dict[str, set[str]] = {}
         """The kept readers following each account."""
-        self._since: list[int] | None = None
-        """Per source, the newest `indexed_at` read."""
-        self._stamped: list[int] = []
-        """Per source, how many rows of that millisecond were read."""
+        self._marks = [Watermark(source.arrivals) for source in sources]
+        self._started = False
         self._change = 0
         """The last `PostChange.id` read."""
         self._lock = threading.Lock()
         self._looked = threading.local()
-        """`version`: the `_store_version` of this thread's connection when it last brought the timelines up to date."""
+        """`version`: the `store_version` of this thread's connection when it last brought the timelines up to date."""
 
     def rows(self, reader: str, count: int, below: Sequence[Key | None]) -> list[tuple[int, Row]] | None:
         """The first `count` items of the reader's feed below `below[i]` in each source's stream (a `(key, id)`, or
@@ -278,7 +262,7 @@ class Timelines:
         within one key, then by id; or None when the kept candidates cannot tell (read the store then)."""
         with self._lock:
             self._drop_stale()
-            version = _store_version()
+            version = store_version(Follow._meta.database)
             if version is None or version != getattr(self._looked, 'version', None):
                 self._catch_up()
                 self._looked.version = version
@@ -335,24 +319,17 @@ class Timelines:
         """Adds each source's rows indexed since the last look to the timelines of the readers following their
         account, and forgets the check results of the posts changed since; starts over (no timeline kept) after
         more than `ARRIVALS` rows of a source or changes."""
-        if self._since is None:
+        if not self._started:
             self._restart()
             return
-        for index, source in enumerate(self.sources):
-            # The rows of the newest millisecond read are read again only if it has more rows since: one ingest batch
-            # stamps hundreds of rows alike, a later batch of the same millisecond is rare.
-            since, stamped = self._since[index], self._stamped[index]
-            again = next(source.stamped.tuples(since))[0] != stamped
-            arrived = list((source.arrivals if again else source.later).tuples(since))
-            if len(arrived) > ARRIVALS:
+        for index, mark in enumerate(self._marks):
+            arrived = mark.read()
+            if arrived is None:
                 self._restart()
                 return
             for _, key, item_id, account, group in arrived:
                 for reader in self._followers.get(account, ()):
                     self._kept[reader].streams[index].add((key, item_id), group)
-            if arrived:
-                self._since[index] = arrived[-1][0]
-                self._stamped[index] = sum(1 for row in arrived if row[0] == arrived[-1][0])
         changes = list(_CHANGES.tuples(self._change))
         if len(changes) > ARRIVALS:
             self._restart()
@@ -372,10 +349,9 @@ class Timelines:
 
     def _restart(self) -> None:
         """Forgets every timeline and reads what is indexed from now on."""
-        self._since = [next(source.newest.tuples())[0] or 0 for source in self.sources]
-        self._stamped = [
-            next(source.stamped.tuples(at))[0] for source, at in zip(self.sources, self._since, strict=True)
-        ]
+        for mark in self._marks:
+            mark.restart()
+        self._started = True
         self._change = next(_NEWEST_CHANGE.tuples())[0] or 0
         self._kept.clear()
         self._followers.clear()
@@ -411,17 +387,6 @@ class Timelines:
             followers.discard(reader)
             if not followers:
                 del self._followers[account]
-
-
-def _store_version() -> tuple[Any, int, int] | None:
-    """What changes when anything is written to a SQLite store, as this thread's connection sees it: the connection,
-    its `data_version` (which moves with every commit of another connection, in any process) and its own changes; None
-    on PostgreSQL, where nothing this cheap tells."""
-    db = Follow._meta.database
-    if isinstance(db.obj, peewee.PostgresqlDatabase):
-        return None
-    connection = db.connection()
-    return connection, connection.execute('PRAGMA data_version').fetchone()[0], connection.total_changes
 
 
 def _entries(index: int, kept: _Candidates, after: Key | None) -> Iterator[Entry]:

@@ -415,6 +415,21 @@ class PostChange(BaseModel):
     at = peewee.BigIntegerField()
 
 
+class VoteChange(BaseModel):
+    """An account some of whose likes or reposts a writer deleted (one of its records, or all with its account), in
+    the order of the deletes.
+
+    The writers note it in the same transaction (`feedgen.store.writes.delete_subject_records`); a serving worker
+    that keeps accounts' newest votes (`feedgen.ranking.kept_votes`) reads the rows after the last id it read and
+    forgets those accounts' votes. The prune's deletes are not noted: they delete votes older than the retention, which
+    count only in a window longer than it, and a worker keeps an account's votes `REBUILD_SECONDS` at most. Pruning
+    drops these rows with the `PostChange` rows."""
+
+    id = peewee.BigAutoField()
+    account = peewee.TextField()
+    at = peewee.BigIntegerField()
+
+
 CHANGES_PRUNED = 'post changes pruned'
 """The `JobState` row whose position is the highest `PostChange.id` pruning dropped."""
 CHANGES_KEEP_SECONDS = 3600
@@ -498,6 +513,7 @@ MODELS: tuple[type[BaseModel], ...] = (
         FeedEntry,
         JobState,
         PostChange,
+        VoteChange,
         Interaction,
         ReaderGraph,
         ReaderGraphDelete,

@@ -31,6 +31,7 @@ from feedgen.store.models import (
     PostTerm,
     PublisherBlock,
     Repost,
+    VoteChange,
     visible_posts,
 )
 from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
@@ -159,11 +160,16 @@ def note_changes(where: peewee.Expression) -> None:
 
 def note_posts(ids: Collection[int]) -> None:
     """Notes the posts `ids` as changed (`PostChange`); call it in the transaction that changes them."""
-    db = PostChange._meta.database
+    _note(PostChange, 'post_id', sorted(ids))
+
+
+def _note(model: type[PostChange] | type[VoteChange], column: str, values: Sequence[Any]) -> None:
+    """Inserts a change note (`column` and the time) for each of `values`, a raw multi-row `INSERT` per chunk."""
+    db = model._meta.database
     now = int(time.time() * 1000)
-    for chunk in chunks(sorted(ids)):
-        values = ', '.join([f'({db.param}, {now:d})'] * len(chunk))
-        db.execute_sql(f'INSERT INTO "{PostChange._meta.table_name}" (post_id, "at") VALUES {values}', list(chunk))
+    for chunk in chunks(values):
+        rows = ', '.join([f'({db.param}, {now:d})'] * len(chunk))
+        db.execute_sql(f'INSERT INTO "{model._meta.table_name}" ("{column}", "at") VALUES {rows}', list(chunk))
 
 
 def insert_ignore(
@@ -255,17 +261,24 @@ def delete_posts(where: peewee.Expression, recount: Recount, max_rows: int | Non
 
 
 def delete_subject_records(
-    model: type[Like] | type[Repost] | type[Follow], column: str, values: Sequence[Any], recount: Recount
+    model: type[Like] | type[Repost] | type[Follow],
+    column: str,
+    values: Sequence[Any],
+    recount: Recount,
+    note_voters: bool = True,
 ) -> int:
     """Deletes the likes, reposts or follows whose `column` is one of `values` (`run_in_chunks`), noting the change
-    in the counters of the posts they pointed at; returns how many."""
+    in the counters of the posts they pointed at and, with `note_voters`, the accounts whose likes or reposts they
+    were (`VoteChange`); returns how many."""
     delete = f'DELETE FROM "{model._meta.table_name}" WHERE "{column}" IN'
+    db = model._meta.database
     if model is Follow:
-        return sum(cursor.rowcount for cursor in run_in_chunks(model._meta.database, delete, values))
-    cursors = run_in_chunks(model._meta.database, delete, values, ' RETURNING subject')
-    subjects = [subject for cursor in cursors for (subject,) in cursor.fetchall()]
-    (recount.likes if model is Like else recount.reposts).subtract(subjects)
-    return len(subjects)
+        return sum(cursor.rowcount for cursor in run_in_chunks(db, delete, values))
+    deleted = [row for cursor in run_in_chunks(db, delete, values, ' RETURNING subject, author') for row in cursor]
+    (recount.likes if model is Like else recount.reposts).subtract(subject for subject, _ in deleted)
+    if note_voters:
+        _note(VoteChange, 'account', sorted({author for _, author in deleted}))
+    return len(deleted)
 
 
 def purge_account(did: str, recount: Recount) -> None:

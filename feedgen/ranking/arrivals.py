@@ -1,0 +1,87 @@
+"""Arrivals: the rows a table gained since a serving worker last looked, read once for everything the worker keeps
+(`following`'s timelines, `network`'s votes).
+
+A worker that keeps rows of the store in memory brings them up to date before a page from what was indexed since it
+last looked: one range of the table's `indexed_at` index (`Watermark`), read only when something was written at all
+(`store_version`). That holds while the store's writer indexes rows in `indexed_at` order, as ingest does (one writer,
+batches in turn, each stamped when it starts); the rows of the newest millisecond read are read again only when that
+millisecond has more rows since (a later batch stamped alike, which is rare).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from feedgen.store.prepared import Prepared
+
+ARRIVALS = 20_000
+"""The most rows of a table, or changes, indexed since a worker last looked that it reads; more (a worker idle for
+minutes, a backfill), and it forgets what it keeps instead."""
+_SINCE = -(2**62) - 31
+"""The stand-in for the first `indexed_at` an arrivals query reads."""
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """The queries reading what a table gained since an `indexed_at`: its rows' `columns`, `indexed_at` first."""
+
+    newest: Prepared
+    """The newest `indexed_at` of the table."""
+    since: Prepared
+    """The rows indexed at or after its value, in `indexed_at` order (at most `ARRIVALS + 1`)."""
+    later: Prepared
+    """The rows indexed after its value only."""
+    stamped: Prepared
+    """How many rows have the `indexed_at` given (from the index alone)."""
+
+    @classmethod
+    def of(cls, indexed_at: peewee.Field, columns: Sequence[Any]) -> Arrivals:
+        model = indexed_at.model
+        arrived = model.select(indexed_at, *columns).order_by(indexed_at)
+        return cls(
+            Prepared(model.select(peewee.fn.MAX(indexed_at)), ()),
+            Prepared(arrived.where(indexed_at >= _SINCE).limit(ARRIVALS + 1), (_SINCE,)),
+            Prepared(arrived.where(indexed_at > _SINCE).limit(ARRIVALS + 1), (_SINCE,)),
+            Prepared(model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(indexed_at == _SINCE), (_SINCE,)),
+        )
+
+
+class Watermark:
+    """How far a worker has read one table's `Arrivals`: the newest `indexed_at` read, and how many rows of that
+    millisecond. Not thread-safe: its owner holds a lock."""
+
+    def __init__(self, arrivals: Arrivals) -> None:
+        self.arrivals = arrivals
+        self.at = 0
+        self._stamped = 0
+
+    def restart(self) -> None:
+        """Reads from now on."""
+        self.at = next(self.arrivals.newest.tuples())[0] or 0
+        self._stamped = next(self.arrivals.stamped.tuples(self.at))[0]
+
+    def read(self) -> list[tuple[Any, ...]] | None:
+        """The rows indexed since the last read (a row of the newest millisecond read before may come again), or
+        None when they are more than `ARRIVALS` (restart then)."""
+        again = next(self.arrivals.stamped.tuples(self.at))[0] != self._stamped
+        arrived = list((self.arrivals.since if again else self.arrivals.later).tuples(self.at))
+        if len(arrived) > ARRIVALS:
+            return None
+        if arrived:
+            self.at = arrived[-1][0]
+            self._stamped = sum(1 for row in arrived if row[0] == self.at)
+        return arrived
+
+
+def store_version(db: peewee.Database) -> tuple[Any, int, int] | None:
+    """What changes when anything is written to a SQLite store, as this thread's connection sees it: the connection,
+    its `data_version` (which moves with every commit of another connection, in any process) and its own changes; None
+    on PostgreSQL, where nothing this cheap tells."""
+    if isinstance(db.obj, peewee.PostgresqlDatabase):
+        return None
+    connection = db.connection()
+    return connection, connection.execute('PRAGMA data_version').fetchone()[0], connection.total_changes
