@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from feedgen.ranking.algorithm import Algorithm, FeedRequest, Item
 
 MAX_PAGES = 1000
@@ -27,3 +31,16 @@ def walk_items(algorithm: Algorithm, limit: int, viewer: str | None = None, at_m
 def walk(algorithm: Algorithm, limit: int, viewer: str | None = None, at_ms: int | None = None) -> list[str]:
     """The posts of `walk_items`."""
     return [item.post for item in walk_items(algorithm, limit, viewer, at_ms)]
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple[Any, ...]]:
+    """Counts the calls of `owner.name` (made through `owner`) from now on: the list of their arguments."""
+    calls: list[tuple[Any, ...]] = []
+    method = getattr(owner, name)
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return method(*args)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls

@@ -10,12 +10,14 @@ millisecond has more rows since (a later batch stamped alike, which is rare).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
+from feedgen.store.models import database
 from feedgen.store.prepared import Prepared
 
 ARRIVALS = 20_000
@@ -75,6 +77,69 @@ class Watermark:
             self.at = arrived[-1][0]
             self._stamped = sum(1 for row in arrived if row[0] == self.at)
         return arrived
+
+
+class Follower:
+    """What a worker keeps of the store, brought up to date from the rows `arrivals` (one per table) read since it
+    last looked and the change notes after the last one read (`changes`: rows `(id, ...)` after the id given, in id
+    order, at most `ARRIVALS + 1`; `newest_change`: the highest id). A subclass applies them (`_arrived`, `_changed`)
+    and forgets everything it keeps (`_forget`) when they are too many; it holds `_lock` while it reads or changes
+    what it keeps."""
+
+    def __init__(self, arrivals: Sequence[Arrivals], changes: Prepared, newest_change: Prepared) -> None:
+        self._marks = [Watermark(table) for table in arrivals]
+        self._changes = changes
+        self._newest_change = newest_change
+        self._change = 0
+        """The id of the last change note read."""
+        self._started = False
+        self._lock = threading.Lock()
+        self._looked = threading.local()
+        """`version`: the `store_version` of this thread's connection when it last brought what is kept up to date."""
+
+    def _up_to_date(self) -> None:
+        """Brings what is kept up to date, when anything was written since this thread's connection last looked."""
+        version = store_version(database)
+        if version is None or version != getattr(self._looked, 'version', None):
+            self._catch_up()
+            self._looked.version = version
+
+    def _catch_up(self) -> None:
+        if not self._started:
+            self._restart()
+            return
+        for index, mark in enumerate(self._marks):
+            arrived = mark.read()
+            if arrived is None:
+                self._restart()
+                return
+            self._arrived(index, arrived)
+        changes = list(self._changes.tuples(self._change))
+        if len(changes) > ARRIVALS:
+            self._restart()
+            return
+        self._changed(changes)
+        if changes:
+            self._change = changes[-1][0]
+
+    def _restart(self) -> None:
+        """Forgets what is kept and reads what is indexed from now on."""
+        for mark in self._marks:
+            mark.restart()
+        self._change = next(self._newest_change.tuples())[0] or 0
+        self._forget()
+        self._started = True
+
+    def _arrived(self, index: int, rows: list[tuple[Any, ...]]) -> None:
+        """Applies the rows table `index` gained (`Arrivals` of it)."""
+        raise NotImplementedError
+
+    def _changed(self, changes: list[tuple[Any, ...]]) -> None:
+        """Applies the change notes read."""
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        raise NotImplementedError
 
 
 def store_version(db: peewee.Database) -> tuple[Any, int, int] | None:

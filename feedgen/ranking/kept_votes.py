@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import bisect
 import sys
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import peewee
 
-from feedgen.ranking.arrivals import ARRIVALS, Arrivals, Watermark, store_version
+from feedgen.ranking.arrivals import ARRIVALS, Arrivals, Follower
 from feedgen.store.models import Like, Repost, VoteChange
 from feedgen.store.prepared import Prepared
 
@@ -97,29 +97,20 @@ class _Account:
         return votes
 
 
-class KeptVotes:
+class KeptVotes(Follower):
     """The votes a worker keeps for one feed: of each account, its newest `count` of each kind, read from the store
     by `load`; safe to share between a server's threads (one page at a time)."""
 
     def __init__(self, count: int, load: Load) -> None:
+        super().__init__(_ARRIVALS, _CHANGES, _NEWEST_CHANGE)
         self.count = count
         self.load = load
         self._accounts: OrderedDict[str, _Account] = OrderedDict()
-        self._marks = [Watermark(arrivals) for arrivals in _ARRIVALS]
-        self._started = False
-        self._change = 0
-        """The last `VoteChange.id` read."""
-        self._lock = threading.Lock()
-        self._looked = threading.local()
-        """`version`: the `store_version` of this thread's connection when it last brought the votes up to date."""
 
     def votes(self, accounts: Sequence[str], since: int, until: int) -> list[list[Vote]]:
         """Of each of `accounts`, its newest `count` votes of each kind indexed in `(since, until]` (with ties)."""
         with self._lock:
-            version = store_version(VoteChange._meta.database)
-            if version is None or version != getattr(self._looked, 'version', None):
-                self._catch_up()
-                self._looked.version = version
+            self._up_to_date()
             stale = time.monotonic() - REBUILD_SECONDS
             found = []
             for account in accounts:
@@ -141,34 +132,17 @@ class KeptVotes:
             kept.add(kind, (at, uri.rpartition('/')[2], sys.intern(subject)))
         return kept
 
-    def _catch_up(self) -> None:
-        """Adds the votes indexed since the last look to the accounts kept, and forgets the accounts whose votes were
-        deleted since; starts over (nothing kept) after more than `ARRIVALS` votes of a kind or changes."""
-        if not self._started:
-            self._restart()
-            return
-        for kind, mark in enumerate(self._marks):
-            arrived = mark.read()
-            if arrived is None:
-                self._restart()
-                return
-            for at, uri, author, subject in arrived:
-                kept = self._accounts.get(author)
-                if kept is not None and kept.add(kind, (at, uri.rpartition('/')[2], sys.intern(subject))):
-                    kept.trim(kind, self.count)
-        changes = list(_CHANGES.tuples(self._change))
-        if len(changes) > ARRIVALS:
-            self._restart()
-            return
+    def _arrived(self, index: int, rows: list[tuple[Any, ...]]) -> None:
+        """Adds the new votes of kind `index` to the accounts kept."""
+        for at, uri, author, subject in rows:
+            kept = self._accounts.get(author)
+            if kept is not None and kept.add(index, (at, uri.rpartition('/')[2], sys.intern(subject))):
+                kept.trim(index, self.count)
+
+    def _changed(self, changes: list[tuple[Any, ...]]) -> None:
+        """Forgets the accounts whose votes were deleted (read again when next needed)."""
         for _, account in changes:
             self._accounts.pop(account, None)
-        if changes:
-            self._change = changes[-1][0]
 
-    def _restart(self) -> None:
-        """Forgets every account and reads what is indexed from now on."""
-        for mark in self._marks:
-            mark.restart()
-        self._change = next(_NEWEST_CHANGE.tuples())[0] or 0
+    def _forget(self) -> None:
         self._accounts.clear()
-        self._started = True

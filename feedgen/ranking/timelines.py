@@ -31,7 +31,6 @@ import bisect
 import heapq
 import itertools
 import math
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -41,7 +40,7 @@ from typing import Any
 
 import peewee
 
-from feedgen.ranking.arrivals import ARRIVALS, Arrivals, Watermark, store_version
+from feedgen.ranking.arrivals import ARRIVALS, Arrivals, Follower
 from feedgen.ranking.pagination import Stream
 from feedgen.store.models import Follow, Post, PostChange
 from feedgen.store.prepared import Prepared, Row, marker
@@ -239,22 +238,16 @@ Entry = tuple[tuple[Any, ...], int, Any]
 """A candidate in the feed's order: its place, its source's index, its `Key` (`_END`: where those not kept begin)."""
 
 
-class Timelines:
+class Timelines(Follower):
     """The timelines a worker keeps of one feed's `sources`, and how far it has read what was indexed since; safe to
     share between a server's threads (one page at a time)."""
 
     def __init__(self, sources: Sequence[TimelineSource]) -> None:
+        super().__init__([source.arrivals for source in sources], _CHANGES, _NEWEST_CHANGE)
         self.sources = sources
         self._kept: OrderedDict[str, _Timeline] = OrderedDict()
         self._followers: dict[str, set[str]] = {}
         """The kept readers following each account."""
-        self._marks = [Watermark(source.arrivals) for source in sources]
-        self._started = False
-        self._change = 0
-        """The last `PostChange.id` read."""
-        self._lock = threading.Lock()
-        self._looked = threading.local()
-        """`version`: the `store_version` of this thread's connection when it last brought the timelines up to date."""
 
     def rows(self, reader: str, count: int, below: Sequence[Key | None]) -> list[tuple[int, Row]] | None:
         """The first `count` items of the reader's feed below `below[i]` in each source's stream (a `(key, id)`, or
@@ -262,10 +255,7 @@ class Timelines:
         within one key, then by id; or None when the kept candidates cannot tell (read the store then)."""
         with self._lock:
             self._drop_stale()
-            version = store_version(Follow._meta.database)
-            if version is None or version != getattr(self._looked, 'version', None):
-                self._catch_up()
-                self._looked.version = version
+            self._up_to_date()
             timeline = self._timeline(reader)
             kept = zip(timeline.streams, below, strict=True)
             merged = heapq.merge(*(_entries(index, *stream) for index, stream in enumerate(kept)), reverse=True)
@@ -315,31 +305,18 @@ class Timelines:
             rows += [((key[0], -index, key[1]), index, kept.checked[key]) for key in keys if kept.checked[key]]
         return sorted(rows, key=itemgetter(0), reverse=True)
 
-    def _catch_up(self) -> None:
-        """Adds each source's rows indexed since the last look to the timelines of the readers following their
-        account, and forgets the check results of the posts changed since; starts over (no timeline kept) after
-        more than `ARRIVALS` rows of a source or changes."""
-        if not self._started:
-            self._restart()
-            return
-        for index, mark in enumerate(self._marks):
-            arrived = mark.read()
-            if arrived is None:
-                self._restart()
-                return
-            for _, key, item_id, account, group in arrived:
-                for reader in self._followers.get(account, ()):
-                    self._kept[reader].streams[index].add((key, item_id), group)
-        changes = list(_CHANGES.tuples(self._change))
-        if len(changes) > ARRIVALS:
-            self._restart()
-            return
+    def _arrived(self, index: int, rows: list[tuple[Any, ...]]) -> None:
+        """Adds source `index`'s new rows to the timelines of the readers following their account."""
+        for _, key, item_id, account, group in rows:
+            for reader in self._followers.get(account, ()):
+                self._kept[reader].streams[index].add((key, item_id), group)
+
+    def _changed(self, changes: list[tuple[Any, ...]]) -> None:
+        """Forgets the check results of the posts changed."""
         for _, post_id, uri in changes:
             for timeline in self._kept.values():
                 for kept in timeline.streams:
                     kept.forget(post_id, uri)
-        if changes:
-            self._change = changes[-1][0]
 
     def _drop_stale(self) -> None:
         """Drops the timelines older than `REBUILD_SECONDS` (built again when read: nothing to bring up to date)."""
@@ -347,12 +324,7 @@ class Timelines:
         for reader in [reader for reader, timeline in self._kept.items() if timeline.built < stale]:
             self._drop(reader)
 
-    def _restart(self) -> None:
-        """Forgets every timeline and reads what is indexed from now on."""
-        for mark in self._marks:
-            mark.restart()
-        self._started = True
-        self._change = next(_NEWEST_CHANGE.tuples())[0] or 0
+    def _forget(self) -> None:
         self._kept.clear()
         self._followers.clear()
 
