@@ -37,6 +37,7 @@ from feedgen.ranking import (
     SESSION_DEPTH,
     Candidate,
     Follow,
+    KeptPosts,
     KeptVotes,
     Like,
     Ordering,
@@ -54,7 +55,7 @@ from feedgen.ranking import (
 )
 
 _LOOKUP = 100
-"""How many posts one prepared query looks up by URI."""
+"""How many posts one prepared query looks up by URI (those a worker does not keep)."""
 _URIS = tuple(marker(f'uri {n}') for n in range(_LOOKUP))
 _FIRST_LOOKUPS = 2 * _LOOKUP
 """How many of the highest-scoring voted posts a session looks up first (then four times as many each round)."""
@@ -89,7 +90,7 @@ class Network(PersonalAlgorithm):
         voted = self._voted(viewer, as_of, indexed_until)
         scores = voted.scores(as_of, self.params.half_life_hours)
         post_ids, authors, kept = [], [], []
-        for subject, post in voted.posts(list(voted.votes), self._posts):
+        for subject, post in voted.posts(list(voted.votes), self._kept_posts):
             post_ids.append(post[0])
             authors.append(post[1])
             kept.append(subject)
@@ -123,7 +124,7 @@ class Network(PersonalAlgorithm):
             chunk = subjects[looked_up : looked_up + batch]
             looked_up += len(chunk)
             batch *= 4
-            for subject, (post_id, author) in voted.posts(chunk, self._posts):
+            for subject, (post_id, author) in voted.posts(chunk, self._kept_posts):
                 rank = rank_score(scores[subject], weights.get(author, 1.0))
                 if start is not None and (rank, post_id) >= start:
                     continue
@@ -198,10 +199,10 @@ class Network(PersonalAlgorithm):
         return Prepared(parts[0].union_all(parts[1]), markers)
 
     @cached_property
-    def _posts(self) -> Prepared:
-        """Up to `_LOOKUP` posts by URI, whether shown or not (unused places hold '', no post's URI)."""
+    def _kept_posts(self) -> KeptPosts:
+        """The voted posts this worker looked up, whether shown or not, kept until they change."""
         query = Post.select(Post.uri, Post.id, Post.author, Post.hidden, Post.self_labels).where(Post.uri.in_(_URIS))
-        return Prepared(query, _URIS)
+        return KeptPosts(Prepared(query, _URIS), _LOOKUP)
 
     def describe(self, candidate: Candidate, as_of: int) -> tuple[dict[str, Any], str]:
         voters: dict[str, int] = candidate.facts
@@ -244,20 +245,16 @@ class _Votes:
             for subject, voters in self.votes.items()
         }
 
-    def posts(self, subjects: Sequence[str], lookup: Prepared) -> Iterator[tuple[str, tuple[int, str]]]:
+    def posts(self, subjects: Sequence[str], kept: KeptPosts) -> Iterator[tuple[str, tuple[int, str]]]:
         """`(uri, (post id, author))` of the posts of `subjects` shown in the feed; counts the others' votes."""
-        for start in range(0, len(subjects), _LOOKUP):
-            chunk = subjects[start : start + _LOOKUP]
-            found = {row[0]: row[1:] for row in lookup.tuples(*chunk, *[''] * (_LOOKUP - len(chunk)))}
-            for subject in chunk:
-                post = found.get(subject)
-                reason = self._unshown(post)
-                if reason is None:
-                    assert post is not None
-                    yield subject, (post[0], post[1])
-                else:
-                    self.removed[reason] += self.rows[subject]
-                    self.unshown += 1
+        for subject, post in zip(subjects, kept.rows(subjects), strict=True):
+            reason = self._unshown(post)
+            if reason is None:
+                assert post is not None
+                yield subject, (post[0], post[1])
+            else:
+                self.removed[reason] += self.rows[subject]
+                self.unshown += 1
 
     def _unshown(self, post: tuple[Any, ...] | None) -> str | None:
         """Why the votes of `post` (`id, author, hidden, self_labels`; None: not indexed) do not count, if so."""

@@ -171,13 +171,14 @@ def test_kept_votes_rank_exactly_as_the_store_while_the_world_changes(
     pipeline: Pipeline, count: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A worker keeps each followed account's newest votes and reads what is indexed and deleted since; whatever
-    # happens between two first pages (likes and reposts, of posts not indexed too, more than `count` a kind, their
-    # deletes, posts deleted, follows, unfollows, deactivations, deleted accounts), they rank as the store does.
+    # happens between two first pages (likes and reposts, of posts not indexed yet or ever, more than `count` a kind,
+    # their deletes, posts deleted, follows, unfollows, deactivations, deleted accounts), they rank as the store does.
     rng = random.Random(count)
     viewers = ['did:plc:viewer', 'did:plc:carol']
     accounts = [*viewers, *(f'did:plc:a{n}' for n in range(6))]
     kept, seq = Network(votes_per_account=count), 0
     made: dict[str, list[tuple[str, str]]] = {'post': [], 'like': [], 'repost': [], 'follow': []}
+    pending: list[tuple[str, str]] = []
     loads = count_calls(monkeypatch, kept, '_load')
 
     def commit(actor: str, collection: str, record: dict | None, kind: str | None = None) -> bytes:
@@ -196,10 +197,20 @@ def test_kept_votes_rank_exactly_as_the_store_while_the_world_changes(
         actor = rng.choice(accounts)
         roll = rng.random()
         if roll < 0.2 or not made['post']:
-            frame = commit(actor, 'app.bsky.feed.post', frames.post_record('hi'), 'post')
+            if pending and rng.random() < 0.5:  # a post voted on before it was indexed
+                actor, rkey = pending.pop()
+                seq += 1
+                made['post'].append((actor, f'app.bsky.feed.post/{rkey}'))
+                record = frames.post_record('late')
+                frame = frames.commit(seq, actor, [('create', f'app.bsky.feed.post/{rkey}', record)])
+            else:
+                frame = commit(actor, 'app.bsky.feed.post', frames.post_record('hi'), 'post')
         elif roll < 0.6:
             author, path = rng.choice(made['post'])
-            uri = f'at://{author}/{path}' if rng.random() < 0.85 else f'at://{author}/app.bsky.feed.post/gone{seq}'
+            uri = f'at://{author}/{path}'
+            if rng.random() < 0.15:
+                pending.append((author, f'early{seq}'))
+                uri = f'at://{author}/app.bsky.feed.post/early{seq}'
             kind = 'like' if roll < 0.45 else 'repost'
             record = frames.subject_record(f'app.bsky.feed.{kind}', frames.strong_ref(uri))
             frame = commit(actor, f'app.bsky.feed.{kind}', record, kind)

@@ -37,6 +37,7 @@ RANKING = [
     'InvalidParams',
     'Item',
     'Job',
+    'KeptPosts',
     'KeptVotes',
     'Like',
     'NoParams',

@@ -28,6 +28,7 @@ from feedgen.ranking.algorithm import (
 from feedgen.ranking.feedback import feedback_note, seen_posts, weigh
 from feedgen.ranking.filters import FilterParams, filter_exclusion, filtered_streams, match_filters
 from feedgen.ranking.follow_counts import followed_post_counts
+from feedgen.ranking.kept_posts import KeptPosts
 from feedgen.ranking.kept_votes import KeptVotes, Vote
 from feedgen.ranking.keyword_matches import entries_stream, has_entry, index_matches
 from feedgen.ranking.pagination import Stream, keyset_page, ranked_page, streams_page
@@ -76,6 +77,7 @@ __all__ = [
     'InvalidParams',
     'Item',
     'Job',
+    'KeptPosts',
     'KeptVotes',
     'Like',
     'NoParams',

@@ -17,7 +17,7 @@ from typing import Any
 
 import peewee
 
-from feedgen.store.models import database
+from feedgen.store.models import Post, PostChange, database
 from feedgen.store.prepared import Prepared
 
 ARRIVALS = 20_000
@@ -25,6 +25,8 @@ ARRIVALS = 20_000
 minutes, a backfill), and it forgets what it keeps instead."""
 _SINCE = -(2**62) - 31
 """The stand-in for the first `indexed_at` an arrivals query reads."""
+_AFTER = -(2**62) - 37
+"""The stand-in for the id change notes are read after."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,29 @@ class Arrivals:
             Prepared(arrived.where(indexed_at > _SINCE).limit(ARRIVALS + 1), (_SINCE,)),
             Prepared(model.select(peewee.fn.COUNT(peewee.SQL('*'))).where(indexed_at == _SINCE), (_SINCE,)),
         )
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The queries reading a table of change notes: the notes after an id, in id order, as `(id, ...)` (at most
+    `ARRIVALS + 1`), and the highest id."""
+
+    after: Prepared
+    newest: Prepared
+
+    @classmethod
+    def of(cls, notes: peewee.ModelSelect, note_id: peewee.Field) -> Changes:
+        after = notes.where(note_id > _AFTER).order_by(note_id).limit(ARRIVALS + 1)
+        return cls(Prepared(after, (_AFTER,)), Prepared(note_id.model.select(peewee.fn.MAX(note_id)), ()))
+
+
+POST_CHANGES = Changes.of(
+    PostChange.select(PostChange.id, PostChange.post_id, Post.uri).join(
+        Post, peewee.JOIN.LEFT_OUTER, on=(Post.id == PostChange.post_id)
+    ),
+    PostChange.id,
+)
+"""The posts writers changed (`PostChange`): `(id, post id, URI)`, the URI None when the post is deleted since."""
 
 
 class Watermark:
@@ -81,15 +106,12 @@ class Watermark:
 
 class Follower:
     """What a worker keeps of the store, brought up to date from the rows `arrivals` (one per table) read since it
-    last looked and the change notes after the last one read (`changes`: rows `(id, ...)` after the id given, in id
-    order, at most `ARRIVALS + 1`; `newest_change`: the highest id). A subclass applies them (`_arrived`, `_changed`)
-    and forgets everything it keeps (`_forget`) when they are too many; it holds `_lock` while it reads or changes
-    what it keeps."""
+    last looked and the `changes` noted since. A subclass applies them (`_arrived`, `_changed`) and forgets everything
+    it keeps (`_forget`) when they are too many; it holds `_lock` while it reads or changes what it keeps."""
 
-    def __init__(self, arrivals: Sequence[Arrivals], changes: Prepared, newest_change: Prepared) -> None:
+    def __init__(self, arrivals: Sequence[Arrivals], changes: Changes) -> None:
         self._marks = [Watermark(table) for table in arrivals]
         self._changes = changes
-        self._newest_change = newest_change
         self._change = 0
         """The id of the last change note read."""
         self._started = False
@@ -114,7 +136,7 @@ class Follower:
                 self._restart()
                 return
             self._arrived(index, arrived)
-        changes = list(self._changes.tuples(self._change))
+        changes = list(self._changes.after.tuples(self._change))
         if len(changes) > ARRIVALS:
             self._restart()
             return
@@ -126,7 +148,7 @@ class Follower:
         """Forgets what is kept and reads what is indexed from now on."""
         for mark in self._marks:
             mark.restart()
-        self._change = next(self._newest_change.tuples())[0] or 0
+        self._change = next(self._changes.newest.tuples())[0] or 0
         self._forget()
         self._started = True
 

@@ -27,11 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import peewee
-
-from feedgen.ranking.arrivals import ARRIVALS, Arrivals, Follower
+from feedgen.ranking.arrivals import Arrivals, Changes, Follower
 from feedgen.store.models import Like, Repost, VoteChange
-from feedgen.store.prepared import Prepared
 
 ACCOUNTS = 10_000
 """How many accounts' votes a worker keeps, the least recently read going first (about 3 KB each)."""
@@ -45,16 +42,8 @@ Vote = tuple[int, str, str]
 Load = Callable[[str, int, int, tuple[int, ...]], Iterable[tuple[int, int, str, str]]]
 """Reads an account's votes from the store, as `(kind, indexed_at, uri, subject)`: of each kind, its newest `count`
 (with ties) indexed in `(since, until]` and every later one indexed by that kind's bound (the last argument)."""
-_CHANGE = -(2**62) - 41
-_CHANGES = Prepared(
-    VoteChange.select(VoteChange.id, VoteChange.account)
-    .where(VoteChange.id > _CHANGE)
-    .order_by(VoteChange.id)
-    .limit(ARRIVALS + 1),
-    (_CHANGE,),
-)
-"""The accounts whose votes writers deleted after a `VoteChange.id`."""
-_NEWEST_CHANGE = Prepared(VoteChange.select(peewee.fn.MAX(VoteChange.id)), ())
+_CHANGES = Changes.of(VoteChange.select(VoteChange.id, VoteChange.account), VoteChange.id)
+"""The accounts whose votes writers deleted."""
 _ARRIVALS = tuple(Arrivals.of(kind.indexed_at, (kind.uri, kind.author, kind.subject)) for kind in KINDS)
 
 
@@ -102,7 +91,7 @@ class KeptVotes(Follower):
     by `load`; safe to share between a server's threads (one page at a time)."""
 
     def __init__(self, count: int, load: Load) -> None:
-        super().__init__(_ARRIVALS, _CHANGES, _NEWEST_CHANGE)
+        super().__init__(_ARRIVALS, _CHANGES)
         self.count = count
         self.load = load
         self._accounts: OrderedDict[str, _Account] = OrderedDict()

@@ -40,9 +40,9 @@ from typing import Any
 
 import peewee
 
-from feedgen.ranking.arrivals import ARRIVALS, Arrivals, Follower
+from feedgen.ranking.arrivals import POST_CHANGES, Arrivals, Follower
 from feedgen.ranking.pagination import Stream
-from feedgen.store.models import Follow, Post, PostChange
+from feedgen.store.models import Follow, Post
 from feedgen.store.prepared import Prepared, Row, marker
 
 DEPTH = 160
@@ -67,17 +67,6 @@ _FOLLOWS = {
 """Whom a reader follows, as one text in a stable order: comparing it is how a page sees a change."""
 _IDS = tuple(-(2**62) - 64 - n for n in range(CHECK))
 _URIS = tuple(marker(f'checked {n}') for n in range(CHECK))
-_CHANGE = -(2**62) - 37
-_CHANGES = Prepared(
-    PostChange.select(PostChange.id, PostChange.post_id, Post.uri)
-    .join(Post, peewee.JOIN.LEFT_OUTER, on=(Post.id == PostChange.post_id))
-    .where(PostChange.id > _CHANGE)
-    .order_by(PostChange.id)
-    .limit(ARRIVALS + 1),
-    (_CHANGE,),
-)
-"""The posts writers changed after a `PostChange.id`, with their URIs (None: deleted since)."""
-_NEWEST_CHANGE = Prepared(PostChange.select(peewee.fn.MAX(PostChange.id)), ())
 _END = object()
 """Stands for the first candidate a timeline does not keep."""
 
@@ -243,7 +232,7 @@ class Timelines(Follower):
     share between a server's threads (one page at a time)."""
 
     def __init__(self, sources: Sequence[TimelineSource]) -> None:
-        super().__init__([source.arrivals for source in sources], _CHANGES, _NEWEST_CHANGE)
+        super().__init__([source.arrivals for source in sources], POST_CHANGES)
         self.sources = sources
         self._kept: OrderedDict[str, _Timeline] = OrderedDict()
         self._followers: dict[str, set[str]] = {}
