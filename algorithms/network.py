@@ -156,16 +156,13 @@ class Network(PersonalAlgorithm):
                     if start is not None and (rank, post_id) >= start:
                         continue
                     below += 1
-                    entry = (rank, post_id, Candidate(post_id, author, score, subject))
+                    # the voters as of this session (the tally changes with the next)
+                    entry = (rank, post_id, Candidate(post_id, author, score, dict(tally.votes[subject])))
                     if len(best) < SESSION_DEPTH:
                         heapq.heappush(best, entry)
                     elif (rank, post_id) > best[0][:2]:
                         heapq.heapreplace(best, entry)
-            # the voters of the entries kept, as of this session (the tally changes with the next)
-            entries = [
-                (rank, post_id, candidate._replace(facts=dict(tally.votes[candidate.facts])))
-                for rank, post_id, candidate in sorted(best, key=itemgetter(0, 1), reverse=True)
-            ]
+            entries = sorted(best, key=itemgetter(0, 1), reverse=True)
         total = len(subjects) - lookups.unshown
         cut = looked_up < len(subjects) or below > len(best)
         return Ordering(entries, total, start, cut, self._trace(lookups))

@@ -35,11 +35,12 @@ from typing import Any, NamedTuple
 
 import peewee
 
-from feedgen.ranking.algorithm import Algorithm, FeedRequest, Item, Page
+from feedgen.ranking.algorithm import MAX_LIMIT, Algorithm, FeedRequest, Item, Page
 from feedgen.ranking.feedback import author_weights, feedback_note, feedback_summary, weigh
 from feedgen.ranking.pagination import encode_session_cursor, session_cursor
 from feedgen.ranking.scores import HOUR_MS, SCORE_SCALE
 from feedgen.store.models import Like, Post, Repost, visible_posts
+from feedgen.store.prepared import Prepared
 
 SESSION_DEPTH = 500
 """How many of a session's best entries its first page keeps for the pages after it (16 pages of 30); more than
@@ -158,9 +159,15 @@ def rank_score(score: float, weight: float) -> int:
     return weigh(round(score * SCORE_SCALE), weight)
 
 
+_NEWEST = [Prepared(model.select(peewee.fn.MAX(model.indexed_at)), ()) for model in (Post, Like, Repost)]
+_IDS = tuple(-(2**62) - 300 - n for n in range(MAX_LIMIT))
+_SHOWN = Prepared(visible_posts().select(Post.id, Post.uri).where(Post.id.in_(_IDS)), _IDS)
+"""The URIs of the posts among `MAX_LIMIT` ids that are shown (unused places hold -1, no post's id)."""
+
+
 def indexed_now() -> int:
     """When the newest post, like or repost in the store was indexed (ms): what a session counts up to."""
-    latest = [model.select(peewee.fn.MAX(model.indexed_at)).scalar() for model in (Post, Like, Repost)]
+    latest = [next(newest.tuples())[0] for newest in _NEWEST]
     return max((moment for moment in latest if moment is not None), default=0)
 
 
@@ -226,7 +233,7 @@ class PersonalAlgorithm(Algorithm):
             assert found is not None, 'an ordering that begins at the cursor holds the page below it'
         chosen, cursor = found
         ids = [entry[1] for entry in chosen]
-        uris = dict(rows(visible_posts().select(Post.id, Post.uri).where(Post.id.in_(ids))))
+        uris = dict(_SHOWN.tuples(*ids, *[-1] * (MAX_LIMIT - len(ids))))
         items, scores = [], {}
         for rank, post_id, candidate in chosen:
             if post_id not in uris:  # deleted, or its author's account went inactive, since the session began
