@@ -17,6 +17,7 @@ lowered in the same transaction (rarely any: a like is indexed after the post it
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -176,11 +177,16 @@ def _read(
 
 
 def _prune_changes(changes: type[PostChange] | type[VoteChange], cutoff: int, size: int) -> int:
-    """Deletes the `changes` rows older than `cutoff` (up to `size` rows changed, with `PostChange`'s position saved,
-    at least one), never the newest (its id is not reused)."""
-    newest = changes.select(peewee.fn.MAX(changes.id))
-    old = changes.select(changes.id).where(changes.at < cutoff, changes.id < newest)
-    ids = [i for (i,) in old.order_by(changes.id).limit(max(1, size - 1)).tuples()]
+    """Deletes the oldest `changes` rows, those older than `cutoff` (up to `size` rows changed, with `PostChange`'s
+    position saved, at least one), never the newest (its id is not reused).
+
+    A note's time grows with its id, so the oldest rows are the first ids: it reads `size` of them from the start of
+    the table's key and keeps those before the first younger one. (Searching for the rows older than `cutoff`, with no
+    index on the time, scans the whole table, holding the write lock, once none is left.)"""
+    newest = changes.select(peewee.fn.MAX(changes.id)).scalar()
+    first = changes.select(changes.id, changes.at).order_by(changes.id).limit(max(1, size - 1)).tuples()
+    old = itertools.takewhile(lambda note: note[1] < cutoff and note[0] != newest, first)
+    ids = [note_id for note_id, _ in old]
     if not ids:
         return 0
     changes.delete().where(changes.id.in_(ids)).execute()

@@ -28,13 +28,18 @@ from feedgen.ranking.plugins import discover_algorithms, make_feed
 from feedgen.store import batches
 from feedgen.store.labels import LabelState, store_labels
 from feedgen.store.models import (
+    CHANGES_KEEP_SECONDS,
+    CHANGES_PRUNED,
     Follow,
     Label,
     Like,
     Post,
+    PostChange,
     PostTerm,
     ReaderGraph,
     Repost,
+    VoteChange,
+    job_position,
     open_database,
     write_transaction,
 )
@@ -354,3 +359,33 @@ def test_pruning_follows_keeps_every_personalized_page_of_readers(db: peewee.Dat
     assert removed['follows'] == 8 + len(accounts)
     assert pages() == before
     assert [uri for (uri,) in Follow.select(Follow.uri).where(Follow.author == stranger).tuples()] == [recent]
+
+
+def test_prune_drops_the_change_notes_older_than_an_hour_and_keeps_the_newest(db: peewee.Database) -> None:
+    hour_ago_ms = (NOW_S - CHANGES_KEEP_SECONDS) * 1000
+    for changes, column, values in ((PostChange, 'post_id', range(1, 8)), (VoteChange, 'account', 'abcdefg')):
+        ats = [hour_ago_ms - 60_000] * 4 + [hour_ago_ms + 60_000] * 3  # four old notes, then three young ones
+        changes.insert_many([{column: value, 'at': at} for value, at in zip(values, ats, strict=True)]).execute()
+    prune(db, 72, now=NOW_S)
+    assert [row.id for row in PostChange.select().order_by(PostChange.id)] == [5, 6, 7]
+    assert [row.account for row in VoteChange.select().order_by(VoteChange.id)] == ['e', 'f', 'g']
+    assert job_position(CHANGES_PRUNED) == 4, 'the score jobs learn which notes they can no longer read'
+    prune(db, 72, now=NOW_S + 7200)
+    assert [row.id for row in PostChange.select()] == [7], 'the newest note stays: its id is not reused'
+
+
+def test_pruning_change_notes_reads_only_the_oldest_of_them(db: peewee.Database) -> None:
+    # With none old enough left, a prune's last transaction must not read every note (an hour of the network's:
+    # millions of rows) while it holds the write lock.
+    if not isinstance(db, peewee.SqliteDatabase):
+        pytest.skip("counts SQLite's virtual machine steps")
+    young = (NOW_S - 60) * 1000
+    PostChange.insert_many([{'post_id': n, 'at': young} for n in range(20_000)]).execute()
+    steps = []
+    db.connection().set_progress_handler(lambda: steps.append(1) and 0, 1000)
+    try:
+        prune(db, 72, now=NOW_S)
+    finally:
+        db.connection().set_progress_handler(None, 1000)
+    assert PostChange.select().count() == 20_000
+    assert len(steps) < 20, f'{len(steps)} thousand steps: a scan of the notes'
