@@ -96,7 +96,7 @@ class Network(PersonalAlgorithm):
 
     def rank(self, viewer: str, as_of: int, indexed_until: int) -> Ranking:
         follows = _follows(viewer)
-        tally = _Tally(viewer, follows, self.params.half_life_hours, as_of)
+        tally = _Tally(follows, self.params.half_life_hours, as_of)
         tally.update(follows, self._kept.votes(follows, self._since(as_of), indexed_until))
         lookups = _Lookups(viewer, tally)
         post_ids, authors, kept = [], [], []
@@ -130,7 +130,7 @@ class Network(PersonalAlgorithm):
             tallies: OrderedDict[str, _Tally] = self.__dict__.setdefault('_tallies', OrderedDict())
             tally = tallies.pop(viewer, None)
             if tally is None or tally.follows != follows:
-                tally = _Tally(viewer, follows, self.params.half_life_hours, as_of)
+                tally = _Tally(follows, self.params.half_life_hours, as_of)
             tallies[viewer] = tally
             while len(tallies) > TALLIES:
                 tallies.popitem(last=False)
@@ -252,8 +252,7 @@ class _Tally:
     so the keys order the posts as their scores do at any moment, up to rounding; a session scores only the posts it
     looks at (`score`: exact, and the same whatever order the voters were counted in)."""
 
-    def __init__(self, viewer: str, follows: list[str], half_life_hours: float, reference: int) -> None:
-        self.viewer = viewer
+    def __init__(self, follows: list[str], half_life_hours: float, reference: int) -> None:
         self.follows = follows
         self.per_ms = HOUR_MS * half_life_hours
         self.reference = reference

@@ -18,7 +18,7 @@ from feedgen.ranking.arrivals import POST_CHANGES, Follower
 from feedgen.store.prepared import Prepared
 
 POSTS = 100_000
-"""How many posts (or URIs with no post) a worker keeps, about 200 bytes each."""
+"""How many posts (or URIs with no post) a worker keeps, about 300 bytes each."""
 
 
 class KeptPosts(Follower):
@@ -61,16 +61,14 @@ class KeptPosts(Follower):
         if row is not None:
             self._uris.pop(row[0], None)
 
-    def _arrived(self, index: int, rows: list[tuple[Any, ...]]) -> None:
-        raise AssertionError('reads no table')
+    def _changed(self, changes: list[tuple[Any, ...]]) -> None:
+        """Forgets the posts changed: the row kept for the post's id, and what is kept at its URI when it still exists
+        (a URI kept with no post, where a post was created since)."""
+        for _, post_id, uri in changes:
+            self._drop(self._uris.get(post_id, ''))
+            if uri is not None:
+                self._drop(uri)
 
     def _forget(self) -> None:
         self._posts.clear()
         self._uris.clear()
-
-    def _changed(self, changes: list[tuple[Any, ...]]) -> None:
-        """Forgets the posts changed (at their URI, or by their id when deleted since)."""
-        for _, post_id, uri in changes:
-            self._drop(uri if uri is not None else self._uris.get(post_id, ''))
-            if uri is not None:
-                self._uris.pop(post_id, None)

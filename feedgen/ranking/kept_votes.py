@@ -47,6 +47,11 @@ _CHANGES = Changes.of(VoteChange.select(VoteChange.id, VoteChange.account), Vote
 _ARRIVALS = tuple(Arrivals.of(kind.indexed_at, (kind.uri, kind.author, kind.subject)) for kind in KINDS)
 
 
+def _vote(indexed_at: int, uri: str, subject: str) -> Vote:
+    """A vote as kept: its record key for its URI, its subject one string for every vote of the post."""
+    return indexed_at, uri.rpartition('/')[2], sys.intern(subject)
+
+
 @dataclass
 class _Account:
     since: int
@@ -118,14 +123,14 @@ class KeptVotes(Follower):
         self._accounts.move_to_end(account)
         bounds = tuple(max(until, mark.at) for mark in self._marks)
         for kind, at, uri, subject in self.load(account, since, until, bounds):
-            kept.add(kind, (at, uri.rpartition('/')[2], sys.intern(subject)))
+            kept.add(kind, _vote(at, uri, subject))
         return kept
 
     def _arrived(self, index: int, rows: list[tuple[Any, ...]]) -> None:
         """Adds the new votes of kind `index` to the accounts kept."""
         for at, uri, author, subject in rows:
             kept = self._accounts.get(author)
-            if kept is not None and kept.add(index, (at, uri.rpartition('/')[2], sys.intern(subject))):
+            if kept is not None and kept.add(index, _vote(at, uri, subject)):
                 kept.trim(index, self.count)
 
     def _changed(self, changes: list[tuple[Any, ...]]) -> None:
