@@ -153,10 +153,13 @@ class Account:
     def unblock(self, block: models.AppBskyGraphBlock.CreateRecordResponse) -> None:
         self.client.app.bsky.graph.block.delete(self.did, block.uri.rsplit('/', 1)[-1])
 
-    def like(self, post: models.AppBskyFeedPost.CreateRecordResponse) -> None:
+    def like(self, post: models.AppBskyFeedPost.CreateRecordResponse) -> models.AppBskyFeedLike.CreateRecordResponse:
         subject = models.ComAtprotoRepoStrongRef.Main(uri=post.uri, cid=post.cid)
         record = models.AppBskyFeedLike.Record(subject=subject, created_at=self.client.get_current_time_iso())
-        self.client.app.bsky.feed.like.create(self.did, record)
+        return self.client.app.bsky.feed.like.create(self.did, record)
+
+    def unlike(self, like: models.AppBskyFeedLike.CreateRecordResponse) -> None:
+        self.client.app.bsky.feed.like.delete(self.did, like.uri.rsplit('/', 1)[-1])
 
     def repost(
         self, post: models.AppBskyFeedPost.CreateRecordResponse

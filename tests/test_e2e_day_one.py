@@ -45,7 +45,7 @@ def world(network: Network) -> dict[str, object]:
     world['s0'] = stranger.post('s0: nobody follows the stranger')
     bob.like(world['s0'])  # type: ignore[arg-type]
     eve.like(world['s0'])  # type: ignore[arg-type]
-    bob.like(world['d0'])  # type: ignore[arg-type]
+    world['bob likes d0'] = bob.like(world['d0'])  # type: ignore[arg-type]
     dave.like(world['e0'])  # type: ignore[arg-type]
     return world
 
@@ -106,3 +106,25 @@ def test_a_follow_made_before_the_start_and_deleted_after_it_stops_counting(
         assert uris(carol, feedgen, 'following') == []
 
     eventually(carol_follows_no_one, retry=RETRY_XRPC)
+
+
+def test_a_like_made_before_the_start_and_deleted_after_it_stops_counting(
+    feedgen: Feedgen, world: dict[str, object]
+) -> None:
+    # The serving workers keep the votes of the accounts alice follows once her network feed was read; bob's unlike is
+    # a deletion they learn of from the store, and d0 (liked by bob alone of hers) leaves her feed.
+    alice, bob = world['alice'], world['bob']
+    d0, s0 = world['d0'].uri, world['s0'].uri  # type: ignore[attr-defined]
+
+    def alice_sees_bob_s_like() -> None:
+        assert uris(alice, feedgen, 'network') == [s0, d0]
+
+    eventually(alice_sees_bob_s_like, retry=RETRY_XRPC)
+    for _ in range(4):  # read by every serving worker, most likely
+        alice_sees_bob_s_like()
+    bob.unlike(world['bob likes d0'])  # type: ignore[attr-defined]
+
+    def d0_has_left() -> None:
+        assert uris(alice, feedgen, 'network') == [s0]
+
+    eventually(d0_has_left, retry=RETRY_XRPC)
