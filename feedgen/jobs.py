@@ -47,7 +47,8 @@ from feedgen.store.models import (
     VoteChange,
     save_job_position,
 )
-from feedgen.store.writes import Recount, delete_posts, delete_subject_records, run_in_chunks
+from feedgen.store.statements import run_in_chunks
+from feedgen.store.writes import Recount, delete_posts, delete_subject_records
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600
@@ -103,10 +104,14 @@ def prune(
         if not found:
             return
         uris, subjects, authors, kept = zip(*found, strict=True)
-        _read(model, 'uri', uris)
-        _read(model, 'subject', set(subjects))
+        read = 'COUNT(*)'
+        if model is Repost:
+            _read(model, 'uri', uris)
+            _read(model, 'subject', set(subjects))
+        else:  # the `Like` view spells a like's URI and subject out of its row: read the rows through the author
+            read = 'COUNT(subject)'
         # the `(author, indexed_at)` entries of the old records only
-        _read(model, 'author', set(authors), where=f' AND indexed_at < {cutoff:d}')
+        _read(model, 'author', set(authors), where=f' AND indexed_at < {cutoff:d}', read=read)
         held = {subject for subject, is_kept in zip(subjects, kept, strict=True) if is_kept}
         _read(Post, 'uri', held, read='SUM(like_count + repost_count)')  # the rows of the posts
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import peewee
 
+from feedgen.store.likes import insert_likes
 from feedgen.store.models import HOUR_MS, Post, PostCount, hiding_self_labels
 
 # Row ids and indexed_at depend on batching and the wall clock, seq on the relay's numbering (a reset relay
@@ -67,3 +69,9 @@ def counted_from_rows() -> list[tuple[str, int, int, int, int]]:
 
 def stored_counts() -> list[tuple[str, int, int, int, int]]:
     return sorted(PostCount.select().tuples())
+
+
+def write_like(db: peewee.Database, number: int) -> None:
+    """Stores the like `number` of `did:plc:w`, indexed now (a stand-in for an ingest batch)."""
+    like = f'at://did:plc:w/app.bsky.feed.like/{number}'
+    insert_likes(db, [(like, 'did:plc:w', 'at://did:plc:x/app.bsky.feed.post/x', int(time.time() * 1000))])

@@ -21,6 +21,7 @@ from feedgen.ingest.indexer import HIDING_STATUSES, BatchResult, Indexer
 from feedgen.ingest.pipeline import Pipeline
 from feedgen.ingest.records import BLOCK, FOLLOW, LIKE, POST, REPOST
 from feedgen.settings import Settings
+from feedgen.store.likes import insert_likes
 from feedgen.store.models import (
     Actor,
     Follow,
@@ -99,6 +100,8 @@ class ReferenceIndexer(Indexer):
                                post.reply_root)  # fmt: skip
             for term in terms:
                 PostTerm.create(term=term, sort_at=row.sort_at, post_id=row.id)
+        elif op.collection == LIKE:
+            insert_likes(self.db, [(op.uri, op.author, op.subject, int(NOW * 1000))])
         else:
             model = SUBJECT_MODELS[op.collection]
             model.insert(

@@ -65,6 +65,30 @@ def test_multi_op_commit_replaces_a_like_and_counts_once(pipeline: Pipeline) -> 
     assert _post(POST_A).like_count == 1
 
 
+def test_likes_of_a_feed_or_of_a_repeated_record_are_skipped_and_deletes_of_unknown_likes_change_nothing(
+    pipeline: Pipeline,
+) -> None:
+    feed = f'at://{ALICE}/app.bsky.feed.generator/news'
+    _feed(
+        pipeline,
+        frames.commit(1, ALICE, [('create', 'app.bsky.feed.post/a', frames.post_record('hi'))]),
+        frames.commit(2, BOB, [('create', 'app.bsky.feed.like/l1', _like(POST_A)), ('create', 'app.bsky.feed.like/f',
+                                                                                      _like(feed))]),
+        frames.commit(3, CAROL, [('create', 'app.bsky.feed.like/l1', _like(POST_A))]),
+        frames.commit(4, BOB, [('create', 'app.bsky.feed.like/l1', _like(POST_A))]),  # already stored
+        frames.commit(5, BOB, [('delete', 'app.bsky.feed.like/f', None), ('delete', 'app.bsky.feed.like/x', None)]),
+        frames.commit(6, 'did:plc:nobody', [('delete', 'app.bsky.feed.like/l1', None)]),
+    )  # fmt: skip
+    assert sorted(Like.select().tuples()) == [
+        (f'at://{BOB}/app.bsky.feed.like/l1', BOB, POST_A, Like.get(Like.author == BOB).indexed_at),
+        (f'at://{CAROL}/app.bsky.feed.like/l1', CAROL, POST_A, Like.get(Like.author == CAROL).indexed_at),
+    ]
+    assert _post(POST_A).like_count == 2
+    _feed(pipeline, frames.commit(7, CAROL, [('delete', 'app.bsky.feed.like/l1', None)]))
+    assert [like.author for like in Like.select()] == [BOB]
+    assert _post(POST_A).like_count == 1
+
+
 def test_a_post_created_and_deleted_in_one_commit_is_gone(pipeline: Pipeline) -> None:
     _feed(
         pipeline,

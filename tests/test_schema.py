@@ -11,6 +11,7 @@ import pytest
 
 from feedgen.authoring.builder import StoreBuilder
 from feedgen.settings import Settings
+from feedgen.store.likes import number_stored_likes
 from feedgen.store.models import Like, Receipt, open_database
 from feedgen.store.schema import REPLACED_INDEXES
 
@@ -31,7 +32,6 @@ def test_a_store_from_before_receipts_named_readers_gains_the_column_and_its_ind
 def test_an_older_store_loses_the_indexes_wider_ones_replaced(settings: Settings, db: peewee.Database) -> None:
     builder = StoreBuilder(db)
     builder.make_like('bob', builder.make_post('alice', 'an old post'))
-    db.execute_sql('CREATE INDEX "like_author" ON "like" ("author")')
     db.execute_sql('CREATE INDEX "repost_author" ON "repost" ("author")')
     db.execute_sql('CREATE INDEX "follow_subject" ON "follow" ("subject")')
     db.execute_sql('CREATE INDEX "repost_indexed_at" ON "repost" ("indexed_at")')
@@ -39,12 +39,46 @@ def test_an_older_store_loses_the_indexes_wider_ones_replaced(settings: Settings
     db.close()
     reopened = open_database(settings.database)
     try:
-        names = {index.name for table in ('like', 'repost', 'follow') for index in reopened.get_indexes(table)}
+        names = {index.name for table in ('repost', 'follow') for index in reopened.get_indexes(table)}
         assert names.isdisjoint(REPLACED_INDEXES)
-        assert {'like_author_indexed_at', 'repost_indexed_at_uri', 'repost_subject_indexed_at'} <= names
+        assert {'repost_indexed_at_uri', 'repost_subject_indexed_at'} <= names
         assert Like.select().count() == 1
     finally:
         reopened.close()
+
+
+def test_a_store_whose_likes_are_text_opens_with_the_same_likes_numbered(tmp_path: Path) -> None:
+    post = 'at://did:plc:alice/app.bsky.feed.post/3kpost'
+    likes = [
+        ('at://did:plc:bob/app.bsky.feed.like/3kbob', 'did:plc:bob', post, 5),
+        ('at://did:plc:carol/app.bsky.feed.like/3kcarol', 'did:plc:carol', post, 7),
+        ('at://did:plc:bob/app.bsky.feed.like/3kgone', 'did:plc:bob', 'at://did:plc:dan/app.bsky.feed.post/3kx', 6),
+    ]
+    feed_like = (
+        'at://did:plc:bob/app.bsky.feed.like/3kfeed',
+        'did:plc:bob',
+        'at://did:plc:x/app.bsky.feed.generator/f',
+        8,
+    )
+    path = tmp_path / 'old.db'
+    open_database(path).close()  # today's tables, then the likes as an earlier feedgen kept them
+    with sqlite3.connect(path) as old:
+        old.execute('DROP VIEW "like"')
+        old.execute('CREATE TABLE "like" (uri TEXT PRIMARY KEY, author TEXT, subject TEXT, indexed_at INTEGER)')
+        old.execute('CREATE INDEX "like_author" ON "like" ("author")')
+        old.executemany('INSERT INTO "like" VALUES (?, ?, ?, ?)', [*likes, feed_like])
+    db = open_database(path)
+    try:
+        assert sorted(Like.select().tuples()) == sorted(likes)  # a like of a feed generator is not kept
+        assert Like.select().where(Like.author == 'did:plc:bob').order_by(Like.indexed_at).tuples()[:] == [
+            likes[0],
+            likes[2],
+        ]
+        kinds = dict(db.execute_sql("SELECT name, type FROM sqlite_master WHERE name LIKE 'like%'").fetchall())
+        assert kinds['like'] == 'view' and 'like_text' not in kinds and 'like_author' not in kinds
+    finally:
+        db.close()
+    assert number_stored_likes(open_database(path)) == 0  # once moved, never again
 
 
 def test_a_sqlite_library_without_returning_is_refused_before_the_store_is_touched(

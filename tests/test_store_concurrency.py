@@ -20,7 +20,7 @@ import pytest
 
 from feedgen.ingest.relay import CaptureRelay
 from feedgen.jobs import prune
-from feedgen.store.models import Like, Post, write_transaction
+from feedgen.store.models import Post, write_transaction
 from tests import stores
 from tests.processes import FeedgenProcess, free_port
 
@@ -95,8 +95,7 @@ def test_pruning_while_ingest_commits_waits_for_the_lock_instead_of_failing(db: 
         number = 0
         while not stop.is_set():
             with write_transaction(db):
-                Like.insert(uri=f'at://did:plc:w/app.bsky.feed.like/{number}', author='did:plc:w', subject='x',
-                            indexed_at=int(time.time() * 1000)).execute()  # fmt: skip
+                stores.write_like(db, number)
             number += 1
 
     writer = threading.Thread(target=ingest_commits)

@@ -29,6 +29,13 @@ from feedgen.ingest.records import FOLLOW, LIKE, POST, REPOST
 POPULAR_SHARE = 0.7
 
 
+_LIKED = (
+    "SELECT 'at://' || s.did || '/app.bsky.feed.post/' || l.subject_rkey FROM like_record AS l"
+    ' JOIN account_number AS s ON s.id = l.subject_author WHERE l.id IN ({})'
+)
+"""The subjects of likes by number (`_sample`'s rowids)."""
+
+
 def _sample(conn: sqlite3.Connection, sql: str, top: int, low: int, count: int, rng: random.Random) -> list[tuple]:
     """Rows of `sql` (a select ending in `IN` over rowids) for `count` random rowids in [low, top]."""
     if top < low or count <= 0:
@@ -74,11 +81,11 @@ class Remapper:
     def _fill_pools(self, rounds: int, counts: Counts) -> None:
         rng = self.rng
         with sqlite3.connect(f'file:{self.store}?mode=ro', uri=True) as conn:
-            top_like = conn.execute('SELECT max(rowid) FROM "like"').fetchone()[0] or 0
+            top_like = conn.execute('SELECT max(id) FROM like_record').fetchone()[0] or 0
             top_post = conn.execute('SELECT max(id) FROM post').fetchone()[0] or 0
             top_follow = conn.execute('SELECT max(rowid) FROM follow').fetchone()[0] or 0
             subjects = rounds * (counts.likes + counts.reposts)
-            popular = _sample(conn, 'SELECT subject FROM "like" WHERE rowid IN ({})', top_like, 1, subjects, rng)
+            popular = _sample(conn, _LIKED, top_like, 1, subjects, rng)
             recent = _sample(conn, 'SELECT uri FROM post WHERE id IN ({})', top_post, top_post * 9 // 10, subjects, rng)
             followed = _sample(conn, 'SELECT subject FROM follow WHERE rowid IN ({})', top_follow, 1,
                                rounds * counts.follows, rng)  # fmt: skip

@@ -247,7 +247,7 @@ def engagement(store: Path) -> dict[str, Any]:
 
 def row_counts(store: Path) -> dict[str, int]:
     with sqlite3.connect(f'file:{store}?mode=ro', uri=True) as conn:
-        tables = ('post', 'like', 'repost', 'follow', 'post_term', 'actor')
+        tables = ('post', 'like', 'account_number', 'repost', 'follow', 'post_term', 'actor')
         return {table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
 
 

@@ -30,10 +30,21 @@ import peewee
 
 from bench.ingest.synth import tid
 from feedgen.ingest.indexer import POST_COLUMNS, SUBJECT_COLUMNS
-from feedgen.store.models import MODELS, Actor, Follow, Like, Post, PostTerm, Repost, create_tables, open_database
+from feedgen.store.likes import insert_likes
+from feedgen.store.models import (
+    MODELS,
+    AccountNumber,
+    Actor,
+    Follow,
+    Post,
+    PostTerm,
+    Repost,
+    create_tables,
+    open_database,
+)
 from feedgen.store.post_counts import fill_post_counts
+from feedgen.store.statements import insert_ignore
 from feedgen.store.terms import post_terms
-from feedgen.store.writes import insert_ignore
 
 FORMAT = 'feedgen-serve-store/2'
 DAY_MS = 86_400_000
@@ -263,7 +274,10 @@ class Filler:
         pragmas = {'journal_mode': 'off', 'synchronous': 'off', 'cache_size': -_CACHE_KIB, 'temp_store': 'memory'}
         db = peewee.SqliteDatabase(path, pragmas=pragmas)
         db.connect()
-        indexes = db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall()
+        numbers = AccountNumber._meta.table_name  # keeps its index: the likes look accounts up by DID
+        indexes = db.execute_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name != ?", (numbers,)
+        ).fetchall()
         for (name,) in indexes:
             db.execute_sql(f'DROP INDEX "{name}"')
         db.execute_sql('BEGIN')
@@ -278,9 +292,10 @@ class Filler:
             ]
             tagged += sum(1 for row in chunk if TAG in row[5].split())
             insert_ignore(db, PostTerm, ('term', 'sort_at', 'post_id'), terms)
-        for model, rows in ((Like, self.like_rows()), (Repost, self.repost_rows())):
-            for chunk in _chunks(rows):
-                insert_ignore(db, model, SUBJECT_COLUMNS, chunk)
+        for chunk in _chunks(self.like_rows()):
+            insert_likes(db, chunk)
+        for chunk in _chunks(self.repost_rows()):
+            insert_ignore(db, Repost, SUBJECT_COLUMNS, chunk)
         for chunk in _chunks(self.follow_rows()):
             insert_ignore(db, Follow, SUBJECT_COLUMNS, chunk)
         for column, counts in (

@@ -20,10 +20,20 @@ from pathlib import Path
 import peewee
 
 from bench.serve.fill import cached_store
-from feedgen.store.models import Actor, BaseModel, Follow, Like, Post, PostTerm, Repost, open_database
-from feedgen.store.writes import insert_ignore
+from feedgen.store.models import (
+    AccountNumber,
+    Actor,
+    BaseModel,
+    Follow,
+    LikeRecord,
+    Post,
+    PostTerm,
+    Repost,
+    open_database,
+)
+from feedgen.store.statements import insert_ignore
 
-COPIED = (Post, PostTerm, Like, Repost, Follow, Actor)
+COPIED = (Post, PostTerm, AccountNumber, LikeRecord, Repost, Follow, Actor)
 """The tables the benchmark's store fills; the others (scores, receipts) are made by the run itself."""
 CHUNK = 20_000
 OUT = Path(__file__).resolve().parents[1] / 'out'

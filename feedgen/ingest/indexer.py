@@ -44,6 +44,7 @@ from feedgen.ingest.events import (
 )
 from feedgen.ingest.plugin_indexers import CreatedRecord, PluginIndexers, RecordIndexer, table_specs
 from feedgen.ingest.records import BLOCK, FOLLOW, LIKE, POST, REPOST
+from feedgen.store.likes import insert_likes
 from feedgen.store.models import (
     Actor,
     Follow,
@@ -57,14 +58,13 @@ from feedgen.store.models import (
 )
 from feedgen.store.plugin_tables import prepare_plugin_tables
 from feedgen.store.reader_graphs import note_follow_deletes
+from feedgen.store.statements import chunks, insert_ignore
 from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
 from feedgen.store.writes import (
     Recount,
     bucket,
-    chunks,
     delete_posts,
     delete_subject_records,
-    insert_ignore,
     note_changes,
     purge_account,
     recount_authors,
@@ -181,10 +181,11 @@ class _Batch:
                 self._insert_posts(rows[POST])
             if rows[FOLLOW]:
                 insert_ignore(self.db, Follow, SUBJECT_COLUMNS, rows[FOLLOW])
-            for collection, counter in ((LIKE, self.recount.likes), (REPOST, self.recount.reposts)):
-                model = _SUBJECT_MODELS[collection]
-                subjects = insert_ignore(self.db, model, SUBJECT_COLUMNS, rows[collection], ('subject',))
-                counter.update(subject for (subject,) in subjects)
+            if rows[LIKE]:
+                self.recount.likes.update(insert_likes(self.db, rows[LIKE]))
+            if rows[REPOST]:
+                reposted = insert_ignore(self.db, Repost, SUBJECT_COLUMNS, rows[REPOST], ('subject',))
+                self.recount.reposts.update(subject for (subject,) in reposted)
             if rows[BLOCK]:
                 insert_ignore(self.db, PublisherBlock, ('uri', 'author'), rows[BLOCK])
                 self.hiding.changed.update(row[1] for row in rows[BLOCK])

@@ -22,7 +22,7 @@ import peewee
 
 from feedgen.store.batches import Batches
 from feedgen.store.plugin_tables import Migration, PluginTable, TableSpec
-from feedgen.store.writes import chunks
+from feedgen.store.statements import chunks
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from feedgen.store.models import (
     write_transaction,
 )
 from feedgen.store.prepared import Prepared, Row, marker
-from feedgen.store.writes import chunks
+from feedgen.store.statements import chunks
 
 REFRESH_SECONDS = 60.0
 SNAPSHOT_POSTS = 1000

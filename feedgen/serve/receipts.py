@@ -44,7 +44,7 @@ from feedgen.serve.jsonio import dumps_bytes
 from feedgen.settings import ReceiptPolicy
 from feedgen.store.batches import Batches
 from feedgen.store.models import FeedStat, Receipt
-from feedgen.store.writes import insert_ignore
+from feedgen.store.statements import insert_ignore
 
 RECEIPT_TTL_HOURS = 24.0
 PRUNE_CHUNK = 5000

@@ -23,7 +23,7 @@ import peewee
 from feedgen.store.batches import Batches
 from feedgen.store.models import Label, LabelerState, Post, write_transaction
 from feedgen.store.prepared import Prepared, marker
-from feedgen.store.writes import delete_keys
+from feedgen.store.statements import delete_keys
 
 TOTALS = ('received', 'applied', 'negated', 'rejected')
 """The running totals kept per labeler: labels received, applied and negated by value, rejected by reason."""

@@ -173,17 +173,63 @@ class PostTerm(BaseModel):
         without_rowid = True
 
 
-class Like(BaseModel):
-    """An `app.bsky.feed.like` record: `author` liked the post `subject`."""
+class AccountNumber(BaseModel):
+    """Each account a like names (its author, or the author of the post it likes), stored once and referred to by
+    number: a like keeps two numbers where it kept two DIDs and two URIs (docs/design.md, "Likes by number")."""
 
-    uri = peewee.TextField(primary_key=True)
-    author = peewee.TextField()
-    subject = peewee.TextField(index=True)
+    id = peewee.BigAutoField()
+    did = peewee.TextField(unique=True)
+
+
+class LikeRecord(BaseModel):
+    """The stored form of a like: `author`'s record `rkey` likes the post `subject_rkey` of `subject_author` (both
+    `AccountNumber` ids). Only likes of posts are kept (nothing ranks a like of a feed or a list). Writers go through
+    `feedgen.store.likes`; readers use the `Like` view, which spells them as URIs and DIDs."""
+
+    id = peewee.BigAutoField()
+    author = peewee.BigIntegerField()
+    rkey = peewee.TextField()
+    subject_author = peewee.BigIntegerField()
+    subject_rkey = peewee.TextField()
     indexed_at = peewee.BigIntegerField(index=True)
 
     class Meta:
-        indexes = ((('author', 'indexed_at'), False),)
-        """What `network` walks for the newest likes of each account a reader follows."""
+        indexes = (
+            (('author', 'rkey'), True),
+            (('subject_author', 'subject_rkey'), False),
+            (('author', 'indexed_at'), False),
+        )
+        """A like's key; what counts a post's likes; what `network` walks for the newest likes of each account a
+        reader follows."""
+
+
+LIKE_COLLECTION = 'app.bsky.feed.like'
+POST_COLLECTION = 'app.bsky.feed.post'
+
+
+class Like(BaseModel):
+    """An `app.bsky.feed.like` record: `author` liked the post `subject`. A view of `LikeRecord` (read-only):
+    selecting by `author` or `indexed_at` walks `LikeRecord`'s indexes; `uri` and `subject` are spelled out from the
+    numbers, so a condition on them reads every like (`feedgen.store.likes` finds likes by URI)."""
+
+    uri = peewee.TextField(primary_key=True)
+    author = peewee.TextField()
+    subject = peewee.TextField()
+    indexed_at = peewee.BigIntegerField()
+
+
+def _like_view(db: peewee.Database) -> str:
+    """The `CREATE VIEW` statement of `Like` on `db`. The author is a join, so a condition on it walks the accounts'
+    DID index and then `(author, indexed_at)`; the subject's DID is a subquery, read only when it is selected."""
+    create = 'CREATE OR REPLACE VIEW' if isinstance(db, peewee.PostgresqlDatabase) else 'CREATE VIEW IF NOT EXISTS'
+    accounts = AccountNumber._meta.table_name
+    subject_did = f'(SELECT did FROM "{accounts}" WHERE id = l.subject_author)'
+    return (
+        f'{create} "{Like._meta.table_name}" AS SELECT'
+        f" 'at://' || a.did || '/{LIKE_COLLECTION}/' || l.rkey AS uri, a.did AS author,"
+        f" 'at://' || {subject_did} || '/{POST_COLLECTION}/' || l.subject_rkey AS subject, l.indexed_at AS indexed_at"
+        f' FROM "{LikeRecord._meta.table_name}" AS l JOIN "{accounts}" AS a ON a.id = l.author'
+    )
 
 
 class Repost(BaseModel):
@@ -494,7 +540,8 @@ MODELS: tuple[type[BaseModel], ...] = (
         Post,
         PostCount,
         PostTerm,
-        Like,
+        AccountNumber,
+        LikeRecord,
         Repost,
         Follow,
         PublisherBlock,
@@ -553,7 +600,8 @@ def open_database(url: str | Path, pragmas: Mapping[str, object] = SQLITE_PRAGMA
 
 
 def create_tables(db: peewee.Database) -> None:
-    """Creates the missing tables of `MODELS`; `WITHOUT ROWID` (a SQLite storage option) only on SQLite."""
+    """Creates the missing tables of `MODELS` and the `Like` view (moving the likes of a store written before likes were
+    numbered: `feedgen.store.likes`); `WITHOUT ROWID` (a SQLite storage option) only on SQLite."""
     declared = {model: model._meta.without_rowid for model in MODELS}
     try:
         for model in MODELS:
@@ -561,6 +609,10 @@ def create_tables(db: peewee.Database) -> None:
         add_missing_columns(db, MODELS)
         db.create_tables(MODELS, safe=True)
         drop_replaced_indexes(db)
+        from feedgen.store.likes import number_stored_likes  # here: it reads the models defined above
+
+        number_stored_likes(db)
+        db.execute_sql(_like_view(db))
     finally:
         for model, without_rowid in declared.items():
             model._meta.without_rowid = without_rowid

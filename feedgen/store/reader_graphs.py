@@ -22,7 +22,7 @@ from typing import Any
 import peewee
 
 from feedgen.store.models import Follow, ReaderGraph, ReaderGraphDelete, write_transaction
-from feedgen.store.writes import chunks, insert_ignore
+from feedgen.store.statements import chunks, insert_ignore
 
 PENDING, SYNCED, FAILED = 'pending', 'synced', 'failed'
 TRUNCATED = 'truncated'

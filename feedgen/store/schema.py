@@ -34,15 +34,15 @@ def add_missing_columns(db: peewee.Database, models: Iterable[type[peewee.Model]
     return added
 
 
-REPLACED_INDEXES = ('like_author', 'repost_author', 'follow_subject', 'repost_indexed_at', 'repost_subject')
-"""Indexes earlier versions made: `(author)` of likes and reposts is the start of `(author, indexed_at)`, no
+REPLACED_INDEXES = ('repost_author', 'follow_subject', 'repost_indexed_at', 'repost_subject')
+"""Indexes earlier versions made: `(author)` of reposts is the start of `(author, indexed_at)`, no
 query looks follows up by their subject alone, and `(indexed_at)` and `(subject)` of reposts are the starts of
 `(indexed_at, uri)` and `(subject, indexed_at)`."""
 
 
 def drop_replaced_indexes(db: peewee.Database) -> list[str]:
     """Drops the `REPLACED_INDEXES` the store still has; returns their names."""
-    present = {index.name for table in ('like', 'repost', 'follow') for index in db.get_indexes(table)}
+    present = {index.name for table in ('repost', 'follow') for index in db.get_indexes(table)}
     dropped = [name for name in REPLACED_INDEXES if name in present]
     for name in dropped:
         db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import peewee
 
+from feedgen.store import likes
 from feedgen.store.models import (
     HOUR_MS,
     Follow,
@@ -34,17 +35,8 @@ from feedgen.store.models import (
     VoteChange,
     visible_posts,
 )
+from feedgen.store.statements import chunks, delete_keys, run_in_chunks
 from feedgen.store.terms import POST_TERM_COLUMNS, row_terms
-
-T = TypeVar('T')
-
-_CHUNK = 500  # rows per statement: well under SQLite's bound-variable limit
-
-
-def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
 
 Bucket = tuple[str, int]
 """An author and an hour (`PostCount`)."""
@@ -82,13 +74,15 @@ class Recount:
         recount_buckets(self.buckets)
 
 
-_RECOUNT = ', '.join(
-    f'"{column}" = (SELECT COUNT(*) FROM "{table}" AS counted WHERE counted."{key}" = "{Post._meta.table_name}".uri)'
-    for column, table, key in (
-        ('like_count', Like._meta.table_name, 'subject'),
-        ('repost_count', Repost._meta.table_name, 'subject'),
-        ('reply_count', Post._meta.table_name, 'reply_parent'),
-    )
+def _pointing_at_post(model: type[peewee.Model], key: str) -> str:
+    """The number of `model`'s rows whose `key` is the URI of the post being updated (raw SQL)."""
+    post = Post._meta.table_name
+    return f'(SELECT COUNT(*) FROM "{model._meta.table_name}" AS counted WHERE counted."{key}" = "{post}".uri)'
+
+
+_RECOUNT = (
+    f'"like_count" = {likes.RECOUNT}, "repost_count" = {_pointing_at_post(Repost, "subject")},'
+    f' "reply_count" = {_pointing_at_post(Post, "reply_parent")}'
 )
 """Sets a post's like, repost and reply counts to the rows that point at it (raw SQL for `_update_posts`)."""
 
@@ -98,14 +92,6 @@ def _update_posts(assignments: str, uris: Collection[str]) -> list[int]:
     update = f'UPDATE "{Post._meta.table_name}" SET {assignments} WHERE uri IN'
     cursors = run_in_chunks(Post._meta.database, update, sorted(uris), ' RETURNING id')
     return [post_id for cursor in cursors for (post_id,) in cursor.fetchall()]
-
-
-def run_in_chunks(db: peewee.Database, head: str, values: Sequence[Any], tail: str = '') -> Iterator[Any]:
-    """Runs the raw statement `head (?, ?, ...)tail` once per chunk of `values`, yielding each cursor: a column `IN`
-    a chunk of values without a peewee node per value, which for a chunk of URIs costs more than the statement."""
-    for chunk in chunks(values):
-        marks = ', '.join([db.param] * len(chunk))
-        yield db.execute_sql(f'{head} ({marks}){tail}', list(chunk))
 
 
 def bucket(author: str, sort_at: int) -> Bucket:
@@ -172,63 +158,6 @@ def _note(model: type[PostChange] | type[VoteChange], column: str, values: Seque
         db.execute_sql(f'INSERT INTO "{model._meta.table_name}" ("{column}", "at") VALUES {rows}', list(chunk))
 
 
-def insert_ignore(
-    db: peewee.Database,
-    model: type[peewee.Model],
-    columns: Sequence[str],
-    rows: list[tuple[Any, ...]],
-    returning: Sequence[str] = (),
-) -> list[tuple[Any, ...]]:
-    """Inserts `rows` (values of `columns`; other columns get the model's defaults) into `model`'s table, skipping
-    rows whose key is already stored; returns the `returning` columns of the rows it inserted.
-
-    `ON CONFLICT DO NOTHING` on SQLite and PostgreSQL alike, without building a peewee query per row: multi-row
-    `VALUES` statements (with `RETURNING` when asked), or one prepared statement run over all rows on SQLite when
-    nothing is returned.
-    """
-    defaults = {
-        field.column_name: field.default
-        for field in model._meta.sorted_fields
-        if field.column_name not in columns and field.default is not None and not callable(field.default)
-    }
-    if defaults:
-        columns, extra = (*columns, *defaults), tuple(defaults.values())
-        rows = [(*row, *extra) for row in rows]
-    names = ', '.join(f'"{column}"' for column in columns)
-    table = model._meta.table_name
-    row_marks = '(' + ', '.join([db.param] * len(columns)) + ')'
-    insert = f'INSERT INTO "{table}" ({names}) VALUES {{}} ON CONFLICT DO NOTHING'
-    if isinstance(db, peewee.SqliteDatabase) and not returning:
-        db.cursor().executemany(insert.format(row_marks), rows)
-        return []
-    suffix = ' RETURNING ' + ', '.join(f'"{column}"' for column in returning) if returning else ''
-    inserted: list[tuple[Any, ...]] = []
-    for chunk in chunks(rows):
-        params = [value for row in chunk for value in row]
-        cursor = db.execute_sql(insert.format(', '.join([row_marks] * len(chunk))) + suffix, params)
-        if returning:
-            inserted.extend(tuple(row) for row in cursor.fetchall())
-    return inserted
-
-
-def delete_keys(
-    db: peewee.Database, model: type[peewee.Model], columns: Sequence[str], keys: list[tuple[Any, ...]]
-) -> None:
-    """Deletes the rows of `model` whose `columns` (its key) equal one of `keys`: one prepared statement run over all
-    keys on SQLite (which scans the table for a row-value `IN`), row-value `IN (VALUES ...)` statements elsewhere."""
-    table = model._meta.table_name
-    if isinstance(db, peewee.SqliteDatabase):
-        match = ' AND '.join(f'"{column}" = ?' for column in columns)
-        db.cursor().executemany(f'DELETE FROM "{table}" WHERE {match}', keys)
-        return
-    names = ', '.join(f'"{column}"' for column in columns)
-    row_marks = '(' + ', '.join([db.param] * len(columns)) + ')'
-    for chunk in chunks(keys):
-        values = ', '.join([row_marks] * len(chunk))
-        params = [value for key in chunk for value in key]
-        db.execute_sql(f'DELETE FROM "{table}" WHERE ({names}) IN (VALUES {values})', params)
-
-
 def delete_posts(where: peewee.Expression, recount: Recount, max_rows: int | None = None) -> int:
     """Deletes the posts matching `where` with their terms, noting the parents whose reply counts change and the
     buckets whose post counts do; returns how many posts.
@@ -274,7 +203,10 @@ def delete_subject_records(
     db = model._meta.database
     if model is Follow:
         return sum(cursor.rowcount for cursor in run_in_chunks(db, delete, values))
-    deleted = [row for cursor in run_in_chunks(db, delete, values, ' RETURNING subject, author') for row in cursor]
+    if model is Like:
+        deleted = likes.delete_likes(db, column, values)
+    else:
+        deleted = [row for cursor in run_in_chunks(db, delete, values, ' RETURNING subject, author') for row in cursor]
     (recount.likes if model is Like else recount.reposts).subtract(subject for subject, _ in deleted)
     if note_voters:
         _note(VoteChange, 'account', sorted({author for _, author in deleted}))
