@@ -33,6 +33,7 @@ BACKEND_SUITES = frozenset(
     {'test_store', 'test_indexer', 'test_server', 'test_fast_path', 'test_pagination', 'test_prepared'}
     | {'test_following', 'test_following_reposts', 'test_graph_sync', 'test_self_labels', 'test_reader_data'}
     | {'test_post_index', 'test_plugin_indexers', 'test_labelers', 'test_post_counts', 'test_counters'}
+    | {'test_schema'}
 )
 """Test modules run on every backend when `FEEDGEN_TEST_DATABASE_URL` is set; the others on SQLite only."""
 

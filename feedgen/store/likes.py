@@ -34,15 +34,16 @@ Deleted = tuple[str, str]
 """A deleted like: the URI of the post it liked, its author's DID."""
 
 _COLUMNS = ('author', 'rkey', 'subject_author', 'subject_rkey', 'indexed_at')
-_POST_PREFIX = len('at://') + len(f'/{POST_COLLECTION}/') + 1
-"""Where a post's record key starts in its URI, after its author's DID (SQL strings count from 1)."""
+_RKEY_AT = len('at://') + len(f'/{POST_COLLECTION}/') + 1
+"""Where a post's record key starts in its URI, after its author's DID (SQL strings count from 1); a like's too, its
+collection's name being as long."""
 
 RECOUNT = (
     f'(SELECT COUNT(*) FROM "{LikeRecord._meta.table_name}" AS counted'
     f' WHERE counted.subject_author = (SELECT id FROM "{AccountNumber._meta.table_name}"'
     f' WHERE did = "{Post._meta.table_name}".author)'
     f' AND counted.subject_rkey = substr("{Post._meta.table_name}".uri, length("{Post._meta.table_name}".author)'
-    f' + {_POST_PREFIX}))'
+    f' + {_RKEY_AT}))'
 )
 """The number of likes of a post (raw SQL, in an `UPDATE` of `post`): through the subject index."""
 
@@ -122,33 +123,48 @@ def delete_likes(db: peewee.Database, column: str, values: Sequence[str]) -> lis
     return [(post_uri(dids[subject], rkey), dids[author]) for subject, rkey, author in deleted]
 
 
-MIGRATE_CHUNK = 50_000
-"""Likes read at a time when a store's likes are numbered (`number_stored_likes`)."""
-
-
 def number_stored_likes(db: peewee.Database) -> int:
-    """Moves the likes of a store written before likes were numbered (a `like` table of text) into `LikeRecord`, in
-    one transaction (a crash leaves the store as it was), and drops that table; returns how many likes it moved."""
+    """Moves the likes of a store written before likes were numbered (a `like` table of text) into `LikeRecord` and
+    drops that table, in one transaction (a crash leaves the store as it was); returns how many likes it moved.
+
+    Three set-based statements (number the accounts in DID order, copy the likes in the order stored, index them), not
+    `insert_likes` a chunk at a time: at half the network's size, 21 million likes, that took 7,000 likes a second
+    (bench/RESULTS.md, "Likes by number")."""
     table = Like._meta.table_name
     if not _is_table(db, table):
         return 0
-    old = f'{table}_text'
-    started = reported = time.monotonic()
-    moved = 0
+    old, records, accounts = f'{table}_text', LikeRecord._meta.table_name, AccountNumber._meta.table_name
+    find = 'strpos' if isinstance(db, peewee.PostgresqlDatabase) else 'instr'
+    subject_did = f"substr(l.subject, 6, {find}(substr(l.subject, 6), '/') - 1)"
+    like_prefix = f"'at://' || l.author || '/{LIKE_COLLECTION}/'"
+    started = time.monotonic()
     with db.atomic():
         db.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{old}"')
         total = db.execute_sql(f'SELECT COUNT(*) FROM "{old}"').fetchone()[0]
-        select = f'SELECT uri, author, subject, indexed_at FROM "{old}" WHERE uri > {db.param} ORDER BY uri LIMIT '
-        after = ''
-        while rows := db.execute_sql(select + str(MIGRATE_CHUNK), (after,)).fetchall():
-            insert_likes(db, [tuple(row) for row in rows])
-            moved, after = moved + len(rows), rows[-1][0]
-            if time.monotonic() - reported > 10:
-                reported = time.monotonic()
-                log.info('numbering stored likes: %d of %d in %.0f s', moved, total, reported - started)
+        log.info('numbering %d stored likes', total)
+        db.execute_sql(
+            f'INSERT INTO "{accounts}" (did) SELECT did FROM (SELECT author AS did FROM "{old}"'
+            f' UNION SELECT {subject_did} FROM "{old}" AS l) AS dids WHERE did NOT IN (SELECT did FROM "{accounts}")'
+            ' ORDER BY did'
+        )
+        # the indexes go, to be built again from the copied rows (faster than row by row); PostgreSQL's key stays
+        declared = [index.name for index in db.get_indexes(records) if index.name.startswith(f'{records}_')]
+        for name in [name for name in declared if name != f'{records}_pkey']:
+            db.execute_sql(f'DROP INDEX "{name}"')
+        moved = db.execute_sql(
+            f'INSERT INTO "{records}" (author, rkey, subject_author, subject_rkey, indexed_at)'
+            f' SELECT a.id, substr(l.uri, length(l.author) + {_RKEY_AT}), s.id,'
+            f' substr(l.subject, length(s.did) + {_RKEY_AT}), l.indexed_at'
+            f' FROM "{old}" AS l JOIN "{accounts}" AS a ON a.did = l.author'
+            f' JOIN "{accounts}" AS s ON s.did = {subject_did}'
+            f' WHERE substr(l.uri, 1, length(l.author) + {_RKEY_AT - 1}) = {like_prefix}'
+            f" AND substr(l.subject, length(s.did) + 6, {_RKEY_AT - 6}) = '/{POST_COLLECTION}/'"
+        ).rowcount
+        log.info('numbered %d stored likes in %.0f s; indexing them', moved, time.monotonic() - started)
+        db.create_tables([LikeRecord], safe=True)
         db.execute_sql(f'DROP TABLE "{old}"')
-    log.info('numbered %d stored likes in %.1f s', moved, time.monotonic() - started)
-    return moved
+    log.info('numbered %d stored likes (of %d) in %.1f s', moved, total, time.monotonic() - started)
+    return int(moved)
 
 
 def _is_table(db: peewee.Database, name: str) -> bool:
