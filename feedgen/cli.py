@@ -199,6 +199,7 @@ def run_main_job(settings: Settings, host: str, port: int, app_factory: Callable
     """
     for signum in (signal.SIGTERM, signal.SIGINT):  # until the server takes the signals over, and after it
         signal.signal(signum, _exit_quietly)
+    open_database(settings.database).close()  # brings an older store up to date before its other processes open it
     stopping = threading.Event()
     stop_main = functools.partial(os.kill, os.getpid(), signal.SIGTERM)
     supervisor = threading.Thread(

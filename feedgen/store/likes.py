@@ -23,6 +23,7 @@ from feedgen.store.models import (
     Like,
     LikeRecord,
     Post,
+    write_transaction,
 )
 from feedgen.store.statements import insert_ignore, run_in_chunks
 
@@ -123,6 +124,10 @@ def delete_likes(db: peewee.Database, column: str, values: Sequence[str]) -> lis
     return [(post_uri(dids[subject], rkey), dids[author]) for subject, rkey, author in deleted]
 
 
+_MOVING_LIKES = 0x6C696B6573
+"""The PostgreSQL advisory lock a process moving a store's likes holds."""
+
+
 def number_stored_likes(db: peewee.Database) -> int:
     """Moves the likes of a store written before likes were numbered (a `like` table of text) into `LikeRecord` and
     drops that table, in one transaction (a crash leaves the store as it was); returns how many likes it moved.
@@ -138,7 +143,11 @@ def number_stored_likes(db: peewee.Database) -> int:
     subject_did = f"substr(l.subject, 6, {find}(substr(l.subject, 6), '/') - 1)"
     like_prefix = f"'at://' || l.author || '/{LIKE_COLLECTION}/'"
     started = time.monotonic()
-    with db.atomic():
+    with write_transaction(db):
+        if isinstance(db, peewee.PostgresqlDatabase):  # another process opening the store waits here, then finds none
+            db.execute_sql('SELECT pg_advisory_xact_lock(%s)', (_MOVING_LIKES,))
+        if not _is_table(db, table):
+            return 0
         db.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{old}"')
         total = db.execute_sql(f'SELECT COUNT(*) FROM "{old}"').fetchone()[0]
         log.info('numbering %d stored likes', total)

@@ -218,14 +218,13 @@ class Like(BaseModel):
     indexed_at = peewee.BigIntegerField()
 
 
-def _like_view(db: peewee.Database) -> str:
-    """The `CREATE VIEW` statement of `Like` on `db`. The author is a join, so a condition on it walks the accounts'
+def _like_view() -> str:
+    """The `CREATE VIEW` statement of `Like`. The author is a join, so a condition on it walks the accounts'
     DID index and then `(author, indexed_at)`; the subject's DID is a subquery, read only when it is selected."""
-    create = 'CREATE OR REPLACE VIEW' if isinstance(db, peewee.PostgresqlDatabase) else 'CREATE VIEW IF NOT EXISTS'
     accounts = AccountNumber._meta.table_name
     subject_did = f'(SELECT did FROM "{accounts}" WHERE id = l.subject_author)'
     return (
-        f'{create} "{Like._meta.table_name}" AS SELECT'
+        f'CREATE VIEW "{Like._meta.table_name}" AS SELECT'
         f" 'at://' || a.did || '/{LIKE_COLLECTION}/' || l.rkey AS uri, a.did AS author,"
         f" 'at://' || {subject_did} || '/{POST_COLLECTION}/' || l.subject_rkey AS subject, l.indexed_at AS indexed_at"
         f' FROM "{LikeRecord._meta.table_name}" AS l JOIN "{accounts}" AS a ON a.id = l.author'
@@ -612,7 +611,8 @@ def create_tables(db: peewee.Database) -> None:
         from feedgen.store.likes import number_stored_likes  # here: it reads the models defined above
 
         number_stored_likes(db)
-        db.execute_sql(_like_view(db))
+        if Like._meta.table_name not in {view.name for view in db.get_views()}:
+            db.execute_sql(_like_view())
     finally:
         for model, without_rowid in declared.items():
             model._meta.without_rowid = without_rowid
