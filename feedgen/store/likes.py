@@ -108,8 +108,8 @@ def delete_likes(db: peewee.Database, column: str, values: Sequence[str]) -> lis
     returning = ' RETURNING subject_author, subject_rkey, author'
     deleted: list[tuple[int, str, int]] = []
     if column == 'author':
-        numbers = list(account_numbers(db, values).values())
-        for cursor in run_in_chunks(db, f'DELETE FROM "{table}" WHERE author IN', numbers, returning):
+        authors = list(account_numbers(db, values).values())
+        for cursor in run_in_chunks(db, f'DELETE FROM "{table}" WHERE author IN', authors, returning):
             deleted.extend(cursor.fetchall())
     elif column == 'uri':
         keys = [key for key in map(split_uri, values) if key is not None and key[1] == LIKE_COLLECTION]
