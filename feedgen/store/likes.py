@@ -136,7 +136,7 @@ def number_stored_likes(db: peewee.Database) -> int:
     `insert_likes` a chunk at a time: at half the network's size, 21 million likes, that took 7,000 likes a second
     (bench/RESULTS.md, "Likes by number")."""
     table = Like._meta.table_name
-    if not _is_table(db, table):
+    if not db.table_exists(table):  # a table, not the view
         return 0
     old, records, accounts = f'{table}_text', LikeRecord._meta.table_name, AccountNumber._meta.table_name
     find = 'strpos' if isinstance(db, peewee.PostgresqlDatabase) else 'instr'
@@ -146,7 +146,7 @@ def number_stored_likes(db: peewee.Database) -> int:
     with write_transaction(db):
         if isinstance(db, peewee.PostgresqlDatabase):  # another process opening the store waits here, then finds none
             db.execute_sql('SELECT pg_advisory_xact_lock(%s)', (_MOVING_LIKES,))
-        if not _is_table(db, table):
+        if not db.table_exists(table):  # a table, not the view
             return 0
         db.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{old}"')
         total = db.execute_sql(f'SELECT COUNT(*) FROM "{old}"').fetchone()[0]
@@ -174,12 +174,3 @@ def number_stored_likes(db: peewee.Database) -> int:
         db.execute_sql(f'DROP TABLE "{old}"')
     log.info('numbered %d stored likes (of %d) in %.1f s', moved, total, time.monotonic() - started)
     return int(moved)
-
-
-def _is_table(db: peewee.Database, name: str) -> bool:
-    """Whether `name` is a table (not a view) of `db`."""
-    if isinstance(db, peewee.PostgresqlDatabase):
-        query = "SELECT 1 FROM information_schema.tables WHERE table_name = %s AND table_type = 'BASE TABLE'"
-    else:
-        query = "SELECT 1 FROM sqlite_master WHERE name = ? AND type = 'table'"
-    return db.execute_sql(query, (name,)).fetchone() is not None

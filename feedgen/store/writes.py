@@ -196,9 +196,9 @@ def delete_subject_records(
     recount: Recount,
     note_voters: bool = True,
 ) -> int:
-    """Deletes the likes, reposts or follows whose `column` is one of `values` (`run_in_chunks`), noting the change
-    in the counters of the posts they pointed at and, with `note_voters`, the accounts whose likes or reposts they
-    were (`VoteChange`); returns how many."""
+    """Deletes the likes (through `feedgen.store.likes`), reposts or follows whose `column` is one of `values`, noting
+    the change in the counters of the posts they pointed at and, with `note_voters`, the accounts whose likes or
+    reposts they were (`VoteChange`); returns how many."""
     delete = f'DELETE FROM "{model._meta.table_name}" WHERE "{column}" IN'
     db = model._meta.database
     if model is Follow:
